@@ -1,0 +1,54 @@
+"""Configuration models: frozen pydantic models, unknown keys rejected.
+
+Configuration is read once, at the edge (the command line or a flow's entry), by
+:func:`pipeline.io.config.load_config`; library functions take plain keyword arguments. Physical units
+are explicit in the field names (``voxel_size_um`` is (z, y, x) in micrometres).
+
+Each stage owns its section model beside its code (``pipeline.synth.PhantomParams``); this module
+assembles them into :class:`NeuroreconConfig`, the schema of the YAML files in ``configs/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.synth.params import PhantomParams
+
+__all__ = ["DaskConfig", "NeuroreconConfig", "OutputConfig", "StrictModel"]
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: immutable, and unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaskConfig(StrictModel):
+    """Where block-wise work runs.
+
+    With ``address`` unset a ``LocalCluster`` is started on this machine; otherwise the scheduler at
+    ``address`` (e.g. ``tcp://scheduler:8786``) of an existing cluster is used and the local settings
+    are ignored.
+    """
+
+    address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
+    n_workers: Annotated[int, Field(ge=1)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = Field("4GiB", description="per local worker, as Dask parses it")
+
+
+class OutputConfig(StrictModel):
+    """Where results go. Every output path must stay inside ``root``."""
+
+    root: Path = Path("runs")
+
+
+class NeuroreconConfig(StrictModel):
+    """The whole configuration; every section has working defaults."""
+
+    synth: PhantomParams = PhantomParams()
+    dask: DaskConfig = DaskConfig()
+    output: OutputConfig = OutputConfig()

@@ -1,0 +1,33 @@
+"""The project's exception hierarchy.
+
+Every failure caused by the user's input or environment derives from :class:`NeuroreconError`, so the
+command line can print its message (which names the problem and the fix) without a traceback and exit
+non-zero. Wrong types still raise :class:`TypeError` and wrong values :class:`ValueError` at the public
+entry points; the classes below subclass those too where that is what they are.
+"""
+
+from __future__ import annotations
+
+
+class NeuroreconError(Exception):
+    """Base class of every domain failure neurorecon reports to its users."""
+
+
+class ConfigError(NeuroreconError, ValueError):
+    """A configuration file or environment override is invalid."""
+
+
+class InputDataError(NeuroreconError, ValueError):
+    """Input data (a volume, a store, an SWC file) is missing, malformed or inconsistent."""
+
+
+class CheckpointError(NeuroreconError, ValueError):
+    """A model checkpoint is corrupt or does not match the configured architecture."""
+
+
+class OutputError(NeuroreconError, OSError):
+    """An output location cannot be written safely (read-only, locked, outside the output root, ...)."""
+
+
+class BlockFailure(NeuroreconError, RuntimeError):
+    """One or more blocks failed after their retries; the run is incomplete."""

@@ -1,0 +1,1 @@
+"""All reading and writing of stores and files: OME-Zarr volumes, SWC skeletons, configs."""
