@@ -1,0 +1,457 @@
+"""OME-Zarr 0.5 images and label images: create, open, write aligned regions, lazy dask access.
+
+Layout of a store written here (Zarr v3, OME-NGFF 0.5)::
+
+    volume.zarr/                 image group: ome.multiscales, axes z, y, x in micrometer (c first if channels)
+    volume.zarr/0                the full-resolution array
+    volume.zarr/labels/          ome.labels = [names]
+    volume.zarr/labels/<name>/   ome.multiscales + ome.image-label (source: ../../)
+    volume.zarr/labels/<name>/0  integer label array, same (z, y, x) shape and scale as the image
+
+Voxel sizes are read from (and written to) the ``scale`` transformation of level ``0`` and reported in
+micrometres, whatever unit the file uses (nanometer and millimeter are converted). Multiscale metadata
+and image-label metadata are written with ome-zarr-py, arrays with zarr.
+
+Writes go through :func:`write_region`, which accepts only regions aligned to the chunk grid (a region
+may end at the volume border), so concurrent block writers never share a chunk.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from ome_zarr.format import FormatV05
+from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+from pipeline._checks import as_voxel_size
+from pipeline.errors import InputDataError, OutputError
+
+__all__ = [
+    "OmeArray",
+    "create_image",
+    "create_labels",
+    "list_labels",
+    "open_image",
+    "open_labels",
+    "write_image",
+    "write_labels",
+    "write_region",
+]
+
+_UNIT_TO_UM = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "angstrom": 1e-4}
+_SPATIAL = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class OmeArray:
+    """One level-0 array of an OME-Zarr image or label image, with its physical metadata.
+
+    Attributes
+    ----------
+    array : zarr.Array
+        The array; index it to read (only the chunks touched are loaded).
+    voxel_size_um : tuple of float
+        (z, y, x) voxel size in micrometres.
+    axes : tuple of str
+        Axis names, ``("z", "y", "x")`` or ``("c", "z", "y", "x")``.
+    path : Path
+        The image or label group's directory.
+    name : str
+        The image name (multiscales ``name``) or label name.
+    """
+
+    array: zarr.Array
+    voxel_size_um: tuple[float, float, float]
+    axes: tuple[str, ...]
+    path: Path
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def spatial_shape(self) -> tuple[int, int, int]:
+        return tuple(self.array.shape[-3:])  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return tuple(self.array.chunks)
+
+    def to_dask(self) -> Any:
+        """A lazy ``dask.array`` over the array, chunked like the store."""
+        import dask.array as da
+
+        return da.from_zarr(self.array)
+
+
+def create_image(
+    path: str | Path,
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    voxel_size_um: Sequence[float],
+    name: str = "image",
+    channels: int | None = None,
+    overwrite: bool = False,
+    exist_ok: bool = False,
+) -> zarr.Array:
+    """Create an OME-Zarr 0.5 image group at ``path`` and return its level-0 array for writing.
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory of the store to create (conventionally ending ``.zarr``).
+    shape, chunks : sequence of int
+        (z, y, x) shape and chunk shape in voxels (without the channel axis).
+    dtype : numpy dtype
+        Element type, e.g. ``"uint16"``.
+    voxel_size_um : sequence of float
+        (z, y, x) voxel size in µm.
+    name : str
+        Name recorded in the multiscales metadata.
+    channels : int, optional
+        If given, the array gets a leading channel axis ``c`` of this length (one chunk over it).
+    overwrite : bool
+        Delete any existing store at ``path`` first.
+    exist_ok : bool
+        Reuse an existing image at ``path`` if its shape, dtype, chunks and voxel size match (so an
+        interrupted block-wise run can resume); raise if they differ.
+
+    Returns
+    -------
+    zarr.Array
+        The level-0 array, filled with zeros where nothing has been written.
+
+    Raises
+    ------
+    OutputError
+        If ``path`` exists and neither ``overwrite`` nor ``exist_ok`` is set, or exists with other
+        shape/dtype/chunks/voxel size, or cannot be written.
+    ValueError
+        If shape, chunks or voxel size are invalid.
+    """
+    path = Path(path)
+    spatial_shape = _check_shape(shape, "shape")
+    spatial_chunks = _check_shape(chunks, "chunks")
+    vs = as_voxel_size(voxel_size_um)
+    dt = np.dtype(dtype)
+    full_shape = spatial_shape if channels is None else (int(channels), *spatial_shape)
+    full_chunks = spatial_chunks if channels is None else (int(channels), *spatial_chunks)
+    full_chunks = tuple(min(c, s) for c, s in zip(full_chunks, full_shape, strict=True))
+    if channels is not None and int(channels) < 1:
+        raise ValueError(f"channels must be a positive integer; got {channels}")
+
+    if path.exists():
+        if exist_ok and not overwrite:
+            existing = open_image(path, mode="r+")
+            _require_compatible(existing, full_shape, dt, full_chunks, vs, str(path))
+            return existing.array
+        if not overwrite:
+            raise OutputError(
+                f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it, "
+                "or choose another output path"
+            )
+        _remove_tree(path)
+    try:
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        arr = group.create_array(
+            "0",
+            shape=full_shape,
+            chunks=full_chunks,
+            dtype=dt,
+            fill_value=0,
+            dimension_names=_axes(channels is not None),
+        )
+        write_multiscales_metadata(
+            group, _datasets(vs, channels is not None), fmt=FormatV05(), axes=_axes_meta(channels is not None),
+            name=name,
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot create OME-Zarr image at {path}: {exc}") from None
+    return arr
+
+
+def create_labels(
+    path: str | Path,
+    name: str,
+    *,
+    dtype: Any = "uint32",
+    chunks: Sequence[int] | None = None,
+    overwrite: bool = False,
+    exist_ok: bool = False,
+) -> zarr.Array:
+    """Create the label image ``labels/<name>`` of the OME-Zarr image at ``path``.
+
+    The label array has the image's (z, y, x) shape and voxel size; ``chunks`` default to the
+    image's spatial chunks. ``overwrite`` and ``exist_ok`` behave as in :func:`create_image`.
+
+    Raises
+    ------
+    InputDataError
+        If ``path`` is not an OME-Zarr image.
+    TypeError
+        If ``dtype`` is not an integer type.
+    OutputError
+        If the label image exists (without ``overwrite``/``exist_ok``) or is incompatible.
+    """
+    _check_name(name)
+    dt = np.dtype(dtype)
+    if dt.kind not in "iu":
+        raise TypeError(f"label dtype must be an integer type (e.g. uint32, uint64); got {dt}")
+    image = open_image(path)
+    spatial_shape = image.spatial_shape
+    spatial_chunks = _check_shape(chunks, "chunks") if chunks is not None else tuple(image.chunks[-3:])
+    spatial_chunks = tuple(min(c, s) for c, s in zip(spatial_chunks, spatial_shape, strict=True))
+    root = zarr.open_group(str(image.path), mode="r+")
+    label_path = image.path / "labels" / name
+    if label_path.exists():
+        if exist_ok and not overwrite:
+            existing = open_labels(image.path, name, mode="r+")
+            _require_compatible(existing, spatial_shape, dt, spatial_chunks, image.voxel_size_um, str(label_path))
+            return existing.array
+        if not overwrite:
+            raise OutputError(
+                f"label image {label_path} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
+            )
+        _remove_tree(label_path)
+    try:
+        labels_group = root.require_group("labels")
+        group = labels_group.create_group(name, overwrite=True)
+        arr = group.create_array(
+            "0", shape=spatial_shape, chunks=spatial_chunks, dtype=dt, fill_value=0, dimension_names=_SPATIAL
+        )
+        write_multiscales_metadata(
+            group, _datasets(image.voxel_size_um, False), fmt=FormatV05(), axes=_axes_meta(False), name=name
+        )
+        names = [n for n in labels_group.attrs.get("ome", {}).get("labels", []) if n != name]
+        labels_group.attrs["ome"] = {"version": "0.5", "labels": names}
+        write_label_metadata(labels_group, name, fmt=FormatV05(), source={"image": "../../"})
+    except OSError as exc:
+        raise OutputError(f"cannot create label image {label_path}: {exc}") from None
+    return arr
+
+
+def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
+    """Open the level-0 array of the OME-Zarr image at ``path``.
+
+    Raises
+    ------
+    InputDataError
+        If there is no Zarr group at ``path``, it has no OME multiscales metadata, its level-0 array
+        is missing, or its axes/scale are not (c,) z, y, x with positive sizes.
+    """
+    return _open_group_image(Path(path), mode=mode, what="OME-Zarr image")
+
+
+def open_labels(path: str | Path, name: str, *, mode: str = "r") -> OmeArray:
+    """Open the label image ``labels/<name>`` of the OME-Zarr image at ``path``.
+
+    Raises
+    ------
+    InputDataError
+        If the label image does not exist (the message lists those that do) or is malformed.
+    """
+    _check_name(name)
+    path = Path(path)
+    label_path = path / "labels" / name
+    if not (label_path / "zarr.json").is_file():
+        have = list_labels(path) if (path / "zarr.json").is_file() else []
+        listing = ", ".join(have) if have else "none"
+        raise InputDataError(f"no label image '{name}' in {path} (label images present: {listing})")
+    out = _open_group_image(label_path, mode=mode, what="OME-Zarr label image")
+    if out.dtype.kind not in "iu":
+        raise InputDataError(f"label image {label_path} has dtype {out.dtype}; label images must be integer")
+    return out
+
+
+def list_labels(path: str | Path) -> list[str]:
+    """Names of the label images of the OME-Zarr image at ``path`` (empty if none)."""
+    labels_json = Path(path) / "labels" / "zarr.json"
+    if not labels_json.is_file():
+        return []
+    group = zarr.open_group(str(Path(path) / "labels"), mode="r")
+    return list(group.attrs.get("ome", {}).get("labels", []))
+
+
+def write_region(array: zarr.Array, region: Sequence[slice], data: np.ndarray) -> None:
+    """Write ``data`` into ``array[region]``; the region must be aligned to the chunk grid.
+
+    Each slice's start must be a multiple of the chunk size along its axis, and its stop a multiple
+    too or the array's end, so a region covers whole chunks and two writers of disjoint regions
+    never touch the same chunk.
+
+    Raises
+    ------
+    ValueError
+        If the region is not aligned, is out of bounds, or ``data`` has another shape.
+    """
+    region = tuple(region)
+    if len(region) != array.ndim:
+        raise ValueError(f"region has {len(region)} slices but the array has {array.ndim} dimensions")
+    want = []
+    for axis, (sl, size, chunk) in enumerate(zip(region, array.shape, array.chunks, strict=True)):
+        start, stop, step = sl.indices(size)
+        if step != 1 or sl.start is not None and sl.start < 0 or sl.stop is not None and sl.stop > size:
+            raise ValueError(f"region {region} is out of bounds for array shape {array.shape} (axis {axis})")
+        if start % chunk or (stop % chunk and stop != size):
+            raise ValueError(
+                f"region {region} is not aligned to the chunk grid {array.chunks} along axis {axis}: "
+                f"start and stop must be multiples of {chunk} (stop may be the array end {size})"
+            )
+        want.append(stop - start)
+    if tuple(data.shape) != tuple(want):
+        raise ValueError(f"data has shape {data.shape} but region {region} has shape {tuple(want)}")
+    array[region] = data
+
+
+def write_image(
+    path: str | Path,
+    data: np.ndarray,
+    *,
+    voxel_size_um: Sequence[float],
+    chunks: Sequence[int] | None = None,
+    name: str = "image",
+    overwrite: bool = False,
+) -> OmeArray:
+    """Write an in-memory (z, y, x) or (c, z, y, x) array as a new OME-Zarr image."""
+    data = np.asarray(data)
+    if data.ndim not in (3, 4):
+        raise ValueError(f"data has ndim={data.ndim}; expected (z, y, x) or (c, z, y, x)")
+    spatial = data.shape[-3:]
+    chunks = tuple(chunks) if chunks is not None else tuple(min(s, 128) for s in spatial)
+    arr = create_image(
+        path, shape=spatial, dtype=data.dtype, chunks=chunks, voxel_size_um=voxel_size_um, name=name,
+        channels=data.shape[0] if data.ndim == 4 else None, overwrite=overwrite,
+    )
+    arr[...] = data
+    return open_image(path)
+
+
+def write_labels(
+    path: str | Path, name: str, data: np.ndarray, *, chunks: Sequence[int] | None = None, overwrite: bool = False
+) -> OmeArray:
+    """Write an in-memory (z, y, x) integer array as the label image ``labels/<name>``."""
+    data = np.asarray(data)
+    image = open_image(path)
+    if data.shape != image.spatial_shape:
+        raise ValueError(f"labels have shape {data.shape} but the image {path} has (z, y, x) shape {image.spatial_shape}")
+    arr = create_labels(path, name, dtype=data.dtype, chunks=chunks, overwrite=overwrite)
+    arr[...] = data
+    return open_labels(path, name)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _axes(channels: bool) -> tuple[str, ...]:
+    return ("c", *_SPATIAL) if channels else _SPATIAL
+
+
+def _axes_meta(channels: bool) -> list[dict[str, str]]:
+    spatial = [{"name": a, "type": "space", "unit": "micrometer"} for a in _SPATIAL]
+    return ([{"name": "c", "type": "channel"}] if channels else []) + spatial
+
+
+def _datasets(vs: Sequence[float], channels: bool) -> list[dict[str, Any]]:
+    scale = ([1.0] if channels else []) + [float(v) for v in vs]
+    return [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+
+
+def _check_shape(shape: Any, name: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be three positive integers (z, y, x); got {shape!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise ValueError(f"{name} must be three positive integers (z, y, x); got {values}")
+    return values  # type: ignore[return-value]
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ValueError(f"label name must be a plain non-empty name without '/'; got {name!r}")
+
+
+def _require_compatible(
+    existing: OmeArray, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...],
+    vs: Sequence[float], where: str,
+) -> None:
+    diffs = []
+    if existing.shape != tuple(shape):
+        diffs.append(f"shape {existing.shape} != {tuple(shape)}")
+    if existing.dtype != dtype:
+        diffs.append(f"dtype {existing.dtype} != {dtype}")
+    if existing.chunks != tuple(chunks):
+        diffs.append(f"chunks {existing.chunks} != {tuple(chunks)}")
+    if not np.allclose(existing.voxel_size_um, vs, rtol=1e-6):
+        diffs.append(f"voxel_size_um {existing.voxel_size_um} != {tuple(vs)}")
+    if diffs:
+        raise OutputError(
+            f"{where} exists with different metadata ({'; '.join(diffs)}); refusing to mix outputs. "
+            "Use another output path or overwrite=True (CLI: --overwrite)"
+        )
+
+
+def _remove_tree(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise OutputError(f"cannot remove existing {path}: {exc}") from None
+
+
+def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
+    if not (path / "zarr.json").is_file():
+        hint = " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file() else ""
+        raise InputDataError(f"no {what} at {path}: it is not a Zarr v3 group{hint}")
+    try:
+        group = zarr.open_group(str(path), mode=mode)
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot open {what} at {path}: {exc}") from None
+    ome = group.attrs.get("ome")
+    multiscales = (ome or {}).get("multiscales") or group.attrs.get("multiscales")
+    if not multiscales:
+        raise InputDataError(f"{path} has no OME-Zarr 'multiscales' metadata; is it an OME-Zarr 0.5 image?")
+    ms = multiscales[0]
+    axes = ms.get("axes", [])
+    names = tuple(a["name"] if isinstance(a, dict) else str(a) for a in axes)
+    if names not in (_SPATIAL, ("c", *_SPATIAL)):
+        raise InputDataError(f"{path} has axes {names}; expected (z, y, x) or (c, z, y, x)")
+    datasets = ms.get("datasets") or []
+    if not datasets:
+        raise InputDataError(f"{path} multiscales metadata lists no datasets")
+    level0 = datasets[0]
+    try:
+        arr = group[level0["path"]]
+    except KeyError:
+        raise InputDataError(f"{what} {path} is missing its level-0 array '{level0['path']}'") from None
+    if not isinstance(arr, zarr.Array):
+        raise InputDataError(f"{path}/{level0['path']} is not an array")
+    scale = [1.0] * len(names)
+    for t in level0.get("coordinateTransformations", []):
+        if t.get("type") == "scale":
+            scale = list(t["scale"])
+    units = [a.get("unit", "micrometer") if isinstance(a, dict) else "micrometer" for a in axes]
+    vs = []
+    for name, s, unit in zip(names, scale, units, strict=True):
+        if name == "c":
+            continue
+        if unit not in _UNIT_TO_UM:
+            raise InputDataError(f"{path}: axis {name} has unit {unit!r}; expected one of {sorted(_UNIT_TO_UM)}")
+        vs.append(float(s) * _UNIT_TO_UM[unit])
+    try:
+        voxel_size = as_voxel_size(vs, name=f"voxel size (scale) of {path}")
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from None
+    return OmeArray(arr, voxel_size, names, path, str(ms.get("name", path.name)))  # type: ignore[arg-type]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.io.config import load_config
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+
+
+def test_defaults_and_env_override():
+    cfg = load_config(env={})
+    assert cfg.synth.voxel_size_um == (1.5, 0.5, 0.5)
+    cfg = load_config(env={"NEURORECON__SYNTH__SEED": "7", "NEURORECON__DASK__ADDRESS": "tcp://h:8786",
+                           "NEURORECON__SYNTH__SHAPE": "[8, 16, 16]", "OTHER": "x"})
+    assert cfg.synth.seed == 7
+    assert cfg.dask.address == "tcp://h:8786"
+    assert cfg.synth.shape == (8, 16, 16)
+
+
+def test_config_is_frozen():
+    cfg = load_config(env={})
+    with pytest.raises(Exception, match="frozen"):
+        cfg.synth.seed = 3  # type: ignore[misc]
+
+
+def test_env_override_beats_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("synth:\n  seed: 3\n")
+    assert load_config(p, env={}).synth.seed == 3
+    assert load_config(p, env={"NEURORECON__SYNTH__SEED": "9"}).synth.seed == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("synth:\n  seeed: 3\n", r"unknown key 'synth.seeed'; allowed keys in synth: .*seed"),
+        ("synht:\n  seed: 3\n", r"unknown key 'synht'; allowed keys: dask, output, synth"),
+        ("synth:\n  voxel_size_um: [1, 0, 1]\n", r"synth.voxel_size_um.1: .*greater than 0"),
+        ("synth:\n  shape: [4, 4]\n", r"synth.shape"),
+        ("synth:\n  seed: [\n", r"not valid YAML at line"),
+        ("- a\n- b\n", r"must hold a mapping"),
+        ("synth:\n  dropout:\n    length_um: [5, 2]\n", r"min <= max"),
+    ],
+)
+def test_bad_config_gives_one_clear_message(tmp_path, text, match):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(p, env={})
+    assert str(p) in str(info.value)
+
+
+def test_missing_file_and_bad_env():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/nonexistent/c.yaml", env={})
+    with pytest.raises(ConfigError, match="unknown key 'synth.sed'"):
+        load_config(env={"NEURORECON__SYNTH__SED": "1"})
+    with pytest.raises(ConfigError, match="malformed"):
+        load_config(env={"NEURORECON__SYNTH__": "1"})
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    load_config(path, env={})
