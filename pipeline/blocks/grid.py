@@ -1,0 +1,142 @@
+"""A regular grid of blocks over a (z, y, x) volume.
+
+Each block has a *write region* — the part of the output it owns, a whole number of output chunks, so
+no two blocks ever write the same chunk — and a *read region*: the write region grown by ``halo`` voxels
+on every side (the context a model or a watershed needs), clipped to the volume. ``read_pad`` says how
+many voxels the clipping removed on each side, so a stage that needs the full context can pad the data
+it read (e.g. by reflection) before processing.
+
+Block ids are the C-order (z, then y, then x) linear index of the block in the grid; they are stable
+for a given volume shape and block shape, which is what per-block completion state is keyed on.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Block", "block_grid"]
+
+Region = tuple[slice, slice, slice]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a :func:`block_grid`.
+
+    Attributes
+    ----------
+    id : int
+        C-order linear index of the block in the grid.
+    index : tuple of int
+        (z, y, x) position of the block in the grid.
+    write : tuple of slice
+        Region of the volume this block owns (aligned to the chunk grid).
+    read : tuple of slice
+        ``write`` grown by the halo and clipped to the volume.
+    read_pad : tuple of (int, int)
+        Per axis, the (before, after) voxels of halo lost to clipping at the volume border.
+    """
+
+    id: int
+    index: tuple[int, int, int]
+    write: Region
+    read: Region
+    read_pad: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+
+    @property
+    def write_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.write)  # type: ignore[return-value]
+
+    @property
+    def read_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.read)  # type: ignore[return-value]
+
+    @property
+    def write_in_read(self) -> Region:
+        """The write region in the coordinates of the read region (to crop a processed read block)."""
+        return tuple(  # type: ignore[return-value]
+            slice(w.start - r.start, w.stop - r.start) for w, r in zip(self.write, self.read, strict=True)
+        )
+
+
+def block_grid(
+    shape: Sequence[int],
+    *,
+    block_shape: Sequence[int],
+    chunks: Sequence[int] | None = None,
+    halo: Sequence[int] = (0, 0, 0),
+) -> list[Block]:
+    """Split a (z, y, x) volume into blocks aligned to its chunk grid.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Volume shape in voxels.
+    block_shape : sequence of 3 int
+        Write-region shape of every block (the last block along an axis may be smaller). Must be a
+        multiple of ``chunks`` along every axis so blocks never share a chunk.
+    chunks : sequence of 3 int, optional
+        The output array's chunk shape; defaults to ``block_shape``.
+    halo : sequence of 3 int
+        Context in voxels added on each side of the write region to form the read region. It must
+        not exceed the block shape (a block would then read more than three blocks' worth of data
+        per axis; use bigger blocks).
+
+    Returns
+    -------
+    list of Block
+        In id order.
+
+    Raises
+    ------
+    ValueError
+        For non-positive sizes, a block shape that is not a multiple of the chunk shape, or a halo
+        larger than the block shape.
+
+    Examples
+    --------
+    >>> blocks = block_grid((10, 8, 8), block_shape=(5, 8, 8), halo=(1, 0, 0))
+    >>> [(b.write[0], b.read[0]) for b in blocks]
+    [(slice(0, 5, None), slice(0, 6, None)), (slice(5, 10, None), slice(4, 10, None))]
+    """
+    shape_t = _triple(shape, "shape", minimum=1)
+    block_t = _triple(block_shape, "block_shape", minimum=1)
+    chunks_t = _triple(chunks, "chunks", minimum=1) if chunks is not None else block_t
+    halo_t = _triple(halo, "halo", minimum=0)
+    for axis, (b, c) in enumerate(zip(block_t, chunks_t, strict=True)):
+        if b % c:
+            raise ValueError(
+                f"block_shape {block_t} is not a multiple of the chunk shape {chunks_t} along axis {'zyx'[axis]}; "
+                "blocks must cover whole chunks so no two blocks write the same chunk"
+            )
+    for axis, (b, h) in enumerate(zip(block_t, halo_t, strict=True)):
+        if h > b:
+            raise ValueError(
+                f"halo {halo_t} is larger than block_shape {block_t} along axis {'zyx'[axis]}; "
+                "use a block shape of at least the halo (blocks several times the halo are efficient)"
+            )
+    counts = [-(-s // b) for s, b in zip(shape_t, block_t, strict=True)]
+    blocks = []
+    for bid, index in enumerate(itertools.product(*(range(n) for n in counts))):
+        write, read, pad = [], [], []
+        for i, s, b, h in zip(index, shape_t, block_t, halo_t, strict=True):
+            start, stop = i * b, min((i + 1) * b, s)
+            lo, hi = start - h, stop + h
+            write.append(slice(start, stop))
+            read.append(slice(max(lo, 0), min(hi, s)))
+            pad.append((max(-lo, 0), max(hi - s, 0)))
+        blocks.append(Block(bid, tuple(index), tuple(write), tuple(read), tuple(pad)))  # type: ignore[arg-type]
+    return blocks
+
+
+def _triple(values: Sequence[int] | None, name: str, *, minimum: int) -> tuple[int, int, int]:
+    try:
+        out = tuple(int(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be three integers (z, y, x); got {values!r}") from None
+    if len(out) != 3 or min(out) < minimum:
+        what = "positive" if minimum else "non-negative"
+        raise ValueError(f"{name} must be three {what} integers (z, y, x); got {values!r}")
+    return out  # type: ignore[return-value]
