@@ -68,7 +68,6 @@ def synth(
     OUT/../<name>_skeletons/*.swc and <name>_lengths.csv beside the store.
     """
     from pipeline.io.config import load_config
-    from pipeline.io.phantom import write_phantom
 
     cfg = load_config(config)
     params = cfg.synth
@@ -81,6 +80,8 @@ def synth(
         updates["swc_files"] = tuple(swc)
     if updates:
         params = _revalidate(params, updates)
+    from pipeline.io.phantom import write_phantom
+
     result = write_phantom(out, params, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {result.store}  (raw + labels/ground_truth)")
     typer.echo(f"wrote {result.skeleton_dir}/  ({result.n_objects} SWC files, µm)")
@@ -125,6 +126,8 @@ def _revalidate(model: Any, updates: dict[str, Any]) -> Any:
 
 def main() -> None:
     """Console entry point: run the app, turning domain errors into one clear message."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
     try:
         app(standalone_mode=False)
     except NeuroreconError as exc:
@@ -132,18 +135,17 @@ def main() -> None:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except ClickException as exc:  # usage errors: bad option values, unknown options
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.secho("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":
