@@ -1,0 +1,184 @@
+"""Run a stage's blocks on Dask (or serially), skipping finished blocks, retrying failed ones.
+
+This is the only scheduler code in neurorecon, and it schedules nothing itself: blocks are submitted
+to a ``dask.distributed`` client — a ``LocalCluster`` by default, or an existing cluster by address —
+with Dask's own ``retries``. A block is marked done (``pipeline.io.blockstate``) on the worker, after
+its outputs are written, so a rerun skips exactly the finished blocks. Blocks that still fail after
+their retries are reported by id; the caller raises :class:`pipeline.errors.BlockFailure` so a run
+never reports success with missing blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from pipeline.blocks import Block
+from pipeline.errors import BlockFailure
+from pipeline.io.blockstate import BlockState
+
+__all__ = ["BlockRunReport", "dask_client", "run_blocks"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BlockRunReport:
+    """What happened to a stage's blocks."""
+
+    stage: str
+    total: int
+    skipped: int = 0
+    done: int = 0
+    failed: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def raise_if_failed(self) -> None:
+        """Raise :class:`BlockFailure` listing the failed block ids and the first error."""
+        if self.failed:
+            ids = sorted(self.failed)
+            first = self.failed[ids[0]].strip().splitlines()[-1] if self.failed[ids[0]].strip() else "?"
+            raise BlockFailure(
+                f"stage '{self.stage}': {len(ids)} of {self.total} blocks failed after retries "
+                f"(block ids {ids[:20]}{' ...' if len(ids) > 20 else ''}); first error: {first}. "
+                "Fix the cause and rerun: finished blocks are skipped"
+            )
+
+
+def run_blocks(
+    stage: str,
+    blocks: Sequence[Block],
+    process: Callable[[Block], Mapping[str, Any] | None],
+    *,
+    state: BlockState,
+    client: Any = None,
+    max_retries: int = 2,
+    resources: Mapping[str, float] | None = None,
+    progress: bool = True,
+) -> BlockRunReport:
+    """Process every block not yet done.
+
+    Parameters
+    ----------
+    stage : str
+        Name used in logs, keys and the report.
+    blocks : sequence of Block
+        The grid.
+    process : callable
+        ``process(block) -> info``: reads the block's inputs, computes and writes its outputs; the
+        returned mapping is stored in the block's marker. Must be picklable for Dask (a module-level
+        function or a ``functools.partial`` of one).
+    state : BlockState
+        Completion markers of this stage.
+    client : distributed.Client, optional
+        Where to run; serial in this process if None (debugging, tests).
+    max_retries : int
+        Extra attempts per block after a failure.
+    resources : mapping, optional
+        Dask worker resources each block needs, e.g. ``{"GPU": 1}``.
+    progress : bool
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    BlockRunReport
+    """
+    start = time.perf_counter()
+    done_ids = state.done_ids()
+    todo = [b for b in blocks if b.id not in done_ids]
+    report = BlockRunReport(stage, len(blocks), skipped=len(blocks) - len(todo))
+    if report.skipped:
+        log.info("%s: %d of %d blocks already done, skipped", stage, report.skipped, len(blocks))
+    bar = tqdm(total=len(blocks), initial=report.skipped, desc=stage, unit="block", disable=not progress,
+               leave=False)
+    try:
+        if client is None:
+            for b in todo:
+                error = None
+                for _attempt in range(max_retries + 1):
+                    try:
+                        _process_and_mark(process, state, b)
+                        error = None
+                        break
+                    except Exception:  # noqa: BLE001 - reported per block below
+                        error = traceback.format_exc()
+                if error is None:
+                    report.done += 1
+                else:
+                    report.failed[b.id] = error
+                    log.error("%s: block %d failed after %d attempts:\n%s", stage, b.id, max_retries + 1, error)
+                bar.update()
+        else:
+            from distributed import as_completed
+
+            futures = {
+                client.submit(
+                    _process_and_mark, process, state, b, key=f"{stage}-{b.id}-{time.time_ns()}",
+                    retries=max_retries, resources=dict(resources) if resources else None, pure=False,
+                ): b
+                for b in todo
+            }
+            for fut in as_completed(futures):
+                b = futures[fut]
+                if fut.status == "finished":
+                    report.done += 1
+                else:
+                    exc = fut.exception()
+                    report.failed[b.id] = "".join(traceback.format_exception(exc)) if exc else fut.status
+                    log.error("%s: block %d failed after %d attempts: %r", stage, b.id, max_retries + 1, exc)
+                bar.update()
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - start
+    log.info("%s: %d done, %d skipped, %d failed in %.1f s", stage, report.done, report.skipped,
+             len(report.failed), report.seconds)
+    return report
+
+
+def _process_and_mark(process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block) -> None:
+    info = process(block)
+    state.mark_done(block.id, info or {})
+
+
+@contextlib.contextmanager
+def dask_client(
+    address: str | None = None,
+    *,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    memory_limit: str = "4GiB",
+    resources: Mapping[str, float] | None = None,
+) -> Iterator[Any]:
+    """A ``distributed.Client``: to the cluster at ``address``, or to a new ``LocalCluster``.
+
+    The local cluster uses processes (waterz and kimimaro hold the GIL) and is closed on exit; a
+    remote cluster is left running.
+    """
+    from distributed import Client, LocalCluster
+
+    if address:
+        client = Client(address)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with (
+        LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
+            processes=True, dashboard_address=None, resources=dict(resources) if resources else None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

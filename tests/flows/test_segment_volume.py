@@ -1,0 +1,102 @@
+"""The Zarr/Dask segmentation path: equals the in-memory algorithm, resumes bit-identically, reports failures."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+import pytest
+
+from flows.blockwise import dask_client, run_blocks
+from flows.segment import segment_volume
+from pipeline.blocks import block_grid
+from pipeline.errors import BlockFailure, OutputError
+from pipeline.io.blockstate import BlockState
+from pipeline.io.omezarr import open_labels, write_image
+from pipeline.segment import segment_blockwise
+from tests.pipeline.segment.test_segment import noisy_affinities, tube_labels
+
+SHAPE = (16, 32, 32)
+BLOCK = (8, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    labels = tube_labels(SHAPE, 6, seed=21)
+    aff = noisy_affinities(labels, seed=22, noise=0.1)
+    quantized = np.round(aff * 255).astype(np.uint8)
+    write_image(root / "aff.zarr", quantized, voxel_size_um=(1.5, 0.5, 0.5), chunks=BLOCK, name="affinities")
+    expected = segment_blockwise(quantized.astype(np.float32) / np.float32(255), block_shape=BLOCK, threshold=0.5)
+    return root, expected
+
+
+def fresh_store(root, name):
+    path = root / name
+    write_image(path, np.zeros(SHAPE, np.uint16), voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 8, 8), name="raw")
+    return path
+
+
+def test_serial_zarr_path_equals_in_memory_algorithm(volume):
+    root, expected = volume
+    store = fresh_store(root, "serial.zarr")
+    segment_volume(root / "aff.zarr", store, state_dir=root / "serial_state", block_shape=BLOCK, threshold=0.5,
+                   progress=False)
+    np.testing.assert_array_equal(open_labels(store, "segmentation").array[...], expected)
+
+
+def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
+    root, expected = volume
+    store = fresh_store(root, "dask.zarr")
+    state = root / "dask_state"
+    with dask_client(n_workers=2, memory_limit="2GiB") as client:
+        segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=BLOCK, threshold=0.5,
+                       client=client, progress=False)
+        first = open_labels(store, "segmentation").array[...]
+        np.testing.assert_array_equal(first, expected)
+        # Forget half of the finished blocks of every stage, then rerun: same bits.
+        rng = random.Random(0)
+        for stage in ("fragments", "edges", "relabel"):
+            st = BlockState(state, stage)
+            ids = sorted(st.done_ids())
+            for bid in rng.sample(ids, len(ids) // 2):
+                st.forget(bid)
+        segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=BLOCK, threshold=0.5,
+                       client=client, progress=False)
+    np.testing.assert_array_equal(open_labels(store, "segmentation").array[...], first)
+
+
+def test_rerun_with_other_threshold_reagglomerates_but_other_grid_is_refused(volume):
+    root, _ = volume
+    store = fresh_store(root, "thr.zarr")
+    state = root / "thr_state"
+    kwargs = {"state_dir": state, "block_shape": BLOCK, "progress": False}
+    segment_volume(root / "aff.zarr", store, threshold=0.5, **kwargs)
+    loose = segment_volume(root / "aff.zarr", store, threshold=0.9, **kwargs)
+    n_loose = len(np.unique(open_labels(store, "segmentation").array[...]))
+    segment_volume(root / "aff.zarr", store, threshold=0.5, **kwargs)
+    n_strict = len(np.unique(open_labels(store, "segmentation").array[...]))
+    assert loose.name == "segmentation" and n_loose <= n_strict
+    with pytest.raises(OutputError, match="other parameters .*block_shape"):
+        segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=(16, 16, 16), threshold=0.5,
+                       progress=False)
+
+
+def _flaky(block, *, bad):
+    if block.id in bad:
+        raise RuntimeError(f"disk on fire in block {block.id}")
+    return {"ok": True}
+
+
+def test_failed_blocks_are_reported_by_id_and_done_ones_kept(tmp_path):
+    blocks = block_grid((4, 4, 4), block_shape=(2, 2, 2))
+    state = BlockState(tmp_path, "stage")
+    report = run_blocks("stage", blocks, functools.partial(_flaky, bad={1, 5}), state=state, max_retries=1,
+                        progress=False)
+    assert sorted(report.failed) == [1, 5] and report.done == 6
+    with pytest.raises(BlockFailure, match=r"2 of 8 blocks failed.*\[1, 5\].*disk on fire"):
+        report.raise_if_failed()
+    assert state.done_ids() == {0, 2, 3, 4, 6, 7}
+    again = run_blocks("stage", blocks, functools.partial(_flaky, bad=set()), state=state, progress=False)
+    assert again.skipped == 6 and again.done == 2 and again.ok
