@@ -1,0 +1,71 @@
+"""Segmentation metrics: voxel-wise, skeleton-based and length-distribution metrics.
+
+Stable entry points other stages rely on:
+
+* ``skeleton_metrics(skeletons, segmentation, *, voxel_size_um)`` — splits per neuron, omit / merged
+  edge percentages, edge accuracy and (normalized) expected run length against ground-truth skeletons;
+* ``length_metrics(pred_labels, true_labels, *, voxel_size_um)`` — instance precision / recall,
+  overlapping instances and Wasserstein / SSMD distances between length distributions.
+
+Arrays are (z, y, x); lengths are in µm. Every function states its definition in its docstring.
+"""
+
+from pipeline.metrics.length import (
+    LengthMetrics,
+    MatchedPair,
+    connected_instances,
+    instance_overlaps,
+    length_metrics,
+    length_metrics_from_overlaps,
+    match_instances,
+)
+from pipeline.metrics.skeleton import (
+    NeuronRecord,
+    SkeletonMetrics,
+    correct_misalignment,
+    sample_node_labels,
+    skeleton_metrics,
+    skeleton_metrics_from_node_labels,
+)
+from pipeline.metrics.voxel import (
+    BettiError,
+    BettiNumbers,
+    VariationOfInformation,
+    accuracy,
+    adjusted_rand_index,
+    betti_error,
+    betti_numbers,
+    contingency_table,
+    dice,
+    euler_characteristic,
+    patchwise_betti_error,
+    variation_of_information,
+)
+
+__all__ = [
+    "BettiError",
+    "BettiNumbers",
+    "LengthMetrics",
+    "MatchedPair",
+    "NeuronRecord",
+    "SkeletonMetrics",
+    "VariationOfInformation",
+    "accuracy",
+    "adjusted_rand_index",
+    "betti_error",
+    "betti_numbers",
+    "connected_instances",
+    "contingency_table",
+    "correct_misalignment",
+    "dice",
+    "euler_characteristic",
+    "instance_overlaps",
+    "length_metrics",
+    "length_metrics_from_overlaps",
+    "match_instances",
+    "patchwise_betti_error",
+    "sample_node_labels",
+    "skeleton_metrics",
+    "skeleton_metrics_from_node_labels",
+    "variation_of_information",
+]
