@@ -5,7 +5,9 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). O
 
 * ``<store>/labels/fragments`` — uint64 waterz fragments, ids unique across blocks;
 * ``<store>/labels/segmentation`` — uint64 segments after global agglomeration;
-* ``<state>/{fragments,edges,relabel}/<block>.json`` — completion markers (+ ``edges/<block>.npz``);
+* ``<state>/{fragments,edges,relabel}/<block>.json`` — completion markers, with ``fragments/<block>.npz``
+  (the watershed's same-basin planes at the block faces) and ``edges/<block>.npz`` (edge table and
+  must-merge pairs);
 * ``<state>/agglomerate/lut.npz`` — the fragment -> segment table.
 
 A rerun skips finished blocks of each stage; the agglomeration is recomputed only if an edge block was
@@ -33,10 +35,13 @@ from pipeline.io.omezarr import create_labels, open_image, open_labels, write_re
 from pipeline.segment.agglomerate import agglomerate_edges
 from pipeline.segment.blockwise import (
     DEFAULT_HALO,
+    BlockFragments,
     Lut,
     block_edges,
     block_fragments,
     edge_region,
+    face_agreement,
+    lower_neighbours,
     lut_from_mapping,
     relabel_block,
 )
@@ -126,12 +131,14 @@ def segment_volume(
 
     run_blocks(
         "fragments", blocks,
-        functools.partial(_fragments_block, **common, per_block=per_block, background_threshold=background_threshold),
+        functools.partial(_fragments_block, **common, per_block=per_block,
+                          background_threshold=background_threshold, state_root=str(state_dir)),
         state=frag_state, client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     edges_before = edge_state.done_ids()
     run_blocks(
-        "edges", blocks, functools.partial(_edges_block, **common, state_root=str(state_dir)),
+        "edges", blocks,
+        functools.partial(_edges_block, **common, state_root=str(state_dir), grid={b.index: b.id for b in blocks}),
         state=edge_state, client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
@@ -153,7 +160,8 @@ def segment_volume(
             [np.arange(b.id * per_block + 1, b.id * per_block + frag_state.info(b.id)["n_fragments"] + 1,
                        dtype=np.uint64) for b in blocks]
         )
-        lut = lut_from_mapping(agglomerate_edges(table, threshold=threshold, fragment_ids=ids))
+        must = np.concatenate([edge_state.load_arrays(b.id)["must_merge"] for b in blocks])
+        lut = lut_from_mapping(agglomerate_edges(table, threshold=threshold, fragment_ids=ids, must_merge=must))
         tmp = agg_dir / ".lut.tmp.npz"
         np.savez(tmp, fragments=lut.fragments, segments=lut.segments)
         tmp.replace(lut_path)
@@ -174,23 +182,40 @@ def segment_volume(
 
 
 def _fragments_block(
-    block: Block, *, affinities: str, store: str, per_block: int, background_threshold: float
+    block: Block, *, affinities: str, store: str, per_block: int, background_threshold: float, state_root: str
 ) -> dict[str, Any]:
     aff = read_affinities(open_image(affinities).array, block.read)
-    frag, n = block_fragments(aff, block, id_offset=block.id * per_block, background_threshold=background_threshold)
-    write_region(open_labels(store, "fragments", mode="r+").array, block.write, frag)
-    return {"n_fragments": n}
+    res = block_fragments(aff, block, id_offset=block.id * per_block, background_threshold=background_threshold)
+    write_region(open_labels(store, "fragments", mode="r+").array, block.write, res.fragments)
+    faces = {f"{side}_{d}": plane for side, planes in (("lower", res.same_lower), ("upper", res.same_upper))
+             for d, plane in enumerate(planes) if plane is not None}
+    BlockState(state_root, "fragments").save_arrays(block.id, **faces)
+    return {"n_fragments": res.n}
 
 
-def _edges_block(block: Block, *, affinities: str, store: str, state_root: str) -> dict[str, Any]:
+def _faces(state: BlockState, block_id: int) -> BlockFragments:
+    arrays = state.load_arrays(block_id)
+    return BlockFragments(
+        np.zeros(0, np.uint64), 0,
+        tuple(arrays.get(f"lower_{d}") for d in range(3)),  # type: ignore[arg-type]
+        tuple(arrays.get(f"upper_{d}") for d in range(3)),  # type: ignore[arg-type]
+    )
+
+
+def _edges_block(
+    block: Block, *, affinities: str, store: str, state_root: str, grid: dict[tuple[int, int, int], int]
+) -> dict[str, Any]:
     region, lower = edge_region(block)
     frag = np.asarray(open_labels(store, "fragments").array[region])
     aff = read_affinities(open_image(affinities).array, region)
-    table = block_edges(frag, aff, lower)
+    frag_state = BlockState(state_root, "fragments")
+    neighbours = [_faces(frag_state, grid[i]) if i is not None else None for i in lower_neighbours(block)]
+    edges = block_edges(frag, aff, lower, agree=face_agreement(_faces(frag_state, block.id), neighbours))
+    t = edges.table
     BlockState(state_root, "edges").save_arrays(
-        block.id, u=table.u, v=table.v, aff_sum=table.aff_sum, count=table.count
+        block.id, u=t.u, v=t.v, aff_sum=t.aff_sum, count=t.count, must_merge=edges.must_merge
     )
-    return {"n_edges": len(table)}
+    return {"n_edges": len(t), "n_must_merge": int(len(edges.must_merge))}
 
 
 def _relabel_block(block: Block, *, store: str, lut_path: str) -> dict[str, Any]:

@@ -22,7 +22,13 @@ from pipeline.segment.rag import EdgeTable
 __all__ = ["agglomerate_edges"]
 
 
-def agglomerate_edges(edges: EdgeTable, *, threshold: float, fragment_ids: np.ndarray | None = None) -> dict[int, int]:
+def agglomerate_edges(
+    edges: EdgeTable,
+    *,
+    threshold: float,
+    fragment_ids: np.ndarray | None = None,
+    must_merge: np.ndarray | None = None,
+) -> dict[int, int]:
     """Merge fragments hierarchically by mean affinity until the best score reaches ``threshold``.
 
     Parameters
@@ -33,6 +39,9 @@ def agglomerate_edges(edges: EdgeTable, *, threshold: float, fragment_ids: np.nd
         waterz threshold in [0, 1]: regions are merged while ``1 - mean affinity < threshold``.
     fragment_ids : numpy.ndarray, optional
         All fragment ids, so fragments without edges get a segment too.
+    must_merge : numpy.ndarray, optional
+        (K, 2) fragment pairs merged before anything else, whatever their score (pieces of one
+        watershed basin cut apart by a block boundary).
 
     Returns
     -------
@@ -47,29 +56,29 @@ def agglomerate_edges(edges: EdgeTable, *, threshold: float, fragment_ids: np.nd
     """
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1] (waterz's 1 - mean affinity); got {threshold}")
-    u = edges.u.tolist()
-    v = edges.v.tolist()
-    sums = edges.aff_sum.tolist()
-    counts = edges.count.tolist()
     adj: dict[int, dict[int, list[float]]] = {}
-    heap: list[tuple[float, int, int, float]] = []
-    for a, b, s, c in zip(u, v, sums, counts, strict=True):
+    for a, b, s, c in zip(edges.u.tolist(), edges.v.tolist(), edges.aff_sum.tolist(), edges.count.tolist(),
+                          strict=True):
         stat = [s, c]
         adj.setdefault(a, {})[b] = stat
         adj.setdefault(b, {})[a] = stat
-        heap.append((1.0 - s / c, a, b, c))
-    heapq.heapify(heap)
     parent: dict[int, int] = {}
-    while heap:
-        score, a, b, c = heapq.heappop(heap)
-        if score >= threshold:
-            break
-        na = adj.get(a)
-        if na is None or b not in na or na[b][1] != c:
-            continue  # stale: a or b was merged away, or the edge's statistics changed since
-        keep, gone = (a, b) if len(na) >= len(adj[b]) else (b, a)
+
+    def find(x: int) -> int:
+        root = x
+        while root in parent:
+            root = parent[root]
+        while x != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def merge(a: int, b: int) -> tuple[int, list[tuple[int, list[float]]]]:
+        """Merge roots a and b; return the surviving root and its edges whose statistics changed."""
+        na, nb = adj.setdefault(a, {}), adj.setdefault(b, {})
+        keep, gone = (a, b) if len(na) >= len(nb) else (b, a)
         nk, ng = adj[keep], adj.pop(gone)
-        del nk[gone]
+        nk.pop(gone, None)
+        changed = []
         for w, stat in ng.items():
             if w == keep:
                 continue
@@ -83,17 +92,28 @@ def agglomerate_edges(edges: EdgeTable, *, threshold: float, fragment_ids: np.nd
                 existing[0] += stat[0]
                 existing[1] += stat[1]
                 stat = existing
+            changed.append((w, stat))
+        parent[gone] = keep
+        return keep, changed
+
+    if must_merge is not None:
+        for a, b in np.asarray(must_merge, dtype=np.uint64).reshape(-1, 2).tolist():
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                merge(ra, rb)
+    heap = [(1.0 - st[0] / st[1], a, b, st[1]) for a, nbrs in adj.items() for b, st in nbrs.items() if a < b]
+    heapq.heapify(heap)
+    while heap:
+        score, a, b, c = heapq.heappop(heap)
+        if score >= threshold:
+            break
+        na = adj.get(a)
+        if na is None or b not in na or na[b][1] != c:
+            continue  # stale: a or b was merged away, or the edge's statistics changed since
+        keep, changed = merge(a, b)
+        for w, stat in changed:
             lo, hi = (keep, w) if keep < w else (w, keep)
             heapq.heappush(heap, (1.0 - stat[0] / stat[1], lo, hi, stat[1]))
-        parent[gone] = keep
-
-    def find(x: int) -> int:
-        root = x
-        while root in parent:
-            root = parent[root]
-        while x != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
 
     nodes = set(adj)
     nodes.update(parent)
