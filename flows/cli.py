@@ -64,8 +64,8 @@ def synth(
 ) -> None:
     """Generate a light-sheet phantom: raw (uint16), labels/ground_truth (uint32), SWC skeletons, lengths.
 
-    Writes OME-Zarr 0.5 block by block (volumes larger than memory are fine), plus
-    OUT/../<name>_skeletons/*.swc and <name>_lengths.csv beside the store.
+    Writes OME-Zarr 0.5 block by block (volumes larger than memory are fine) and, beside the store in
+    <name>_gt/: skeletons/<label>.swc (µm), lengths.csv, dropout_gaps.csv, params.json and COMPLETE.
     """
     from pipeline.io.config import load_config
 

@@ -1,5 +1,54 @@
-"""Procedural light-sheet phantoms: neurons, axon initial segments, PSF, noise and signal dropout."""
+"""Procedural light-sheet phantoms: neurons, axon initial segments, PSF, noise and signal dropout.
 
-from pipeline.synth.params import DropoutParams, PhantomParams
+Generate the geometry once (:func:`generate_phantom`), then render any (z, y, x) region of it
+(:func:`render_region`); block-wise rendering is bit-identical to whole-volume rendering. Writing
+to OME-Zarr with ground-truth SWC skeletons and length tables is :func:`pipeline.io.phantom.write_phantom`.
+"""
 
-__all__ = ["DropoutParams", "PhantomParams"]
+from pipeline.synth.dropout import DropoutGap, place_gaps
+from pipeline.synth.geometry import SkeletonLengths, crop_graph, skeleton_lengths, unbranched_paths
+from pipeline.synth.neurons import persistent_walk
+from pipeline.synth.optics import NOISE_TILE
+from pipeline.synth.params import AISParams, DropoutParams, ImagingParams, NeuronParams, PhantomParams
+from pipeline.synth.phantom import (
+    LENGTHS_COLUMNS,
+    ObjectLengths,
+    Phantom,
+    PhantomObject,
+    build_phantom,
+    densest_centre_um,
+    generate_phantom,
+    lengths_table,
+    swc_objects,
+)
+from pipeline.synth.render import RenderedRegion, border_labels, iter_regions, render_region, render_volume
+
+__all__ = [
+    "AISParams",
+    "DropoutGap",
+    "DropoutParams",
+    "ImagingParams",
+    "LENGTHS_COLUMNS",
+    "NOISE_TILE",
+    "NeuronParams",
+    "ObjectLengths",
+    "Phantom",
+    "PhantomObject",
+    "PhantomParams",
+    "RenderedRegion",
+    "SkeletonLengths",
+    "border_labels",
+    "build_phantom",
+    "crop_graph",
+    "densest_centre_um",
+    "generate_phantom",
+    "iter_regions",
+    "lengths_table",
+    "persistent_walk",
+    "place_gaps",
+    "render_region",
+    "render_volume",
+    "skeleton_lengths",
+    "swc_objects",
+    "unbranched_paths",
+]

@@ -1,45 +1,251 @@
-"""Parameters of the light-sheet phantom (the ``synth`` section of a config)."""
+"""Parameters of the light-sheet phantom (the ``synth`` section of a config).
+
+Every size is physical and says its unit in its name (``_um`` micrometres, ``_deg`` degrees,
+``_photons``, ``_adu`` camera counts); every (z, y, x) triple is in that axis order. A ``(min, max)``
+pair is a range a value is drawn from uniformly. The same params (seed included) always give the same
+phantom, bit for bit, however it is rendered (whole volume or block by block, any block shape).
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
-__all__ = ["DropoutParams", "PhantomParams"]
+__all__ = ["AISParams", "DropoutParams", "ImagingParams", "NeuronParams", "PhantomParams"]
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 Triple = tuple[PositiveFloat, PositiveFloat, PositiveFloat]
+NonNegTriple = tuple[NonNegFloat, NonNegFloat, NonNegFloat]
+PositiveRange = tuple[PositiveFloat, PositiveFloat]
+NonNegRange = tuple[NonNegFloat, NonNegFloat]
+
+#: Smallest number of voxels a storage chunk may hold (unless the whole volume is smaller).
+MIN_CHUNK_VOXELS = 512
 
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def _check_ranges(self, *names: str) -> None:
+        for name in names:
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name} must be (min, max) with min <= max; got {getattr(self, name)}")
+
 
 class DropoutParams(_Params):
-    """Signal dropout: short gaps along neurites where intensity falls to background."""
+    """Signal dropout: short gaps along neurites and AIS where the raw intensity falls to background.
 
-    rate_per_100um: Annotated[float, Field(ge=0)] = 1.0
-    length_um: tuple[PositiveFloat, PositiveFloat] = (2.0, 5.0)
+    Only the raw image loses signal; the ground-truth labels and skeletons stay continuous across a
+    gap. Gaps lie inside one unbranched stretch of cable, at least ``end_margin_um`` from its ends,
+    and never overlap. Their number per object is Poisson with mean ``rate_per_100um`` x cable/100 µm.
+    """
+
+    rate_per_100um: Annotated[float, Field(ge=0)] = Field(
+        1.0, description="mean number of gaps per 100 µm of cable"
+    )
+    length_um: tuple[PositiveFloat, PositiveFloat] = Field(
+        (2.0, 5.0), description="(min, max) gap length along the centreline, µm"
+    )
+    kinds: tuple[Literal["ais", "neurite", "swc"], ...] = Field(
+        ("ais", "neurite", "swc"), description="object kinds that get gaps (somata never do)"
+    )
+    end_margin_um: NonNegFloat = Field(
+        2.0, description="minimum distance of a gap from the ends of its unbranched stretch, µm"
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DropoutParams:
-        lo, hi = self.length_um
-        if lo > hi:
-            raise ValueError(f"length_um must be (min, max) with min <= max; got {self.length_um}")
+        self._check_ranges("length_um")
         return self
 
 
-class PhantomParams(_Params):
-    """Everything that determines a phantom; the same params and seed give the same volume."""
+class NeuronParams(_Params):
+    """Procedural neurons: a soma (capsule) and branching neurites grown as persistent random walks.
 
-    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (64, 256, 256)
-    voxel_size_um: Triple = (1.5, 0.5, 0.5)
-    chunks: tuple[PositiveInt, PositiveInt, PositiveInt] = (32, 128, 128)
-    seed: int = 0
-    n_neurons: NonNegInt = 4
-    n_ais: NonNegInt = 4
-    dropout: DropoutParams = DropoutParams()
-    swc_files: tuple[Path, ...] = ()
+    Each primary neurite (with all its branches) is its own instance. A neurite's radius tapers
+    linearly along each branch by ``taper`` (never below the minimum of ``neurite_radius_um``);
+    primary neurites start with a radius from the upper half of ``neurite_radius_um``.
+    """
+
+    soma_radius_um: PositiveRange = Field((5.0, 8.0), description="(min, max) soma radius, µm")
+    soma_half_length_um: NonNegRange = Field(
+        (0.5, 3.0), description="(min, max) half length of the soma capsule's axis (0 = sphere), µm"
+    )
+    n_neurites: tuple[PositiveInt, PositiveInt] = Field(
+        (3, 6), description="(min, max) number of primary neurites (dendrites) per neuron, inclusive"
+    )
+    neurite_radius_um: PositiveRange = Field((0.5, 2.0), description="(min, max) neurite radius, µm")
+    branch_length_um: PositiveRange = Field(
+        (15.0, 50.0), description="(min, max) length of one unbranched neurite stretch, µm"
+    )
+    max_branch_order: NonNegInt = Field(3, description="how many times a neurite may bifurcate along a path")
+    branch_probability: Fraction = Field(0.6, description="probability that a stretch ends in a bifurcation")
+    branch_angle_deg: tuple[NonNegFloat, NonNegFloat] = Field(
+        (25.0, 60.0), description="(min, max) angle between a daughter and its parent's direction, degrees"
+    )
+    taper: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="radius at the end of a stretch / radius at its start (dimensionless)"
+    )
+    persistence_um: PositiveFloat = Field(
+        50.0, description="persistence length of the random walk (larger = straighter), µm"
+    )
+    step_um: PositiveFloat = Field(1.5, description="centreline node spacing, µm")
+    clearance_um: NonNegFloat = Field(
+        1.0, description="minimum gap between the tube surfaces of different objects while growing, µm"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NeuronParams:
+        self._check_ranges(
+            "soma_radius_um", "soma_half_length_um", "n_neurites", "neurite_radius_um", "branch_length_um",
+            "branch_angle_deg",
+        )
+        if self.branch_angle_deg[1] > 180:
+            raise ValueError(f"branch_angle_deg must be within [0, 180] degrees; got {self.branch_angle_deg}")
+        return self
+
+
+class AISParams(_Params):
+    """Axon initial segments: a thick, straight-ish stretch of axon some distance from the soma.
+
+    An AIS of a neuron is preceded by a thin proximal axon from the soma surface (``soma_distance_um``
+    long) and followed by a thin distal axon; those two are neurite instances of their own, the AIS is
+    its own instance (kind ``ais``). AIS beyond ``n_neurons`` have no rendered soma (their neuron lies
+    outside the stained set) and no axon around them.
+    """
+
+    length_um: PositiveRange = Field(
+        (20.0, 60.0), description="(min, max) AIS length along its centreline, µm"
+    )
+    radius_um: PositiveRange = Field((1.0, 1.5), description="(min, max) AIS radius (constant along it), µm")
+    soma_distance_um: NonNegRange = Field(
+        (3.0, 16.0),
+        description="(min, max) distance along the axon from the soma surface to the AIS start, µm",
+    )
+    axon_radius_um: PositiveRange = Field(
+        (0.5, 0.7), description="(min, max) radius of the proximal and distal axon, µm"
+    )
+    distal_axon_length_um: NonNegRange = Field(
+        (20.0, 80.0), description="(min, max) length of axon drawn beyond the AIS (0 = none), µm"
+    )
+    persistence_um: PositiveFloat = Field(
+        200.0, description="persistence length of the axon's random walk, µm"
+    )
+    step_um: PositiveFloat = Field(1.0, description="centreline node spacing, µm")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AISParams:
+        self._check_ranges(
+            "length_um", "radius_um", "soma_distance_um", "axon_radius_um", "distal_axon_length_um"
+        )
+        return self
+
+
+class ImagingParams(_Params):
+    """How labels become a light-sheet image: fluorescence, anisotropic Gaussian PSF, camera noise.
+
+    The expected photon count of a voxel is ``background_photons + signal_photons * (PSF * f)`` where
+    ``f`` is the fluorescence of the object owning each voxel (its kind's brightness, 0 inside a
+    dropout gap and in background). The camera reports ``offset_adu + gain_adu_per_photon * Poisson
+    + Normal(0, read_noise_adu)``, rounded and clipped to uint16.
+    """
+
+    psf_sigma_um: NonNegTriple = Field(
+        (1.2, 0.35, 0.35), description="(z, y, x) standard deviation of the Gaussian PSF, µm (0 = no blur)"
+    )
+    psf_truncate: PositiveFloat = Field(3.0, description="the PSF kernel is cut at this many sigmas")
+    signal_photons: NonNegFloat = Field(
+        400.0, description="expected photons per voxel from fully bright (brightness 1) unblurred structure"
+    )
+    background_photons: NonNegFloat = Field(50.0, description="expected background photons per voxel")
+    gain_adu_per_photon: PositiveFloat = Field(2.0, description="camera gain, ADU per photon")
+    offset_adu: NonNegFloat = Field(100.0, description="camera offset (dark level), ADU")
+    read_noise_adu: NonNegFloat = Field(3.0, description="standard deviation of the Gaussian read noise, ADU")
+    noise: bool = Field(True, description="draw Poisson-Gaussian noise (False: the noise-free expectation)")
+    ais_brightness: NonNegFloat = Field(1.0, description="relative fluorescence of AIS (dimensionless)")
+    soma_brightness: NonNegFloat = Field(0.8, description="relative fluorescence of somata (dimensionless)")
+    neurite_brightness: NonNegFloat = Field(
+        0.6, description="relative fluorescence of neurites and SWC objects (dimensionless)"
+    )
+
+
+class PhantomParams(_Params):
+    """Everything that determines a phantom; the same params and seed give the same volume.
+
+    Procedural neurons are generated unless ``swc_files`` is set, in which case those skeletons
+    (µm, one object per file) are rendered instead, cropped to the volume around ``swc_centre_um``.
+    """
+
+    shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (64, 256, 256), description="(z, y, x) volume shape, voxels"
+    )
+    voxel_size_um: Triple = Field((1.5, 0.5, 0.5), description="(z, y, x) voxel size, µm")
+    chunks: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (32, 128, 128),
+        description="(z, y, x) storage chunk and write-block shape, voxels (clipped to shape)",
+    )
+    seed: NonNegInt = Field(0, description="random seed of the geometry, the dropout and the noise")
+    n_neurons: NonNegInt = Field(4, description="procedural neurons (soma + neurites)")
+    n_ais: NonNegInt = Field(
+        4, description="axon initial segments; the first n_neurons belong to neurons, the rest stand alone"
+    )
+    neuron: NeuronParams = Field(NeuronParams(), description="procedural neurons: somata and neurites (µm)")
+    ais: AISParams = Field(AISParams(), description="axon initial segments and the axon around them (µm)")
+    imaging: ImagingParams = Field(
+        ImagingParams(), description="PSF (µm), photons, camera gain and noise (ADU)"
+    )
+    dropout: DropoutParams = Field(
+        DropoutParams(), description="signal dropout gaps along neurites and AIS (µm)"
+    )
+    swc_files: tuple[Path, ...] = Field(
+        (), description="SWC files (µm) to render instead of procedural neurons"
+    )
+    swc_centre_um: tuple[float, float, float] | None = Field(
+        None,
+        description=(
+            "(z, y, x) point of the SWC frame placed at the volume centre, µm; None = the densest part"
+        ),
+    )
+    swc_radius_um: PositiveFloat | None = Field(
+        None, description="radius given to every SWC node, µm; None = the radii in the files"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PhantomParams:
+        chunks = self.effective_chunks
+        n_chunk = chunks[0] * chunks[1] * chunks[2]
+        n_volume = self.shape[0] * self.shape[1] * self.shape[2]
+        if n_chunk < min(MIN_CHUNK_VOXELS, n_volume):
+            raise ValueError(
+                f"chunks {self.chunks} hold only {n_chunk} voxels each; expected at least {MIN_CHUNK_VOXELS} "
+                "(e.g. (32, 128, 128)): tiny chunks make millions of files and slow block-wise writing"
+            )
+        n_blocks = 1
+        for s, c in zip(self.shape, chunks, strict=True):
+            n_blocks *= -(-s // c)
+        if n_blocks > 1_000_000:
+            warnings.warn(
+                f"shape {self.shape} with chunks {self.chunks} makes {n_blocks} chunks; "
+                "larger chunks write faster",
+                stacklevel=2,
+            )
+        return self
+
+    @property
+    def effective_chunks(self) -> tuple[int, int, int]:
+        """``chunks`` clipped to ``shape`` (what the stores are written with)."""
+        pairs = zip(self.chunks, self.shape, strict=True)
+        return tuple(min(c, s) for c, s in pairs)  # type: ignore[return-value]
+
+    @property
+    def extent_um(self) -> tuple[float, float, float]:
+        """(z, y, x) physical size of the volume, µm."""
+        pairs = zip(self.shape, self.voxel_size_um, strict=True)
+        return tuple(n * v for n, v in pairs)  # type: ignore[return-value]

@@ -1,0 +1,259 @@
+"""Write a light-sheet phantom to disk: OME-Zarr image + labels, ground-truth skeletons and tables.
+
+Layout for ``write_phantom("run/volume.zarr", params)``::
+
+    run/volume.zarr/                      OME-Zarr 0.5 image: raw, uint16, (z, y, x), µm scale
+    run/volume.zarr/labels/ground_truth/  instance labels, uint32 (0 = background)
+    run/volume_gt/skeletons/<label>.swc   ground-truth skeleton of each object, µm, volume frame
+    run/volume_gt/lengths.csv             label, kind, cable_length_um, path_length_um, n_nodes,
+                                          touches_border
+    run/volume_gt/dropout_gaps.csv        one row per dropout gap (label, kind, length, start and end in µm)
+    run/volume_gt/params.json             the parameters used
+    run/volume_gt/COMPLETE                written last: its presence means the whole phantom is on disk
+
+The image is written block by block (one block per chunk of ``params.chunks``), so volumes larger than
+memory are fine; each block is rendered independently (see :mod:`pipeline.synth.render`). A run that
+stops half way leaves no ``COMPLETE`` marker; :func:`phantom_complete` tells the two apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pipeline.blocks import block_grid
+from pipeline.errors import InputDataError, OutputError
+from pipeline.io.omezarr import create_image, create_labels, write_region
+from pipeline.io.swc import read_swc, write_swc
+from pipeline.synth import (
+    LENGTHS_COLUMNS,
+    DropoutGap,
+    PhantomParams,
+    border_labels,
+    generate_phantom,
+    lengths_table,
+    render_region,
+)
+
+__all__ = ["GAPS_COLUMNS", "PhantomResult", "ground_truth_dir", "phantom_complete", "write_phantom"]
+
+log = logging.getLogger(__name__)
+
+#: Columns of ``dropout_gaps.csv``.
+GAPS_COLUMNS = (
+    "gap", "label", "kind", "length_um",
+    "start_z_um", "start_y_um", "start_x_um", "end_z_um", "end_y_um", "end_x_um",
+)
+
+LABELS_NAME = "ground_truth"
+COMPLETE_MARKER = "COMPLETE"
+
+
+@dataclass(frozen=True)
+class PhantomResult:
+    """What :func:`write_phantom` wrote.
+
+    Attributes
+    ----------
+    store : Path
+        The OME-Zarr store (raw image; labels under ``labels/ground_truth``).
+    gt_dir : Path
+        The ground-truth folder ``<store without .zarr>_gt``.
+    skeleton_dir : Path
+        Folder of ``<label>.swc`` files, µm.
+    lengths_csv : Path
+        Table of true lengths (:data:`pipeline.synth.LENGTHS_COLUMNS`).
+    gaps_csv : Path
+        Table of dropout gaps (:data:`GAPS_COLUMNS`).
+    n_objects : int
+        Number of objects (labels) in the phantom.
+    gaps : tuple of DropoutGap
+        The dropout gaps, with their centreline paths.
+    """
+
+    store: Path
+    gt_dir: Path
+    skeleton_dir: Path
+    lengths_csv: Path
+    gaps_csv: Path
+    n_objects: int
+    gaps: tuple[DropoutGap, ...]
+
+
+def ground_truth_dir(store: str | Path) -> Path:
+    """``<store without .zarr>_gt`` beside the store."""
+    store = Path(store)
+    stem = store.name[: -len(".zarr")] if store.name.endswith(".zarr") else store.name
+    return store.with_name(stem + "_gt")
+
+
+def phantom_complete(store: str | Path) -> bool:
+    """Whether a phantom was completely written at ``store`` (its ``_gt/COMPLETE`` marker exists)."""
+    return (ground_truth_dir(store) / COMPLETE_MARKER).is_file()
+
+
+def write_phantom(
+    path: str | Path, params: PhantomParams, *, overwrite: bool = False, progress: bool = True
+) -> PhantomResult:
+    """Generate a phantom and write it: OME-Zarr raw + labels, SWC skeletons, lengths and gaps tables.
+
+    Parameters
+    ----------
+    path : str or Path
+        The OME-Zarr store to create (conventionally ``something.zarr``); the ground truth goes to
+        ``<path without .zarr>_gt/``.
+    params : PhantomParams
+        Phantom parameters; ``params.swc_files`` are read here when set.
+    overwrite : bool
+        Replace an existing store and ground-truth folder.
+    progress : bool
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    PhantomResult
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not a PhantomParams.
+    OutputError
+        If the store or its ground-truth folder exists and ``overwrite`` is False, or cannot be written.
+    InputDataError
+        If an SWC file is missing or malformed.
+    ConfigError
+        If the parameters cannot be realised (e.g. too many somata for the volume).
+
+    Notes
+    -----
+    The ``COMPLETE`` marker is removed first and written last, after every block, skeleton and
+    table, so an interrupted run never looks complete.
+
+    Examples
+    --------
+    >>> from pipeline.synth import PhantomParams
+    >>> result = write_phantom("runs/demo/volume.zarr", PhantomParams(seed=1))  # doctest: +SKIP
+    >>> result.n_objects  # doctest: +SKIP
+    31
+    """
+    if not isinstance(params, PhantomParams):
+        raise TypeError(f"params must be a PhantomParams; got {type(params).__name__}")
+    store = Path(path)
+    gt_dir = ground_truth_dir(store)
+    existing = [p for p in (store, gt_dir) if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(
+            f"{existing[0]} already exists; pass overwrite=True (CLI: --overwrite) to replace the phantom, "
+            "or choose another output path"
+        )
+    graphs = _read_swc_files(params) if params.swc_files else None
+    phantom = generate_phantom(params, swc_graphs=graphs)
+    if phantom.n_objects == 0:
+        log.warning("the phantom has no objects (n_neurons=0, n_ais=0, or no SWC skeleton reaches the crop)")
+
+    if gt_dir.exists():
+        (gt_dir / COMPLETE_MARKER).unlink(missing_ok=True)
+        try:
+            shutil.rmtree(gt_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot remove the existing ground-truth folder {gt_dir}: {exc}") from None
+    chunks = params.effective_chunks
+    raw_arr = create_image(
+        store, shape=params.shape, dtype="uint16", chunks=chunks, voxel_size_um=params.voxel_size_um,
+        name="raw", overwrite=overwrite,
+    )
+    lab_arr = create_labels(store, LABELS_NAME, dtype="uint32", chunks=chunks, overwrite=overwrite)
+    touching: set[int] = set()
+    blocks = block_grid(params.shape, block_shape=chunks)
+    for grid_block in tqdm(blocks, desc="phantom blocks", unit="block", disable=not progress):
+        region = grid_block.write
+        block = render_region(phantom, region)
+        write_region(raw_arr, region, block.raw)
+        write_region(lab_arr, region, block.labels)
+        touching.update(int(x) for x in border_labels(block.labels, region, params.shape))
+
+    skeleton_dir = gt_dir / "skeletons"
+    try:
+        skeleton_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {skeleton_dir}: {exc}") from None
+    frame = ", ".join(f"{x:.6f}" for x in phantom.origin_um)
+    for obj in phantom.objects:
+        write_swc(
+            skeleton_dir / f"{obj.label}.swc",
+            obj.skeleton,
+            comments=(
+                f"neurorecon phantom ground truth: label {obj.label}, kind {obj.kind}, "
+                f"name {obj.name or '-'}",
+                "coordinates: volume frame, voxel (i, j, k) centre at (i, j, k) * voxel_size_um",
+                f"voxel (0, 0, 0) centre in the source frame (z, y, x) um: {frame}",
+            ),
+        )
+    lengths_csv = gt_dir / "lengths.csv"
+    _write_csv(
+        lengths_csv, LENGTHS_COLUMNS,
+        [_format_row(astuple(row)) for row in lengths_table(phantom, border_labels=touching)],
+    )
+    gaps_csv = gt_dir / "dropout_gaps.csv"
+    _write_csv(
+        gaps_csv, GAPS_COLUMNS,
+        [
+            _format_row((i, g.label, g.kind, g.length_um, *g.start_um, *g.end_um))
+            for i, g in enumerate(phantom.gaps)
+        ],
+    )
+    try:
+        (gt_dir / "params.json").write_text(params.model_dump_json(indent=2), encoding="utf-8")
+        (gt_dir / COMPLETE_MARKER).write_text(
+            json.dumps({"store": str(store), "n_objects": phantom.n_objects, "n_gaps": len(phantom.gaps)})
+            + "\n",
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write to {gt_dir}: {exc}") from None
+    return PhantomResult(
+        store=store, gt_dir=gt_dir, skeleton_dir=skeleton_dir, lengths_csv=lengths_csv, gaps_csv=gaps_csv,
+        n_objects=phantom.n_objects, gaps=phantom.gaps,
+    )
+
+
+def _read_swc_files(params: PhantomParams) -> list:
+    graphs = []
+    for i, path in enumerate(params.swc_files):
+        try:
+            graph = read_swc(path)
+        except InputDataError as exc:
+            raise InputDataError(f"swc_files[{i}]: {exc}") from None
+        if graph.number_of_nodes() == 0:
+            raise InputDataError(f"swc_files[{i}]: SWC file {path} has no nodes")
+        graphs.append(graph)
+    return graphs
+
+
+def _format_row(values: tuple) -> list[str]:
+    out = []
+    for v in values:
+        if isinstance(v, bool | np.bool_):
+            out.append("True" if v else "False")
+        elif isinstance(v, float | np.floating):
+            out.append(f"{float(v):.6f}")
+        else:
+            out.append(str(v))
+    return out
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            writer.writerows(rows)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from None
