@@ -1,15 +1,7 @@
-"""Affinities to segmentation: waterz fragments per block, cross-block edges, global agglomeration."""
+"""Affinities to segmentation: one waterz call per block, merge decisions by ownership, global union."""
 
-from pipeline.segment.agglomerate import agglomerate_edges
+from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import segment_blockwise
-from pipeline.segment.fragments import watershed_fragments
-from pipeline.segment.rag import EdgeTable, merge_edge_tables, rag_edges
+from pipeline.segment.fragments import waterz_segment
 
-__all__ = [
-    "EdgeTable",
-    "agglomerate_edges",
-    "merge_edge_tables",
-    "rag_edges",
-    "segment_blockwise",
-    "watershed_fragments",
-]
+__all__ = ["segment_blockwise", "union_lut", "waterz_segment"]

@@ -1,207 +1,184 @@
-"""Block-wise segmentation: fragments per block with halo, cross-block edges, global agglomeration, relabel.
+"""Block-wise segmentation: one waterz call per block, decisions by edge ownership, global union, relabel.
 
 The per-block functions here are what both paths run: :func:`segment_blockwise` (serial, in memory,
-the reference and the public API) and the Zarr/Dask path, which calls the same functions on regions
-read from and written to the stores.
+the reference and the public API) and the Zarr/Dask path (:mod:`flows.segment`), which calls the same
+functions on regions read from and written to the stores.
 
-1. **Fragments** (:func:`block_fragments`): waterz watershed on the block's *read* region (write region
-   plus halo, so basins near the block edge see their context), cropped to the *write* region,
-   renumbered 1..n and offset by ``block.id * prod(block_shape)`` so ids are globally unique (uint64).
-2. **Edges** (:func:`block_edges`): for the affinity edges the block owns (see
-   :mod:`pipeline.segment.rag`), the affinity sum and count per fragment pair, including pairs across
-   the block's lower faces (it reads one plane of the neighbour's fragments) — every edge once.
-3. **Agglomeration** (:func:`pipeline.segment.agglomerate.agglomerate_edges`): waterz's mean-affinity
-   merging on the summed edge table, producing a fragment -> segment lookup table.
-4. **Relabel** (:func:`relabel_block`): segment = lut[fragment], block by block.
+1. **Fragments and local agglomeration** (:func:`block_segment`): one waterz call on the block's *read*
+   region (write region plus halo) gives its watershed basins and their mean-affinity agglomeration at
+   the threshold. The basins cropped to the *write* region are the block's fragments, renumbered and
+   offset by ``block.id * prod(block_shape)`` so ids are unique across blocks (uint64).
+2. **Decisions by ownership.** Every affinity edge between neighbouring voxels ``p`` and ``p - e_d`` is
+   owned by the block whose write region contains ``p``; that block decides whether the fragments at
+   both ends are merged: they are iff the block's agglomeration put ``p`` and ``p - e_d`` in one
+   segment. Inside the write region the block reports fragment pairs directly; across its lower faces
+   (where ``p - e_d`` lies in the neighbour's write region, inside this block's halo) it reports a
+   boolean plane, turned into pairs once the neighbour's fragment ids exist (:func:`face_pairs`).
+   Each decision is made by a block that sees both sides with context, and a basin cut by a face is
+   joined again because both halves lie in one segment of the owning block.
+3. **Union** (:func:`pipeline.segment.agglomerate.union_lut`): connected components of all merged
+   pairs give the fragment -> segment table.
+4. **Relabel** (:func:`relabel_block`): segment = table[fragment], block by block.
 
-Equivalence: steps 2–4 are exactly block-invariant (edge statistics are additive). Only step 1
-depends on the blocking: a watershed basin crossing a block face is cut into pieces. Where *both*
-blocks' watersheds — each seeing across the face through its halo — put the two voxels facing each other
-across the face in one basin, the pieces are merged before agglomeration (``must_merge``), which restores
-the whole-volume basin together with its exact edge statistics. What remains possible is a basin whose
-shape near a face differs from the whole-volume watershed because it extends beyond the halo; the tests
+Equivalence: with one block this is exactly one waterz call on the volume (watershed + agglomeration).
+With several, a block decides an adjacency from the agglomeration of its read region; where the regions
+being merged extend far beyond the halo, the decision can differ from the whole-volume run. The tests
 hold exact identity (up to relabelling) with 2, 3 and 4 blocks per axis, and the issue's bar of
 VOI < 0.01 against the one-block result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline._checks import check_array
 from pipeline.blocks import Block, block_grid
-from pipeline.segment.agglomerate import agglomerate_edges
-from pipeline.segment.fragments import watershed_fragments
-from pipeline.segment.rag import EdgeTable, merge_edge_tables, rag_edges
+from pipeline.segment.agglomerate import union_lut
+from pipeline.segment.fragments import waterz_segment
 
 __all__ = [
     "DEFAULT_HALO",
-    "BlockEdges",
-    "BlockFragments",
-    "face_agreement",
-    "lower_neighbours",
+    "BlockSegment",
     "Lut",
-    "block_edges",
-    "block_fragments",
-    "edge_region",
-    "lut_from_mapping",
+    "block_segment",
+    "clip_halo",
+    "face_pairs",
+    "lower_face_region",
     "relabel_block",
     "segment_blockwise",
 ]
 
 DEFAULT_HALO = (4, 16, 16)
 Region = tuple[slice, slice, slice]
+Planes = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
-class BlockFragments:
-    """Fragments of one block and what its watershed says about its faces.
+class BlockSegment:
+    """What one block contributes.
 
     Attributes
     ----------
     fragments : numpy.ndarray
-        (*block.write_shape) uint64, ids ``id_offset + 1 .. id_offset + n`` (0 = background).
+        (*block.write_shape) uint64 fragment ids ``id_offset + 1 .. id_offset + n`` (0 = background).
     n : int
-        Number of fragments in the write region.
-    same_lower, same_upper : tuple of (numpy.ndarray or None)
-        Per axis d, a bool plane over the write region's cross-section: True where the block's
-        watershed (which sees across the face through its halo) puts the voxel on the face and its
-        neighbour across the lower (resp. upper) face in the same basin. None at the volume border or
-        without halo along d.
+        Number of fragments.
+    merges : numpy.ndarray
+        (K, 2) uint64 pairs (u < v) of adjacent fragments inside the write region that the block merged.
+    merged_lower : tuple of 3 (numpy.ndarray or None)
+        Per axis d, a bool plane over the write region's cross-section: True where the voxel on the
+        block's lower face and its neighbour across the face (in the halo) are in one segment. None at
+        the volume border.
     """
 
     fragments: np.ndarray
     n: int
-    same_lower: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
-    same_upper: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+    merges: np.ndarray
+    merged_lower: Planes
 
 
-def block_fragments(
-    affinities_read: np.ndarray, block: Block, *, id_offset: int, background_threshold: float = 0.5
-) -> BlockFragments:
-    """Fragments of one block: watershed on the read region, cropped to the write region.
+def block_segment(
+    affinities_read: np.ndarray,
+    block: Block,
+    *,
+    id_offset: int,
+    threshold: float,
+    background_threshold: float = 0.5,
+) -> BlockSegment:
+    """Fragments and merge decisions of one block from one waterz call on its read region.
 
     Parameters
     ----------
     affinities_read : numpy.ndarray
         (3, *block.read_shape) float32 affinities of the block's read region.
     block : Block
-        The block.
+        The block (its halo must be >= 1 along every axis where it has a lower neighbour).
     id_offset : int
         Added to the block's fragment ids 1..n (use ``block.id * prod(block_shape)``).
+    threshold : float
+        waterz agglomeration threshold, in [0, 1].
     background_threshold : float
-        See :func:`pipeline.segment.fragments.watershed_fragments`.
+        See :func:`pipeline.segment.fragments.waterz_segment`.
 
     Returns
     -------
-    BlockFragments
+    BlockSegment
     """
-    basins = watershed_fragments(affinities_read, background_threshold=background_threshold)
+    basins, segments = waterz_segment(affinities_read, threshold=threshold,
+                                      background_threshold=background_threshold)
     w = block.write_in_read
     frag = basins[w]
-    ids, inverse = np.unique(frag, return_inverse=True)
-    inverse = inverse.reshape(frag.shape).astype(np.uint64)
-    if ids.size and ids[0] == 0:
-        n = ids.size - 1
-        out = np.where(inverse > 0, inverse + np.uint64(id_offset), np.uint64(0))
-    else:
-        n = ids.size
-        out = inverse + np.uint64(id_offset + 1)
-    lower: list[np.ndarray | None] = []
-    upper: list[np.ndarray | None] = []
-    for d in range(3):
-        lower.append(_same_basin(basins, w, d, w[d].start, w[d].start - 1) if w[d].start > 0 else None)
-        inside = w[d].stop < basins.shape[d]
-        upper.append(_same_basin(basins, w, d, w[d].stop - 1, w[d].stop) if inside else None)
-    return BlockFragments(out.astype(np.uint64), int(n), tuple(lower), tuple(upper))  # type: ignore[arg-type]
+    # waterz numbers basins 1..m: renumber those present in the write region with a dense table.
+    present = np.zeros(int(basins.max()) + 1, bool)
+    present[frag.ravel()] = True
+    present[0] = False
+    n = int(present.sum())
+    table = np.zeros(present.size, np.uint64)
+    table[present] = np.arange(id_offset + 1, id_offset + n + 1, dtype=np.uint64)
+    fragments = table[frag]
+    seg = segments[w]
 
-
-def _same_basin(basins: np.ndarray, w: Region, d: int, a: int, b: int) -> np.ndarray:
-    sa, sb = list(w), list(w)
-    sa[d], sb[d] = a, b
-    pa, pb = basins[tuple(sa)], basins[tuple(sb)]
-    return (pa == pb) & (pa != 0)
-
-
-def edge_region(block: Block) -> tuple[Region, tuple[int, int, int]]:
-    """The region :func:`block_edges` needs: the write region plus one plane before each lower face.
-
-    Returns the region and, per axis, whether that extra plane is there (0 at the volume border).
-    """
-    region, lower = [], []
-    for w in block.write:
-        extra = 1 if w.start > 0 else 0
-        region.append(slice(w.start - extra, w.stop))
-        lower.append(extra)
-    return tuple(region), tuple(lower)  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class BlockEdges:
-    """Edges owned by one block: affinity statistics, and fragment pairs to merge unconditionally.
-
-    ``must_merge`` (K, 2) uint64 holds the pairs of fragments that touch across one of the block's
-    lower faces where *both* blocks' watersheds put the two voxels in one basin: pieces of a basin
-    that only the block boundary cut apart. Merging them first restores the whole-volume basin.
-    """
-
-    table: EdgeTable
-    must_merge: np.ndarray
-
-
-def block_edges(
-    fragments_ext: np.ndarray,
-    affinities_ext: np.ndarray,
-    lower_context: Sequence[int],
-    *,
-    agree: Sequence[np.ndarray | None] = (None, None, None),
-) -> BlockEdges:
-    """Edges owned by one block, from data over :func:`edge_region`.
-
-    ``agree[d]`` is the AND of this block's ``same_lower[d]`` and its lower neighbour's
-    ``same_upper[d]`` (see :class:`BlockFragments`), or None.
-    """
-    table = rag_edges(fragments_ext, affinities_ext, lower_context=lower_context)
-    core = [slice(int(c), None) for c in lower_context]
     pairs = []
-    for d, plane in enumerate(agree):
-        if plane is None or not lower_context[d]:
-            continue
-        q, p = list(core), list(core)
-        q[d], p[d] = 1, 0
-        fq, fp = fragments_ext[tuple(q)], fragments_ext[tuple(p)]
-        keep = plane & (fq != fp) & (fq != 0) & (fp != 0)
+    for d in range(3):  # edges with both ends inside the write region
+        here = [slice(None)] * 3
+        prev = [slice(None)] * 3
+        here[d], prev[d] = slice(1, None), slice(None, -1)
+        fa, fb = fragments[tuple(here)], fragments[tuple(prev)]
+        keep = (fa != fb) & (fa != 0) & (fb != 0) & (seg[tuple(here)] == seg[tuple(prev)])
         if keep.any():
-            a, b = fq[keep], fp[keep]
+            a, b = fa[keep], fb[keep]
             pairs.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-    must = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.uint64)
-    return BlockEdges(table, must.astype(np.uint64))
+    merges = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.uint64)
+
+    merged_lower: list[np.ndarray | None] = []
+    for d in range(3):  # edges across the lower faces: this block owns them
+        if block.write[d].start == 0:
+            merged_lower.append(None)
+            continue
+        if w[d].start < 1:
+            raise ValueError(f"block {block.id} has no halo along {'zyx'[d]}; the halo must be at least 1")
+        q, p = list(w), list(w)
+        q[d], p[d] = w[d].start, w[d].start - 1
+        sq, sp = segments[tuple(q)], segments[tuple(p)]
+        merged_lower.append((sq == sp) & (sq != 0) & (basins[tuple(p)] != 0))
+    return BlockSegment(fragments, n, merges.astype(np.uint64), tuple(merged_lower))  # type: ignore[arg-type]
 
 
-def face_agreement(own: BlockFragments, lower_neighbours: Sequence[BlockFragments | None]) -> list[np.ndarray | None]:
-    """Per axis, where this block and its lower neighbour both see one basin across their face."""
-    out: list[np.ndarray | None] = []
-    for d, nb in enumerate(lower_neighbours):
-        mine = own.same_lower[d]
-        theirs = nb.same_upper[d] if nb is not None else None
-        out.append(mine & theirs if mine is not None and theirs is not None else None)
-    return out
+def lower_face_region(block: Block, d: int) -> Region:
+    """The two planes across the block's lower face along axis d (neighbour's last, block's first)."""
+    region = list(block.write)
+    start = block.write[d].start
+    region[d] = slice(start - 1, start + 1)
+    return tuple(region)  # type: ignore[return-value]
 
 
-def lower_neighbours(block: Block) -> list[tuple[int, int, int] | None]:
-    """Grid indices of the blocks across each lower face (None at the volume border)."""
-    out: list[tuple[int, int, int] | None] = []
-    for d in range(3):
-        if block.index[d] == 0:
-            out.append(None)
-        else:
-            idx = list(block.index)
-            idx[d] -= 1
-            out.append(tuple(idx))  # type: ignore[arg-type]
-    return out
+def face_pairs(two_planes: np.ndarray, d: int, merged: np.ndarray) -> np.ndarray:
+    """Fragment pairs across a lower face that the owning block merged.
+
+    Parameters
+    ----------
+    two_planes : numpy.ndarray
+        Fragments over :func:`lower_face_region` (index 0 along d: the neighbour's plane).
+    d : int
+        The axis of the face.
+    merged : numpy.ndarray
+        The block's ``merged_lower[d]`` plane.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, 2) uint64 pairs (u < v).
+    """
+    fp = np.take(two_planes, 0, axis=d)
+    fq = np.take(two_planes, 1, axis=d)
+    keep = merged & (fq != fp) & (fq != 0) & (fp != 0)
+    if not keep.any():
+        return np.zeros((0, 2), np.uint64)
+    a, b = fq[keep], fp[keep]
+    return np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0).astype(np.uint64)
 
 
 class Lut:
@@ -214,13 +191,6 @@ class Lut:
 
     def __len__(self) -> int:
         return int(self.fragments.size)
-
-
-def lut_from_mapping(mapping: Mapping[int, int]) -> Lut:
-    """Build a :class:`Lut` from a fragment -> segment dict."""
-    keys = np.fromiter(mapping.keys(), dtype=np.uint64, count=len(mapping))
-    vals = np.fromiter(mapping.values(), dtype=np.uint64, count=len(mapping))
-    return Lut(keys, vals)
 
 
 def relabel_block(fragments: np.ndarray, lut: Lut) -> np.ndarray:
@@ -236,13 +206,17 @@ def relabel_block(fragments: np.ndarray, lut: Lut) -> np.ndarray:
     if not nz.any():
         return out
     f = fragments[nz]
-    idx = np.searchsorted(lut.fragments, f)
-    idx = np.minimum(idx, max(len(lut) - 1, 0))
+    idx = np.minimum(np.searchsorted(lut.fragments, f), max(len(lut) - 1, 0))
     if len(lut) == 0 or not np.array_equal(lut.fragments[idx], f):
         missing = np.setdiff1d(f, lut.fragments)[:5]
         raise ValueError(f"fragments {missing.tolist()} are not in the lookup table; rerun the agglomeration")
     out[nz] = lut.segments[idx]
     return out
+
+
+def clip_halo(halo: Sequence[int], block_shape: Sequence[int]) -> tuple[int, int, int]:
+    """At least 1 (a block must see the plane across each lower face), at most the block shape."""
+    return tuple(max(1, min(int(h), int(b))) for h, b in zip(halo, block_shape, strict=True))  # type: ignore[return-value]
 
 
 def segment_blockwise(
@@ -255,9 +229,9 @@ def segment_blockwise(
 ) -> np.ndarray:
     """Segment an in-memory affinity volume block by block (serially).
 
-    Runs exactly the block-wise algorithm of the Zarr/Dask path — fragments per block with halo,
-    cross-block edges, global mean-affinity agglomeration, relabel — on a numpy array. With a
-    ``block_shape`` covering the whole volume it is the one-block reference.
+    Runs exactly the block-wise algorithm of the Zarr/Dask path — one waterz call per block on its
+    read region, merge decisions by edge ownership (including across block faces), a global union and
+    a relabel — on a numpy array. With a ``block_shape`` covering the whole volume it is one waterz call.
 
     Parameters
     ----------
@@ -269,14 +243,15 @@ def segment_blockwise(
     threshold : float
         Agglomeration threshold on ``1 - mean affinity`` (waterz semantics), in [0, 1].
     halo : sequence of 3 int
-        Context around each block for the watershed (clipped to the block shape).
+        Context around each block (clipped to [1, block shape]).
     background_threshold : float
         Voxels whose incident affinities are all below this are background.
 
     Returns
     -------
     numpy.ndarray
-        (Z, Y, X) uint64 segmentation, 0 = background, segments numbered from 1.
+        (Z, Y, X) uint64 segmentation, 0 = background, segments numbered from 1 in the order of their
+        smallest fragment.
 
     Examples
     --------
@@ -292,29 +267,23 @@ def segment_blockwise(
         raise ValueError(f"threshold must be in [0, 1] (waterz's 1 - mean affinity); got {threshold}")
     spatial = affinities.shape[1:]
     block_shape = tuple(min(int(b), s) for b, s in zip(block_shape, spatial, strict=True))
-    halo = tuple(min(int(h), b) for h, b in zip(halo, block_shape, strict=True))
-    blocks = block_grid(spatial, block_shape=block_shape, halo=halo)
+    blocks = block_grid(spatial, block_shape=block_shape, halo=clip_halo(halo, block_shape))
     per_block = int(np.prod(block_shape))
+
     fragments = np.zeros(spatial, np.uint64)
-    ids, results = [], {}
+    ids, pairs, planes = [], [], {}
     for b in blocks:
-        offset = b.id * per_block
-        res = block_fragments(affinities[(slice(None), *b.read)], b, id_offset=offset,
-                              background_threshold=background_threshold)
+        res = block_segment(affinities[(slice(None), *b.read)], b, id_offset=b.id * per_block,
+                            threshold=threshold, background_threshold=background_threshold)
         fragments[b.write] = res.fragments
-        results[b.index] = res
-        ids.append(np.arange(offset + 1, offset + res.n + 1, dtype=np.uint64))
-    tables, must = [], []
+        ids.append(np.arange(b.id * per_block + 1, b.id * per_block + res.n + 1, dtype=np.uint64))
+        pairs.append(res.merges)
+        planes[b.id] = res.merged_lower
     for b in blocks:
-        region, lower = edge_region(b)
-        agree = face_agreement(results[b.index], [results.get(i) for i in lower_neighbours(b)])
-        edges = block_edges(fragments[region], affinities[(slice(None), *region)], lower, agree=agree)
-        tables.append(edges.table)
-        must.append(edges.must_merge)
-    mapping = agglomerate_edges(merge_edge_tables(tables), threshold=threshold,
-                                fragment_ids=np.concatenate(ids) if ids else None,
-                                must_merge=np.concatenate(must) if must else None)
-    lut = lut_from_mapping(mapping)
+        for d, merged in enumerate(planes[b.id]):
+            if merged is not None:
+                pairs.append(face_pairs(fragments[lower_face_region(b, d)], d, merged))
+    lut = Lut(*union_lut(np.concatenate(ids), pairs))
     out = np.zeros(spatial, np.uint64)
     for b in blocks:
         out[b.write] = relabel_block(fragments[b.write], lut)

@@ -5,9 +5,8 @@ import pytest
 import waterz
 from scipy import ndimage
 
-from pipeline.segment import agglomerate_edges, merge_edge_tables, rag_edges, segment_blockwise
-from pipeline.segment.blockwise import block_edges, edge_region
 from pipeline.blocks import block_grid
+from pipeline.segment import segment_blockwise, union_lut
 from pipeline.targets import affinities_from_labels
 
 
@@ -44,63 +43,32 @@ def noisy_affinities(labels, seed, noise=0.15):
     return np.clip(aff, 0, 1).astype(np.float32)
 
 
-def test_rag_edges_match_a_slow_definition():
-    rng = np.random.default_rng(1)
-    frag = rng.integers(0, 4, (4, 5, 6)).astype(np.uint64)
-    aff = rng.random((3, 4, 5, 6)).astype(np.float32)
-    t = rag_edges(frag, aff)
-    slow: dict[tuple[int, int], list[float]] = {}
-    for d, off in enumerate([(1, 0, 0), (0, 1, 0), (0, 0, 1)]):
-        for p in np.ndindex(frag.shape):
-            q = tuple(np.subtract(p, off))
-            if min(q) < 0:
-                continue
-            a, b = int(frag[p]), int(frag[q])
-            if a and b and a != b:
-                s = slow.setdefault((min(a, b), max(a, b)), [0.0, 0])
-                s[0] += float(aff[(d, *p)])
-                s[1] += 1
-    got = {(int(a), int(b)): (s, c) for a, b, s, c in zip(t.u, t.v, t.aff_sum, t.count)}
-    assert got.keys() == slow.keys()
-    for k, (s, c) in slow.items():
-        assert got[k][1] == c and got[k][0] == pytest.approx(s)
+def test_union_lut_matches_connected_components_and_numbers_by_smallest_fragment():
+    import networkx as nx
 
-
-@pytest.mark.parametrize("block_shape", [(2, 3, 4), (4, 5, 6), (1, 5, 2)])
-def test_block_edge_tables_add_up_to_the_whole_volume(block_shape):
-    rng = np.random.default_rng(2)
-    frag = rng.integers(0, 6, (4, 5, 6)).astype(np.uint64)
-    aff = rng.random((3, 4, 5, 6)).astype(np.float32)
-    whole = rag_edges(frag, aff)
-    parts = []
-    for b in block_grid(frag.shape, block_shape=block_shape):
-        region, lower = edge_region(b)
-        parts.append(block_edges(frag[region], aff[(slice(None), *region)], lower).table)
-    merged = merge_edge_tables(parts)
-    np.testing.assert_array_equal(merged.u, whole.u)
-    np.testing.assert_array_equal(merged.v, whole.v)
-    np.testing.assert_array_equal(merged.count, whole.count)
-    np.testing.assert_allclose(merged.aff_sum, whole.aff_sum)
+    rng = np.random.default_rng(3)
+    frags = rng.choice(np.arange(1, 10_000, dtype=np.uint64), 300, replace=False)
+    pairs = rng.choice(frags, (200, 2))
+    f, s = union_lut(frags, [pairs[:100], pairs[100:]])
+    g = nx.Graph()
+    g.add_nodes_from(frags.tolist())
+    g.add_edges_from(pairs.tolist())
+    seg_of = dict(zip(f.tolist(), s.tolist()))
+    for a, b in g.edges:
+        assert seg_of[a] == seg_of[b]
+    assert len(set(s.tolist())) == nx.number_connected_components(g)
+    smallest = sorted(min(c) for c in nx.connected_components(g))
+    assert [seg_of[m] for m in smallest] == list(range(1, len(smallest) + 1))
+    with pytest.raises(ValueError, match="unknown fragments"):
+        union_lut(frags[:5], [np.array([[frags[0], 123456789]], np.uint64)])
 
 
 @pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.7])
-def test_agglomeration_reproduces_waterz_on_the_same_fragments(threshold):
-    labels = tube_labels((16, 24, 24), 6, seed=3)
-    aff = noisy_affinities(labels, seed=4, noise=0.2)
-    fragments = next(iter(waterz.agglomerate(aff, [0.0]))).astype(np.uint64).copy()
-    expected = next(iter(waterz.agglomerate(aff, [threshold], fragments=fragments.copy()))).copy()
-    mapping = agglomerate_edges(rag_edges(fragments, aff), threshold=threshold, fragment_ids=np.unique(fragments))
-    lut = np.zeros(int(fragments.max()) + 1, np.uint64)
-    for f, s in mapping.items():
-        lut[f] = s
-    assert same_partition(lut[fragments], expected)
-
-
-def test_one_block_equals_a_single_waterz_call():
+def test_one_block_equals_a_single_waterz_call(threshold):
     labels = tube_labels((16, 24, 24), 6, seed=5)
     aff = noisy_affinities(labels, seed=6, noise=0.2)
-    expected = next(iter(waterz.agglomerate(aff, [0.4]))).copy()
-    ours = segment_blockwise(aff, block_shape=aff.shape[1:], threshold=0.4, background_threshold=0.0)
+    expected = next(iter(waterz.agglomerate(aff, [threshold]))).copy()
+    ours = segment_blockwise(aff, block_shape=aff.shape[1:], threshold=threshold, background_threshold=0.0)
     assert same_partition(ours, expected)
 
 
