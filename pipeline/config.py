@@ -16,6 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.synth.params import PhantomParams
+from pipeline.train.config import TrainConfig
 
 __all__ = ["DaskConfig", "NeuroreconConfig", "OutputConfig", "StrictModel"]
 
@@ -50,5 +51,6 @@ class NeuroreconConfig(StrictModel):
     """The whole configuration; every section has working defaults."""
 
     synth: PhantomParams = PhantomParams()
+    train: TrainConfig | None = Field(None, description="training run; required by `neurorecon train`")
     dask: DaskConfig = DaskConfig()
     output: OutputConfig = OutputConfig()
