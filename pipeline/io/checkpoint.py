@@ -46,6 +46,7 @@ __all__ = [
     "ModelMetadata",
     "TrainingLog",
     "check_architecture",
+    "export_model",
     "load_model",
     "read_checkpoint",
     "save_checkpoint",
@@ -245,6 +246,24 @@ def load_model(
         val_metrics=dict(data.get("val_metrics", {}) or {}),
         config=dict(data.get("config", {}) or {}),
     )
+
+
+def export_model(src: str | Path, dst: str | Path) -> Path:
+    """Write an inference-only copy of a checkpoint: weights, architecture, metadata, no optimizer state.
+
+    The result loads with :func:`load_model` like the original and is a fraction of its size (AdamW
+    keeps two extra tensors per weight).
+
+    Raises
+    ------
+    CheckpointError
+        If ``src`` is not a readable checkpoint.
+    """
+    data = read_checkpoint(src)
+    keep = ("architecture", "model", "step", "metadata", "val_metrics", "config")
+    payload = {k: data[k] for k in keep if k in data}
+    payload["exported_from"] = str(src)
+    return save_checkpoint(dst, payload)
 
 
 class TrainingLog:

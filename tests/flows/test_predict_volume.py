@@ -1,0 +1,77 @@
+"""Zarr/Dask inference: block shape does not change the affinities; resume is bit-identical."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flows.predict import predict_volume
+from pipeline.errors import InputDataError
+from pipeline.io.blockstate import BlockState
+from pipeline.io.checkpoint import export_model, load_model, save_checkpoint
+from pipeline.io.omezarr import open_image, write_image
+from pipeline.model import UNet
+
+VS = (1.5, 0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    arch = {"in_channels": 1, "out_channels": 3, "ndim": 3, "depth": 1, "base_features": 4,
+            "downsample_factors": [[1, 2, 2]], "padding": "same", "norm": "group"}
+    model = UNet(**{**arch, "downsample_factors": [(1, 2, 2)]})
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, {
+        "architecture": arch, "model": model.state_dict(), "step": 0, "optimizer": {"state": {}},
+        "metadata": {"target": "affinities", "normalization": "dtype", "voxel_size_um": list(VS),
+                     "patch_shape": [8, 16, 16], "downscale_xy": 1},
+    })
+    return path
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    path = tmp_path_factory.mktemp("raw") / "raw.zarr"
+    data = np.random.default_rng(0).integers(0, 4000, (16, 32, 48)).astype(np.uint16)
+    write_image(path, data, voxel_size_um=VS, chunks=(8, 16, 16), name="raw")
+    return path
+
+
+def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_path, raw, checkpoint):
+    outs = {}
+    for block in [(8, 16, 16), (16, 32, 48)]:
+        out = tmp_path / f"aff{block[0]}.zarr"
+        predict_volume(raw, checkpoint, out, state_dir=tmp_path / f"state{block[0]}", block_shape=block,
+                       progress=False)
+        img = open_image(out)
+        assert img.axes == ("c", "z", "y", "x") and img.dtype == np.uint8 and img.voxel_size_um == VS
+        outs[block] = img.array[...]
+    np.testing.assert_array_equal(outs[(8, 16, 16)], outs[(16, 32, 48)])
+    # Forget half of the blocks and rerun: the same bits.
+    state = BlockState(tmp_path / "state8", "predict")
+    for bid in sorted(state.done_ids())[::2]:
+        state.forget(bid)
+    predict_volume(raw, checkpoint, tmp_path / "aff8.zarr", state_dir=tmp_path / "state8", block_shape=(8, 16, 16),
+                   progress=False)
+    np.testing.assert_array_equal(open_image(tmp_path / "aff8.zarr").array[...], outs[(8, 16, 16)])
+
+
+def test_exported_model_is_smaller_and_predicts_the_same(tmp_path, checkpoint):
+    small = export_model(checkpoint, tmp_path / "small.pt")
+    a, meta_a = load_model(checkpoint)
+    b, meta_b = load_model(small)
+    assert meta_a.input == meta_b.input
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), k
+    assert "optimizer" not in torch.load(small, weights_only=True)
+
+
+def test_voxel_size_far_from_training_is_refused(tmp_path, checkpoint):
+    other = tmp_path / "coarse.zarr"
+    write_image(other, np.zeros((8, 16, 16), np.uint16), voxel_size_um=(3.0, 1.0, 1.0))
+    with pytest.raises(InputDataError, match="differs from the model's training data"):
+        predict_volume(other, checkpoint, tmp_path / "x.zarr", state_dir=tmp_path / "s", block_shape=(8, 16, 16),
+                       progress=False)
+    assert not (tmp_path / "x.zarr").exists()
