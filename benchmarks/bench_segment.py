@@ -71,7 +71,8 @@ def _run_segment(root: str, block: list[int]) -> None:
     from flows.segment import segment_volume
 
     t = time.perf_counter()
-    segment_volume(Path(root) / "aff.zarr", Path(root) / "volume.zarr", state_dir=Path(root) / "state",
+    segment_volume(Path(root) / "aff.zarr", fragments_out=Path(root) / "fragments.zarr",
+                   segmentation_out=Path(root) / "segmentation.zarr", state_dir=Path(root) / "state",
                    block_shape=block, threshold=0.5, progress=False)
     seconds = time.perf_counter() - t
     stages = {}

@@ -3,14 +3,15 @@
 Load -> compute -> save per block, around the compute of :mod:`pipeline.segment.blockwise` (the same
 functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). Stages:
 
-1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``labels/fragments``
+1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``fragments``
    and the block's merge decisions (``<state>/blocks/<id>.npz``);
 2. ``faces``: the decisions across each block's lower faces, as fragment pairs (``faces/<id>.npz``);
 3. ``union``: connected components of all decisions -> ``<state>/union/lut.npz`` (in the client: the
    fragment graph, not the volume, is in memory);
-4. ``relabel``: ``labels/segmentation`` = lut[fragments].
+4. ``relabel``: ``segmentation`` = lut[fragments].
 
-Outputs are ``<store>/labels/fragments`` and ``<store>/labels/segmentation`` (uint64). A rerun skips the
+Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragments`` and
+``segmentation``; the input volumes are never written to. A rerun skips the
 finished blocks of every stage and recomputes the union only if a block of stage 1 or 2 was redone;
 the result is bit-identical. The stages' parameters are recorded, and a rerun with others is refused.
 
@@ -32,7 +33,7 @@ from flows.blockwise import run_blocks
 from pipeline.blocks import Block, block_grid
 from pipeline.errors import InputDataError
 from pipeline.io.blockstate import BlockState
-from pipeline.io.omezarr import create_labels, open_image, open_labels, write_region
+from pipeline.io.omezarr import create_label_image, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
     DEFAULT_HALO,
@@ -59,8 +60,9 @@ def read_affinities(array: Any, region: Sequence[slice]) -> np.ndarray:
 
 def segment_volume(
     affinities: str | Path,
-    store: str | Path,
     *,
+    fragments_out: str | Path,
+    segmentation_out: str | Path,
     state_dir: str | Path,
     block_shape: Sequence[int],
     threshold: float,
@@ -70,18 +72,19 @@ def segment_volume(
     max_retries: int = 2,
     progress: bool = True,
 ) -> Path:
-    """Write ``labels/fragments`` and ``labels/segmentation`` of the OME-Zarr image ``store``.
+    """Segment an affinity image into the label images ``fragments_out`` and ``segmentation_out``.
 
     Parameters
     ----------
     affinities : path
-        OME-Zarr image with axes (c, z, y, x), 3 channels (z, y, x affinities, waterz convention).
-    store : path
-        OME-Zarr image (e.g. the raw volume) with the same (z, y, x) shape; labels are added to it.
+        OME-Zarr image with axes (c, z, y, x), 3 channels (z, y, x affinities, waterz convention);
+        its chunk grid is the blocks' grid.
+    fragments_out, segmentation_out : path
+        OME-Zarr label images to create (or resume): waterz fragments and final segments, uint64.
     state_dir : path
         Where per-block completion state is kept (resume).
     block_shape, halo : sequence of 3 int
-        Write-region shape (a multiple of the store's chunks) and watershed context, in voxels.
+        Write-region shape (a multiple of the affinities' chunks) and watershed context, in voxels.
     threshold, background_threshold : float
         Agglomeration threshold (waterz's ``1 - mean affinity``) and background mask threshold.
     client : distributed.Client, optional
@@ -90,32 +93,27 @@ def segment_volume(
     Returns
     -------
     Path
-        The path of ``labels/segmentation``.
+        ``segmentation_out``.
 
     Raises
     ------
     InputDataError
-        If the affinities are not (3, Z, Y, X) or do not match the store's shape.
+        If the affinities are not an OME-Zarr (3, Z, Y, X) image of float or uint8 values.
     BlockFailure
         If blocks still fail after their retries (finished blocks are kept for the rerun).
     """
     aff = open_image(affinities)
-    image = open_image(store)
     if aff.axes != ("c", "z", "y", "x") or aff.shape[0] != 3:
         raise InputDataError(f"affinities {affinities} have axes {aff.axes} and shape {aff.shape}; expected (3, Z, Y, X)")
-    if aff.spatial_shape != image.spatial_shape:
-        raise InputDataError(
-            f"affinities {affinities} have (z, y, x) shape {aff.spatial_shape} but {store} has {image.spatial_shape}"
-        )
     if aff.dtype.kind not in "fu":
         raise InputDataError(f"affinities {affinities} have dtype {aff.dtype}; expected float or uint8")
-    chunks = tuple(image.chunks[-3:])
+    chunks = tuple(aff.chunks[-3:])
     block_shape = tuple(int(b) for b in block_shape)
-    blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=chunks,
+    blocks = block_grid(aff.spatial_shape, block_shape=block_shape, chunks=chunks,
                         halo=clip_halo(halo, block_shape))
     params = {
         "affinities": str(Path(affinities).resolve()),
-        "shape": list(image.spatial_shape),
+        "shape": list(aff.spatial_shape),
         "block_shape": list(block_shape),
         "halo": list(clip_halo(halo, block_shape)),
         "threshold": float(threshold),
@@ -124,20 +122,22 @@ def segment_volume(
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
         st.check_params(params)
-    create_labels(store, "fragments", dtype="uint64", chunks=chunks, exist_ok=True)
-    create_labels(store, "segmentation", dtype="uint64", chunks=chunks, exist_ok=True)
+    source = str(Path(affinities).resolve())
+    for out in (fragments_out, segmentation_out):
+        create_label_image(out, shape=aff.spatial_shape, chunks=chunks, voxel_size_um=aff.voxel_size_um,
+                           source=source, name=Path(out).stem, exist_ok=True)
     per_block = int(np.prod(block_shape))
     before = (states["blocks"].done_ids(), states["faces"].done_ids())
 
     run_blocks(
         "blocks", blocks,
-        functools.partial(_segment_block, affinities=str(affinities), store=str(store), per_block=per_block,
+        functools.partial(_segment_block, affinities=str(affinities), fragments=str(fragments_out), per_block=per_block,
                           threshold=threshold, background_threshold=background_threshold,
                           state_root=str(state_dir)),
         state=states["blocks"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     run_blocks(
-        "faces", blocks, functools.partial(_faces_block, store=str(store), state_root=str(state_dir)),
+        "faces", blocks, functools.partial(_faces_block, fragments=str(fragments_out), state_root=str(state_dir)),
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
@@ -157,42 +157,44 @@ def segment_volume(
         states["relabel"].check_params(params, reset=True)  # a new table invalidates relabelled blocks
         log.info("union: %d fragments -> %d segments", frags.size, int(segs.max()) if segs.size else 0)
     run_blocks(
-        "relabel", blocks, functools.partial(_relabel_block, store=str(store), lut_path=str(lut_path)),
+        "relabel", blocks,
+        functools.partial(_relabel_block, fragments=str(fragments_out), segmentation=str(segmentation_out),
+                          lut_path=str(lut_path)),
         state=states["relabel"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
-    return Path(store) / "labels" / "segmentation"
+    return Path(segmentation_out)
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
 
 
 def _segment_block(
-    block: Block, *, affinities: str, store: str, per_block: int, threshold: float,
+    block: Block, *, affinities: str, fragments: str, per_block: int, threshold: float,
     background_threshold: float, state_root: str,
 ) -> dict[str, Any]:
     aff = read_affinities(open_image(affinities).array, block.read)
     res = block_segment(aff, block, id_offset=block.id * per_block, threshold=threshold,
                         background_threshold=background_threshold)
-    write_region(open_labels(store, "fragments", mode="r+").array, block.write, res.fragments)
+    write_region(open_image(fragments, mode="r+").array, block.write, res.fragments)
     planes = {f"lower_{d}": p for d, p in enumerate(res.merged_lower) if p is not None}
     BlockState(state_root, "blocks").save_arrays(block.id, merges=res.merges, **planes)
     return {"n_fragments": res.n, "n_merges": int(len(res.merges))}
 
 
-def _faces_block(block: Block, *, store: str, state_root: str) -> dict[str, Any]:
+def _faces_block(block: Block, *, fragments: str, state_root: str) -> dict[str, Any]:
     saved = BlockState(state_root, "blocks").load_arrays(block.id)
-    fragments = open_labels(store, "fragments").array
-    pairs = [face_pairs(np.asarray(fragments[lower_face_region(block, d)]), d, saved[f"lower_{d}"])
+    array = open_image(fragments).array
+    pairs = [face_pairs(np.asarray(array[lower_face_region(block, d)]), d, saved[f"lower_{d}"])
              for d in range(3) if f"lower_{d}" in saved]
     merged = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.uint64)
     BlockState(state_root, "faces").save_arrays(block.id, pairs=merged)
     return {"n_pairs": int(len(merged))}
 
 
-def _relabel_block(block: Block, *, store: str, lut_path: str) -> dict[str, Any]:
+def _relabel_block(block: Block, *, fragments: str, segmentation: str, lut_path: str) -> dict[str, Any]:
     lut = _load_lut(lut_path)
-    frag = np.asarray(open_labels(store, "fragments").array[block.write])
-    write_region(open_labels(store, "segmentation", mode="r+").array, block.write, relabel_block(frag, lut))
+    frag = np.asarray(open_image(fragments).array[block.write])
+    write_region(open_image(segmentation, mode="r+").array, block.write, relabel_block(frag, lut))
     return {}
 
 

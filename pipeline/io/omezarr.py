@@ -35,6 +35,7 @@ from pipeline.errors import InputDataError, OutputError
 __all__ = [
     "OmeArray",
     "create_image",
+    "create_label_image",
     "create_labels",
     "list_labels",
     "open_image",
@@ -240,6 +241,44 @@ def create_labels(
         write_label_metadata(labels_group, name, fmt=FormatV05(), source={"image": "../../"})
     except OSError as exc:
         raise OutputError(f"cannot create label image {label_path}: {exc}") from None
+    return arr
+
+
+def create_label_image(
+    path: str | Path,
+    *,
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    voxel_size_um: Sequence[float],
+    dtype: Any = "uint64",
+    source: str | None = None,
+    name: str = "segmentation",
+    overwrite: bool = False,
+    exist_ok: bool = False,
+) -> zarr.Array:
+    """Create a standalone OME-Zarr 0.5 label image (a (z, y, x) integer image with ``image-label`` metadata).
+
+    For results computed from a raw volume stored elsewhere (which is never written to): the
+    ``image-label.source.image`` entry records ``source``. Open it with :func:`open_image`.
+    ``overwrite`` and ``exist_ok`` behave as in :func:`create_image`.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not an integer type.
+    OutputError
+        As :func:`create_image`.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind not in "iu":
+        raise TypeError(f"label dtype must be an integer type (e.g. uint32, uint64); got {dt}")
+    arr = create_image(path, shape=shape, dtype=dt, chunks=chunks, voxel_size_um=voxel_size_um, name=name,
+                       overwrite=overwrite, exist_ok=exist_ok)
+    group = zarr.open_group(str(path), mode="r+")
+    ome = dict(group.attrs.get("ome", {}))
+    if "image-label" not in ome:
+        ome["image-label"] = {"version": "0.5", **({"source": {"image": source}} if source else {})}
+        group.attrs["ome"] = ome
     return arr
 
 

@@ -7,13 +7,14 @@ import random
 
 import numpy as np
 import pytest
+import zarr
 
 from flows.blockwise import dask_client, run_blocks
 from flows.segment import segment_volume
 from pipeline.blocks import block_grid
 from pipeline.errors import BlockFailure, OutputError
 from pipeline.io.blockstate import BlockState
-from pipeline.io.omezarr import open_labels, write_image
+from pipeline.io.omezarr import open_image, write_image
 from pipeline.segment import segment_blockwise
 from tests.pipeline.segment.test_segment import noisy_affinities, tube_labels
 
@@ -27,33 +28,37 @@ def volume(tmp_path_factory):
     labels = tube_labels(SHAPE, 6, seed=21)
     aff = noisy_affinities(labels, seed=22, noise=0.1)
     quantized = np.round(aff * 255).astype(np.uint8)
-    write_image(root / "aff.zarr", quantized, voxel_size_um=(1.5, 0.5, 0.5), chunks=BLOCK, name="affinities")
+    write_image(root / "aff.zarr", quantized, voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 8, 8), name="affinities")
     expected = segment_blockwise(quantized.astype(np.float32) / np.float32(255), block_shape=BLOCK, threshold=0.5)
     return root, expected
 
 
-def fresh_store(root, name):
-    path = root / name
-    write_image(path, np.zeros(SHAPE, np.uint16), voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 8, 8), name="raw")
-    return path
+def run(root, name, **kwargs):
+    """Segment the module's affinities into <root>/<name>_{fragments,segmentation}.zarr."""
+    args = {"block_shape": BLOCK, "threshold": 0.5, "progress": False, "state_dir": root / f"{name}_state"} | kwargs
+    return segment_volume(root / "aff.zarr", fragments_out=root / f"{name}_fragments.zarr",
+                          segmentation_out=root / f"{name}_segmentation.zarr", **args)
+
+
+def segmentation(root, name):
+    return open_image(root / f"{name}_segmentation.zarr").array[...]
 
 
 def test_serial_zarr_path_equals_in_memory_algorithm(volume):
     root, expected = volume
-    store = fresh_store(root, "serial.zarr")
-    segment_volume(root / "aff.zarr", store, state_dir=root / "serial_state", block_shape=BLOCK, threshold=0.5,
-                   progress=False)
-    np.testing.assert_array_equal(open_labels(store, "segmentation").array[...], expected)
+    out = run(root, "serial")
+    np.testing.assert_array_equal(open_image(out).array[...], expected)
+    meta = dict(zarr.open_group(str(out), mode="r").attrs)["ome"]
+    assert meta["image-label"]["source"]["image"].endswith("aff.zarr")
+    assert open_image(out).voxel_size_um == (1.5, 0.5, 0.5)
 
 
 def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
     root, expected = volume
-    store = fresh_store(root, "dask.zarr")
     state = root / "dask_state"
     with dask_client(n_workers=2, memory_limit="2GiB") as client:
-        segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=BLOCK, threshold=0.5,
-                       client=client, progress=False)
-        first = open_labels(store, "segmentation").array[...]
+        run(root, "dask", client=client)
+        first = segmentation(root, "dask")
         np.testing.assert_array_equal(first, expected)
         # Forget half of the finished blocks of every stage, then rerun: same bits.
         rng = random.Random(0)
@@ -62,21 +67,17 @@ def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
             ids = sorted(st.done_ids())
             for bid in rng.sample(ids, len(ids) // 2):
                 st.forget(bid)
-        segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=BLOCK, threshold=0.5,
-                       client=client, progress=False)
-    np.testing.assert_array_equal(open_labels(store, "segmentation").array[...], first)
+        run(root, "dask", client=client)
+    np.testing.assert_array_equal(segmentation(root, "dask"), first)
 
 
 def test_rerun_with_other_parameters_is_refused_and_changes_nothing(volume):
     root, expected = volume
-    store = fresh_store(root, "params.zarr")
-    state = root / "params_state"
-    segment_volume(root / "aff.zarr", store, state_dir=state, block_shape=BLOCK, threshold=0.5, progress=False)
+    run(root, "params")
     for kwargs, what in [({"threshold": 0.7}, "threshold"), ({"block_shape": (16, 16, 16)}, "block_shape")]:
-        args = {"block_shape": BLOCK, "threshold": 0.5} | kwargs
         with pytest.raises(OutputError, match=f"other parameters .*{what}"):
-            segment_volume(root / "aff.zarr", store, state_dir=state, progress=False, **args)
-    np.testing.assert_array_equal(open_labels(store, "segmentation").array[...], expected)
+            run(root, "params", **kwargs)
+    np.testing.assert_array_equal(segmentation(root, "params"), expected)
 
 
 def _flaky(block, *, bad):
