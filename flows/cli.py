@@ -116,6 +116,33 @@ def train(
 
 
 @app.command()
+def segment(
+    config: Annotated[Path, typer.Argument(help="YAML config with a segment: section (and optionally dask:).")],
+) -> None:
+    """Raw OME-Zarr -> affinities -> waterz fragments -> segmentation, block by block on Dask.
+
+    Runs on a local Dask cluster, or on the cluster at dask.address. Writes affinities.zarr,
+    fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped.
+    """
+    from pipeline.errors import ConfigError
+    from pipeline.io.config import load_config
+
+    cfg = load_config(config)
+    if cfg.segment is None:
+        raise ConfigError(f"{config} has no segment: section; see configs/segment_phantom.yaml for an example")
+    from flows.blockwise import dask_client
+    from flows.segment import segment_raw
+
+    d = cfg.dask
+    with dask_client(d.address, n_workers=d.n_workers, threads_per_worker=d.threads_per_worker,
+                     memory_limit=d.memory_limit) as client:
+        outputs = segment_raw(cfg.segment, client=client, progress=True)
+    typer.echo(f"affinities:   {outputs.affinities}")
+    typer.echo(f"fragments:    {outputs.fragments}")
+    typer.echo(f"segmentation: {outputs.segmentation}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option(help="Phantom seed.")] = 1,

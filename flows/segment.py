@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from pipeline.segment.blockwise import (
     relabel_block,
 )
 
-__all__ = ["read_affinities", "segment_volume"]
+__all__ = ["SegmentOutputs", "read_affinities", "segment_raw", "segment_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +207,41 @@ def _load_lut(path: str) -> Lut:
 def _load_lut_version(path: str, _mtime_ns: int) -> Lut:
     with np.load(path) as data:
         return Lut(data["fragments"], data["segments"])
+
+
+@dataclass(frozen=True)
+class SegmentOutputs:
+    """Where :func:`segment_raw` put its results."""
+
+    affinities: Path
+    fragments: Path
+    segmentation: Path
+
+
+def segment_raw(cfg: Any, *, client: Any = None, progress: bool = True) -> SegmentOutputs:
+    """Raw OME-Zarr -> affinities -> fragments -> segmentation, block by block (``neurorecon segment``).
+
+    Parameters
+    ----------
+    cfg : pipeline.segment.config.SegmentConfig
+        The ``segment:`` section.
+    client : distributed.Client, optional
+        Dask client; serial if None.
+    """
+    from flows.predict import predict_volume
+    from pipeline.model import DEMO_MODEL
+
+    out = Path(cfg.out)
+    model = Path(cfg.model) if cfg.model is not None else DEMO_MODEL
+    affinities = predict_volume(
+        cfg.raw, model, out / "affinities.zarr", state_dir=out / "state", block_shape=cfg.block_shape,
+        tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.affinity_dtype,
+        client=client, max_retries=cfg.max_retries, progress=progress,
+    )
+    segmentation = segment_volume(
+        affinities, fragments_out=out / "fragments.zarr", segmentation_out=out / "segmentation.zarr",
+        state_dir=out / "state", block_shape=cfg.block_shape, threshold=cfg.threshold, halo=cfg.halo,
+        background_threshold=cfg.background_threshold, client=client, max_retries=cfg.max_retries,
+        progress=progress,
+    )
+    return SegmentOutputs(affinities, out / "fragments.zarr", segmentation)

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.segment.config import SegmentConfig
 from pipeline.synth.params import PhantomParams
 from pipeline.train.config import TrainConfig
 
@@ -52,5 +53,6 @@ class NeuroreconConfig(StrictModel):
 
     synth: PhantomParams = PhantomParams()
     train: TrainConfig | None = Field(None, description="training run; required by `neurorecon train`")
+    segment: SegmentConfig | None = Field(None, description="required by `neurorecon segment`")
     dask: DaskConfig = DaskConfig()
     output: OutputConfig = OutputConfig()
