@@ -182,14 +182,6 @@ def predict_region(
     return result
 
 
-def _center_crop(y: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    slices = [slice(None), slice(None)]
-    for have, want in zip(y.shape[2:], shape, strict=True):
-        start = (have - want) // 2
-        slices.append(slice(start, start + want))
-    return y[tuple(slices)]
-
-
 def _downscale(fine: np.ndarray, k: int, coarse_yx: tuple[int, int]) -> np.ndarray:
     """Average k×k x/y boxes; boxes sticking out of ``fine`` average what they cover."""
     z, y, x = fine.shape
