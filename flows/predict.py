@@ -2,8 +2,8 @@
 
 Load -> compute -> save per block around :func:`pipeline.inference.predict_region`: each block reads its
 write region plus the network's context (mirrored at the volume border), normalizes it as the training
-data were (the checkpoint records how), predicts in tiles on a global grid — so the result does not
-depend on the block shape — and writes its write region of the affinity image.
+data were (the checkpoint records how), predicts in tiles on a global grid — so for a given tile shape
+the result does not depend on the block shape — and writes its write region of the affinity image.
 
 Output: an OME-Zarr image ``affinities.zarr`` with axes (c, z, y, x), 3 channels (z, y, x affinities,
 waterz convention: ``aff[d][p]`` links ``p`` and ``p - e_d``), stored as **uint8 quantized**
@@ -65,7 +65,8 @@ def predict_volume(
     block_shape : sequence of 3 int
         Write-region shape, a multiple of the raw image's chunks.
     tile_shape : sequence of 3 int, optional
-        Network output size per tile (default: the training patch shape).
+        Network output size per tile (default: the block shape; smaller tiles use less memory but
+        recompute the network's context around each tile).
     batch_size : int
         Tiles per forward pass.
     device : {"cpu", "cuda"}
@@ -113,7 +114,8 @@ def predict_volume(
     method = meta.input.get("normalization", "percentile")
     rng = intensity_range(image.array, method=method,
                           percentiles=tuple(meta.input.get("percentiles", (1.0, 99.9))))
-    tile = tuple(int(t) for t in (tile_shape or meta.input.get("output_shape") or meta.input["patch_shape"]))
+    # Large tiles: each tile reads the network's context around it, so small tiles recompute a lot.
+    tile = tuple(int(t) for t in (tile_shape or block_shape))
     chunks = tuple(image.chunks)
     blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=chunks)
     params = {

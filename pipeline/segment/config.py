@@ -33,7 +33,7 @@ class SegmentConfig(BaseModel):
     threshold: Unit = Field(0.5, description="waterz merge threshold on 1 - mean affinity")
     background_threshold: Unit = Field(0.5, description="voxels with all affinities below this are background")
     tile_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
-        None, description="network output per tile; default the training patch shape")
+        None, description="network output per tile; default the block shape (less memory: smaller)")
     batch_size: PositiveInt = 1
     device: Literal["cpu", "cuda"] = "cpu"
     affinity_dtype: Literal["uint8", "float16"] = "uint8"

@@ -1,4 +1,5 @@
-"""Zarr/Dask inference: block shape does not change the affinities; resume is bit-identical."""
+"""Zarr/Dask inference: for a given tile shape the block shape does not change the affinities; resume is
+bit-identical."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
     for block in [(8, 16, 16), (16, 32, 48)]:
         out = tmp_path / f"aff{block[0]}.zarr"
         predict_volume(raw, checkpoint, out, state_dir=tmp_path / f"state{block[0]}", block_shape=block,
-                       progress=False)
+                       tile_shape=(8, 16, 16), progress=False)
         img = open_image(out)
         assert img.axes == ("c", "z", "y", "x") and img.dtype == np.uint8 and img.voxel_size_um == VS
         outs[block] = img.array[...]
@@ -54,7 +55,7 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
     for bid in sorted(state.done_ids())[::2]:
         state.forget(bid)
     predict_volume(raw, checkpoint, tmp_path / "aff8.zarr", state_dir=tmp_path / "state8", block_shape=(8, 16, 16),
-                   progress=False)
+                   tile_shape=(8, 16, 16), progress=False)
     np.testing.assert_array_equal(open_image(tmp_path / "aff8.zarr").array[...], outs[(8, 16, 16)])
 
 
