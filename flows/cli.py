@@ -202,5 +202,216 @@ def main() -> None:
         sys.exit(130)
 
 
+# -- analysis: skeletonize, evaluate, report (flows/analysis.py) -------------------------------------------
+
+LabelImageArg = (
+    "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
+    "(volume.zarr/labels/NAME)."
+)
+
+
+def _parse_float_triple(text: str | None, name: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be three numbers Z,Y,X in µm; got {text!r}") from None
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise typer.BadParameter(f"{name} must be three positive numbers Z,Y,X in µm; got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def skeletonize(
+    segmentation: Annotated[Path, typer.Argument(help=LabelImageArg)],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Run directory: skeletons/, skeletons_precomputed/, lengths.csv."),
+    ],
+    block_shape: Annotated[
+        str | None,
+        typer.Option(
+            help="Block (write region) shape Z,Y,X in voxels (default: 128,256,256, clipped to the volume)."
+        ),
+    ] = None,
+    halo_um: Annotated[
+        float,
+        typer.Option(
+            "--halo-um",
+            help="Context read around each block, µm: about scale x the radius of the "
+            "thickest objects + const-um.",
+        ),
+    ] = 3.0,
+    voxel_size: Annotated[
+        str | None,
+        typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the image metadata."),
+    ] = None,
+    scale: Annotated[
+        float, typer.Option(help="TEASAR invalidation radius = scale x distance-to-boundary + const-um.")
+    ] = 1.5,
+    const_um: Annotated[
+        float, typer.Option("--const-um", help="TEASAR constant invalidation radius, µm.")
+    ] = 1.0,
+    soma: Annotated[
+        bool, typer.Option(help="Enable kimimaro's soma handling (off for AIS and neurites).")
+    ] = False,
+    tick_threshold_um: Annotated[
+        float,
+        typer.Option("--tick-threshold-um", help="Remove end branches shorter than this, µm (0: keep all)."),
+    ] = 0.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask workers; 0 runs serially in this process (default: dask.n_workers)."),
+    ] = None,
+    config: ConfigOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace earlier skeletons and block state in --out.")
+    ] = False,
+) -> None:
+    """Skeletonize a segmentation block by block (kimimaro TEASAR, fused across blocks); measure every object.
+
+    Writes OUT/skeletons/<label>.swc (µm), OUT/skeletons_precomputed/ (neuroglancer, nm) and OUT/lengths.csv
+    (label, length_um, cable_length_um, n_voxels, touches_border, n_endpoints). Objects touching the volume
+    border are flagged: they are cut by the field of view and left out of length distributions. Blocks run
+    on a local Dask cluster (or dask.address of the config); a rerun resumes.
+    """
+    from pipeline.io.config import load_config
+    from pipeline.skeleton.blockwise import TeasarParams
+
+    cfg = load_config(config)
+    blocks = _parse_triple(block_shape, "--block-shape") if block_shape else None
+    vs = _parse_float_triple(voxel_size, "--voxel-size")
+    try:
+        params = TeasarParams(scale=scale, const_um=const_um, soma=soma)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    from flows.analysis import skeletonize_volume
+    from flows.blockwise import dask_client
+
+    n_workers = cfg.dask.n_workers if workers is None else workers
+    kwargs: dict[str, Any] = dict(
+        out=out,
+        block_shape=blocks,
+        halo_um=halo_um,
+        voxel_size_um=vs,
+        params=params,
+        tick_threshold_um=tick_threshold_um,
+        progress=True,
+        overwrite=overwrite,
+    )
+    if n_workers == 0 and not cfg.dask.address:
+        result = skeletonize_volume(segmentation, client=None, **kwargs)
+    else:
+        d = cfg.dask
+        with dask_client(
+            d.address,
+            n_workers=max(n_workers, 1),
+            threads_per_worker=d.threads_per_worker,
+            memory_limit=d.memory_limit,
+        ) as client:
+            result = skeletonize_volume(segmentation, client=client, **kwargs)
+    typer.echo(f"{result.n_skeletons} skeletons of {result.n_objects} objects")
+    typer.echo(f"wrote {result.swc_dir}/  (SWC, µm)")
+    typer.echo(f"wrote {result.precomputed_dir}/  (neuroglancer precomputed, nm)")
+    typer.echo(f"wrote {result.lengths_csv}")
+
+
+@app.command()
+def evaluate(
+    segmentation: Annotated[Path, typer.Option("--segmentation", "-s", help=LabelImageArg)],
+    gt_labels: Annotated[
+        Path,
+        typer.Option(
+            "--gt-labels", "-g", help="Ground-truth label image, e.g. volume.zarr/labels/ground_truth."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; metrics.json is written there.")],
+    gt_swc: Annotated[
+        Path | None,
+        typer.Option(
+            "--gt-swc",
+            help="Folder of ground-truth <label>.swc (µm, volume frame) (default: the "
+            "phantom's <store>_gt/skeletons if present).",
+        ),
+    ] = None,
+    voxel_size: Annotated[
+        str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
+    ] = None,
+) -> None:
+    """Compare a segmentation with ground truth: voxel, skeleton (ERL, splits, merges) and length metrics.
+
+    Voxel metrics (Dice, accuracy, ARI, VOI) on the label images; skeleton metrics against ground-truth SWC
+    skeletons; instance precision/recall and Wasserstein/SSMD of the length distributions (AIS continuity
+    paper, 2.4-2.5). Both label images are read whole. Writes OUT/metrics.json.
+    """
+    import json as _json
+
+    from flows.analysis import evaluate_run
+
+    path = evaluate_run(
+        segmentation,
+        gt_labels,
+        out=out,
+        gt_swc=gt_swc,
+        voxel_size_um=_parse_float_triple(voxel_size, "--voxel-size"),
+    )
+    metrics = _json.loads(path.read_text())
+    v, k, ln = metrics.get("voxel", {}), metrics.get("skeleton", {}), metrics.get("length", {})
+
+    def f(section: dict, key: str, fmt: str = "{:.3f}") -> str:
+        value = section.get(key)
+        return "n/a" if value is None or isinstance(value, str) else fmt.format(value)
+
+    typer.echo(f"Dice {f(v, 'dice')}, VOI split/merge {f(v, 'voi_split_bits')}/{f(v, 'voi_merge_bits')} bits")
+    if k:
+        typer.echo(
+            f"ERL {f(k, 'erl_um', '{:.1f}')} µm (normalized {f(k, 'normalized_erl')}), edge accuracy "
+            f"{f(k, 'edge_accuracy_pct', '{:.1f}')} %, splits/neuron {f(k, 'splits_per_neuron', '{:.2f}')} "
+            f"({k.get('n_skeletons')} GT skeletons)"
+        )
+    else:
+        typer.echo("no ground-truth skeletons (--gt-swc): skeleton metrics skipped")
+    typer.echo(
+        f"precision {f(ln, 'precision')}, recall {f(ln, 'recall')}, "
+        f"Wasserstein {f(ln, 'wasserstein_um', '{:.2f}')} µm, SSMD {f(ln, 'ssmd')}"
+    )
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory with lengths.csv (from `neurorecon skeletonize`).")
+    ],
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            help="Raw OME-Zarr image for the projections (default: the image store of a "
+            ".../labels/NAME segmentation)."
+        ),
+    ] = None,
+    segmentation: Annotated[
+        Path | None, typer.Option(help="Label image to overlay (default: the one skeletonize recorded).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write the report (default: RUN_DIR).")
+    ] = None,
+    figures: Annotated[bool, typer.Option(help="Also write the figures as PNG files.")] = False,
+) -> None:
+    """Write RUN_DIR/report.html (self-contained) and report.pdf: lengths, projections, metrics, provenance.
+
+    Uses RUN_DIR/lengths.csv, and skeletonize.json, metrics.json (from `neurorecon evaluate`) and skeletons/
+    where present.
+    """
+    from flows.analysis import report_run
+
+    logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
+    written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=figures)
+    for path in written.values():
+        typer.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,241 @@
+"""Block-wise skeletonization benchmarks (issue 6).
+
+(a) throughput: :func:`pipeline.skeleton.blockwise.skeletonize_blocks` (serial, in this process) vs one
+    ``kimimaro.skeletonize`` call on the same whole volume with the same TEASAR parameters (target
+    <= 1.2x its time), on a light-sheet phantom and on a crop of the real EM segmentation
+    (../shared/data/em/connectomics.npy.ckl.gz, 16 x 16 x 40 nm);
+(b) agreement: per-object total cable length, block-wise vs whole volume (median and 95th percentile
+    of the relative difference, fraction within 2 %), next to the same numbers for the whole volume
+    against the whole volume mirrored along x: TEASAR's own sensitivity to where it starts, the floor
+    any block-wise scheme is measured against. For the phantom also the smoothed cable of the AIS and
+    neurites inside the volume, as ``lengths.csv`` reports it.
+
+    python benchmarks/bench_skeleton.py                  # phantom 64x512x512 and EM crop 256^3
+    python benchmarks/bench_skeleton.py --em-crop 128    # faster
+    python benchmarks/bench_skeleton.py --skip-em        # phantom only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+EM = (
+    Path(os.environ.get("NEURORECON_SHARED_DATA", REPO.parent / "shared" / "data"))
+    / "em"
+    / "connectomics.npy.ckl.gz"
+)
+
+
+def whole_volume(labels: np.ndarray, vs, params) -> tuple[dict, float, dict]:
+    """One kimimaro.skeletonize call as skeletonize_blocks makes it per block (µm, fix_borders).
+
+    Returns cable per label (µm), seconds, and the skeletons as graphs.
+    """
+    import kimimaro
+
+    from pipeline.skeleton import skeleton_to_graph
+
+    start = time.perf_counter()
+    skeletons = kimimaro.skeletonize(
+        labels,
+        teasar_params=params.kimimaro(),
+        anisotropy=vs,
+        dust_threshold=0,
+        progress=False,
+        fix_branching=params.fix_branching,
+        fix_borders=True,
+        parallel=1,
+        in_place=False,
+    )
+    seconds = time.perf_counter() - start
+    graphs = {int(k): skeleton_to_graph(s, label=int(k)) for k, s in skeletons.items()}
+    return {int(k): float(s.cable_length()) for k, s in skeletons.items()}, seconds, graphs
+
+
+def block_wise(labels: np.ndarray, vs, params, block_shape, halo_um) -> tuple[dict, float, dict]:
+    from pipeline.skeleton import cable_length_um
+    from pipeline.skeleton.blockwise import skeletonize_blocks
+
+    start = time.perf_counter()
+    graphs = skeletonize_blocks(
+        labels.__getitem__,
+        shape=labels.shape,
+        voxel_size_um=vs,
+        block_shape=block_shape,
+        halo_um=halo_um,
+        params=params,
+    )
+    seconds = time.perf_counter() - start
+    return {k: cable_length_um(g) for k, g in graphs.items()}, seconds, graphs
+
+
+def best_of(fn, repeats: int):
+    """Call ``fn`` ``repeats`` times and keep the result with the smallest time (its second item)."""
+    return min((fn() for _ in range(repeats)), key=lambda result: result[1])
+
+
+def smoothed_cable(graphs: dict, labels: set, sigma_um: float) -> dict:
+    from pipeline.skeleton import cable_length_um, smooth_skeleton
+
+    return {
+        k: cable_length_um(smooth_skeleton(g, sigma_um=sigma_um)) for k, g in graphs.items() if k in labels
+    }
+
+
+def agreement(test: dict, reference: dict, min_cable_um: float = 0.0) -> dict:
+    labels = [k for k, v in reference.items() if v > 0 and v >= min_cable_um]
+    rel = np.array([abs(test.get(k, 0.0) - reference[k]) / reference[k] for k in labels])
+    if len(rel) == 0:
+        return {"n": 0, "median": float("nan"), "p95": float("nan"), "within": float("nan")}
+    return {
+        "n": len(rel),
+        "median": float(np.median(rel)) * 100,
+        "p95": float(np.percentile(rel, 95)) * 100,
+        "within": float(np.mean(rel <= 0.02)) * 100,
+    }
+
+
+def run_case(name, labels, vs, params, block_shapes, halo_um, min_cable_um, thin_interior=None) -> list[dict]:
+    """Time and compare one volume; ``thin_interior`` (labels) adds the smoothed-cable row."""
+    repeats = 3 if labels.size <= 64 * 512 * 512 else 1  # sub-second runs: best of 3 on a shared machine
+    whole, t_whole, whole_graphs = best_of(lambda: whole_volume(labels, vs, params), repeats)
+    floor, _, floor_graphs = whole_volume(np.ascontiguousarray(labels[:, :, ::-1]), vs, params)
+    rows = []
+    for block_shape in block_shapes:
+        cables, t_block, graphs = best_of(
+            lambda b=block_shape: block_wise(labels, vs, params, b, halo_um), repeats
+        )
+        row = {
+            "case": name,
+            "shape": labels.shape,
+            "block": tuple(block_shape),
+            "halo_um": halo_um,
+            "t_whole": t_whole,
+            "t_block": t_block,
+            "n_objects": len(whole),
+            "repeats": repeats,
+            "all": agreement(cables, whole),
+            "long": agreement(cables, whole, min_cable_um),
+            "floor_all": agreement(floor, whole),
+            "floor_long": agreement(floor, whole, min_cable_um),
+            "min_cable_um": min_cable_um,
+        }
+        if thin_interior is not None:
+            sigma = max(1.0, *vs)
+            reference = smoothed_cable(whole_graphs, thin_interior, sigma)
+            row["thin"] = agreement(smoothed_cable(graphs, thin_interior, sigma), reference, min_cable_um)
+            row["floor_thin"] = agreement(
+                smoothed_cable(floor_graphs, thin_interior, sigma), reference, min_cable_um
+            )
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phantom-shape", type=int, nargs=3, default=(64, 512, 512))
+    ap.add_argument(
+        "--em-crop", type=int, default=256, help="edge of the (z, y, x) EM crop, voxels (512: all)"
+    )
+    ap.add_argument("--skip-em", action="store_true")
+    args = ap.parse_args()
+
+    from importlib.metadata import version
+
+    from pipeline.skeleton.blockwise import TeasarParams
+    from pipeline.synth import PhantomParams, generate_phantom, render_volume
+
+    print(
+        f"# bench_skeleton  cpus={os.cpu_count()}  numpy={np.__version__}  kimimaro={version('kimimaro')}"
+        f"  OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}\n"
+    )
+    rows = []
+    shape = tuple(args.phantom_shape)
+    n = max(4, int(4 * np.prod(shape) / (64 * 256 * 256)))
+    params_ph = PhantomParams(shape=shape, seed=7, n_neurons=n, n_ais=n)
+    phantom = generate_phantom(params_ph)
+    labels = render_volume(phantom, noise=False).labels
+    faces = np.concatenate([np.take(labels, i, axis=a).ravel() for a in range(3) for i in (0, -1)])
+    thin = {o.label for o in phantom.objects if o.kind != "soma"} - set(np.unique(faces).tolist())
+    rows += run_case(
+        "phantom (light sheet)",
+        labels,
+        params_ph.voxel_size_um,
+        TeasarParams(),
+        [(32, 128, 128), (64, 256, 256)],
+        3.0,
+        30.0,
+        thin_interior=thin,
+    )
+    if args.skip_em:
+        pass
+    elif not EM.is_file():
+        print(f"EM rows skipped: {EM} not found (set NEURORECON_SHARED_DATA)\n")
+    else:
+        import crackle
+
+        em = crackle.load(str(EM)).T  # stored (x, y, z) in Fortran order -> (z, y, x)
+        c = args.em_crop
+        crop = np.ascontiguousarray(em[:c, :c, :c])
+        del em
+        rows += run_case(
+            f"EM crop {c}^3",
+            crop,
+            (0.04, 0.016, 0.016),
+            TeasarParams(const_um=0.3),  # kimimaro: 300 nm
+            [(c // 2, c, c), (c // 2, c // 2, c // 2)],
+            0.4,
+            5.0,
+        )
+
+    print("## (a) throughput: block-wise (serial, in process) vs one kimimaro.skeletonize call")
+    print(
+        "| volume | shape (z, y, x) | objects | block (z, y, x) | halo | kimimaro whole (s) "
+        "| block-wise (s) | ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['case']} | {r['shape']} | {r['n_objects']} | {r['block']} | {r['halo_um']:g} µm "
+            f"| {r['t_whole']:.2f} | {r['t_block']:.2f} | {r['t_block'] / r['t_whole']:.2f} (target <= 1.2) |"
+        )
+    print("\n## (b) per-object total cable length vs the whole-volume run (relative difference)")
+    print(
+        "| volume | block | objects | median | 95th pct | within 2 % "
+        "| whole vs mirrored whole: median / 95th / within 2 % |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        for key, floor_key, what in (
+            ("all", "floor_all", "all, raw cable"),
+            ("long", "floor_long", f">= {r['min_cable_um']:g} µm, raw cable"),
+            ("thin", "floor_thin", f"AIS + neurites inside, >= {r['min_cable_um']:g} µm, smoothed"),
+        ):
+            if key not in r:
+                continue
+            a = r[key]
+            floor = "–"
+            if floor_key is not None:
+                f = r[floor_key]
+                floor = f"{f['median']:.2f} % / {f['p95']:.1f} % / {f['within']:.0f} %"
+            print(
+                f"| {r['case']} | {r['block']} | {what} (n={a['n']}) | {a['median']:.2f} % "
+                f"| {a['p95']:.1f} % | {a['within']:.0f} % | {floor} |"
+            )
+    print(
+        "\nRaw cable: TEASAR's skeleton as is; smoothed: after smooth_skeleton (sigma = max(1 µm, voxel "
+        "size)), "
+        "as lengths.csv reports it. Times: best of 3 for the phantom, one run for EM; the machine is shared."
+    )
+
+
+if __name__ == "__main__":
+    main()

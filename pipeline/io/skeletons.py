@@ -1,0 +1,362 @@
+"""Skeleton outputs: a folder of SWC files, neuroglancer precomputed skeletons, and the lengths table.
+
+Layout written by ``neurorecon skeletonize`` (see :mod:`flows.analysis`)::
+
+    RUN/skeletons/<label>.swc              one SWC file per object, µm, volume frame (x y z in the file)
+    RUN/skeletons_precomputed/info         {"@type": "neuroglancer_skeletons", ...}
+    RUN/skeletons_precomputed/<label>      one binary skeleton per object (encoding below)
+    RUN/lengths.csv                        label, length_um, cable_length_um, n_voxels, touches_border,
+                                           n_endpoints
+
+Neuroglancer precomputed skeletons (unsharded)
+----------------------------------------------
+The ``info`` file holds ``"@type": "neuroglancer_skeletons"``, ``"transform"`` (a row-major 3 x 4
+affine from stored vertex coordinates to nanometres: the identity here, because vertices are stored
+in nm) and ``"vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}]``
+(radius in nm). Each object's file is little-endian::
+
+    uint32 num_vertices, uint32 num_edges,
+    float32 vertices[num_vertices][3]   (x, y, z) in nm, voxel centres
+    uint32  edges[num_edges][2]         vertex indices
+    float32 radius[num_vertices]        nm
+
+This is osteoid's ``Skeleton.to_precomputed()`` encoding, which writes it (and
+``Skeleton.from_precomputed`` reads it). Neuroglancer shows them with the segmentation as
+``precomputed://file:///.../RUN/skeletons_precomputed`` in a segmentation layer's skeleton source.
+
+In memory a skeleton is a ``networkx.Graph`` with ``pos_um`` (z, y, x) and ``radius_um`` node
+attributes, as :func:`pipeline.skeleton.skeletonize` returns; the axis reordering to x, y, z and the
+µm -> nm conversion happen only here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+from osteoid import Skeleton
+
+from pipeline.errors import InputDataError, OutputError
+from pipeline.io.swc import read_swc, write_swc
+from pipeline.skeleton.lengths import ObjectRow
+
+__all__ = [
+    "LENGTHS_COLUMNS",
+    "PRECOMPUTED_INFO",
+    "read_lengths_csv",
+    "read_precomputed_skeletons",
+    "read_swc_folder",
+    "write_lengths_csv",
+    "write_precomputed_skeletons",
+    "write_swc_folder",
+]
+
+#: Columns of ``lengths.csv`` written by :func:`write_lengths_csv` (the fields of ``ObjectRow``).
+LENGTHS_COLUMNS = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border", "n_endpoints")
+
+#: The ``info`` file of a precomputed skeleton folder written here.
+PRECOMPUTED_INFO = {
+    "@type": "neuroglancer_skeletons",
+    "transform": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+    "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
+}
+
+_UM_TO_NM = 1000.0
+
+
+def _prepare_dir(directory: Path, *, overwrite: bool, what: str) -> None:
+    if directory.exists():
+        if not overwrite and any(directory.iterdir()):
+            raise OutputError(
+                f"{what} folder {directory} already exists and is not empty; pass overwrite=True "
+                "(CLI: --overwrite) to replace it, or choose another output directory"
+            )
+        if overwrite:
+            shutil.rmtree(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {what} folder {directory}: {exc}") from None
+
+
+def _label_of(name: str) -> int | None:
+    return int(name) if name.isdigit() else None
+
+
+# -- SWC folder ---------------------------------------------------------------------------------------
+
+
+def write_swc_folder(
+    directory: str | Path,
+    graphs: Mapping[int, nx.Graph],
+    *,
+    overwrite: bool = False,
+    comments: Iterable[str] = (),
+) -> list[Path]:
+    """Write one ``<label>.swc`` per skeleton (µm, parents before children).
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder to create (e.g. ``RUN/skeletons``).
+    graphs : mapping of int to networkx.Graph
+        Label -> skeleton with ``pos_um`` (z, y, x) and ``radius_um`` node attributes; each must be a
+        forest (kimimaro skeletons are).
+    overwrite : bool
+        Replace an existing non-empty folder.
+    comments : iterable of str
+        Header comment lines written to every file (e.g. the source and voxel size).
+
+    Returns
+    -------
+    list of Path
+        The files written, in label order.
+
+    Raises
+    ------
+    OutputError
+        If the folder exists and is not empty (without ``overwrite``) or cannot be written.
+    ValueError
+        If a skeleton has a cycle or a node without ``pos_um``.
+    """
+    directory = Path(directory)
+    _prepare_dir(directory, overwrite=overwrite, what="SWC")
+    header = list(comments)
+    written = []
+    for label in sorted(graphs):
+        path = directory / f"{int(label)}.swc"
+        write_swc(path, graphs[label], comments=[*header, f"label {int(label)}"])
+        written.append(path)
+    return written
+
+
+def read_swc_folder(directory: str | Path) -> dict[int, nx.Graph]:
+    """Read every ``<label>.swc`` of a folder (other files are ignored).
+
+    Raises
+    ------
+    InputDataError
+        If the folder does not exist, holds no ``<integer>.swc`` file, or a file is malformed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputDataError(f"SWC folder {directory} does not exist; expected a folder of <label>.swc files")
+    graphs = {}
+    for path in sorted(directory.glob("*.swc")):
+        label = _label_of(path.stem)
+        if label is not None:
+            graphs[label] = read_swc(path)
+    if not graphs:
+        raise InputDataError(f"SWC folder {directory} holds no <label>.swc file (e.g. 12.swc)")
+    return dict(sorted(graphs.items()))
+
+
+# -- neuroglancer precomputed -------------------------------------------------------------------------------
+
+
+def _to_osteoid(graph: nx.Graph, label: int) -> Skeleton:
+    nodes = list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    zyx_um = np.array([graph.nodes[n]["pos_um"] for n in nodes], dtype=np.float64).reshape(-1, 3)
+    vertices = np.ascontiguousarray(zyx_um[:, ::-1] * _UM_TO_NM, dtype="<f4")
+    radii = np.array([graph.nodes[n].get("radius_um", 0.0) for n in nodes], dtype=np.float64) * _UM_TO_NM
+    edges = np.array([(index[a], index[b]) for a, b in graph.edges if a != b], dtype="<u4").reshape(-1, 2)
+    skeleton = Skeleton(
+        vertices,
+        edges,
+        segid=int(label),
+        space="physical",
+        extra_attributes=[dict(a) for a in PRECOMPUTED_INFO["vertex_attributes"]],  # type: ignore[arg-type]
+    )
+    skeleton.radius = np.ascontiguousarray(radii, dtype="<f4")
+    return skeleton
+
+
+def write_precomputed_skeletons(
+    directory: str | Path, graphs: Mapping[int, nx.Graph], *, overwrite: bool = False
+) -> list[Path]:
+    """Write skeletons as an unsharded neuroglancer precomputed skeleton folder (see the module docstring).
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder to create (e.g. ``RUN/skeletons_precomputed``).
+    graphs : mapping of int to networkx.Graph
+        Label -> skeleton with ``pos_um`` (z, y, x) and optionally ``radius_um`` node attributes.
+    overwrite : bool
+        Replace an existing non-empty folder.
+
+    Returns
+    -------
+    list of Path
+        The ``info`` file followed by the per-label files, in label order.
+
+    Raises
+    ------
+    OutputError
+        If the folder exists and is not empty (without ``overwrite``) or cannot be written.
+    ValueError
+        If a label is negative or a node lacks ``pos_um``.
+    """
+    directory = Path(directory)
+    for label in graphs:
+        if int(label) < 0:
+            raise ValueError(f"skeleton labels must be non-negative integers; got {label}")
+        missing = [n for n, d in graphs[label].nodes(data=True) if "pos_um" not in d]
+        if missing:
+            raise ValueError(f"skeleton {label} has nodes {missing[:5]} without 'pos_um' (z, y, x) µm")
+    _prepare_dir(directory, overwrite=overwrite, what="precomputed skeleton")
+    written = [directory / "info"]
+    try:
+        _atomic_write_bytes(written[0], (json.dumps(PRECOMPUTED_INFO, indent=1) + "\n").encode())
+        for label in sorted(graphs):
+            path = directory / str(int(label))
+            _atomic_write_bytes(path, _to_osteoid(graphs[label], int(label)).to_precomputed())
+            written.append(path)
+    except OSError as exc:
+        raise OutputError(f"cannot write precomputed skeletons to {directory}: {exc}") from None
+    return written
+
+
+def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
+    """Read an unsharded neuroglancer precomputed skeleton folder into graphs in µm (z, y, x).
+
+    The ``transform`` of the ``info`` file is applied (vertices -> nm); ``radius`` (nm) becomes
+    ``radius_um`` if present.
+
+    Raises
+    ------
+    InputDataError
+        If ``info`` is missing, is not a ``neuroglancer_skeletons`` info, or a file is truncated.
+    """
+    directory = Path(directory)
+    info_path = directory / "info"
+    if not info_path.is_file():
+        raise InputDataError(
+            f"{directory} has no info file; expected a neuroglancer precomputed skeleton folder"
+        )
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{info_path} is not valid JSON: {exc}") from None
+    if info.get("@type") != "neuroglancer_skeletons":
+        raise InputDataError(
+            f"{info_path} has @type {info.get('@type')!r}; expected 'neuroglancer_skeletons'"
+        )
+    if info.get("sharding"):
+        raise InputDataError(f"{directory} is sharded; only unsharded skeleton folders can be read")
+    transform = np.asarray(info.get("transform", PRECOMPUTED_INFO["transform"]), dtype=np.float64).reshape(
+        3, 4
+    )
+    attributes = info.get("vertex_attributes", [])
+    graphs: dict[int, nx.Graph] = {}
+    for path in sorted(directory.iterdir()):
+        label = _label_of(path.name)
+        if label is None:
+            continue
+        try:
+            skeleton = Skeleton.from_precomputed(path.read_bytes(), segid=label, vertex_attributes=attributes)
+        except Exception as exc:  # osteoid raises its own decode errors
+            raise InputDataError(f"precomputed skeleton {path} cannot be decoded: {exc}") from None
+        xyz_nm = (
+            np.asarray(skeleton.vertices, dtype=np.float64).reshape(-1, 3) @ transform[:, :3].T
+            + transform[:, 3]
+        )
+        zyx_um = xyz_nm[:, ::-1] / _UM_TO_NM
+        radius = (
+            getattr(skeleton, "radius", None) if any(a.get("id") == "radius" for a in attributes) else None
+        )
+        radii = (
+            np.asarray(radius, dtype=np.float64) / _UM_TO_NM if radius is not None else np.zeros(len(zyx_um))
+        )
+        graph = nx.Graph(label=label)
+        graph.add_nodes_from(
+            (i, {"pos_um": (float(p[0]), float(p[1]), float(p[2])), "radius_um": float(r)})
+            for i, (p, r) in enumerate(zip(zyx_um, radii, strict=True))
+        )
+        graph.add_edges_from(map(tuple, np.asarray(skeleton.edges, dtype=np.int64).reshape(-1, 2).tolist()))
+        graphs[label] = graph
+    return dict(sorted(graphs.items()))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# -- lengths table -------------------------------------------------------------------------------------------
+
+
+def write_lengths_csv(path: str | Path, rows: Iterable[ObjectRow]) -> Path:
+    """Write per-object rows as ``lengths.csv`` (:data:`LENGTHS_COLUMNS`; lengths in µm, 4 decimals).
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(LENGTHS_COLUMNS)
+            for r in rows:
+                writer.writerow(
+                    [
+                        r.label,
+                        f"{r.length_um:.4f}",
+                        f"{r.cable_length_um:.4f}",
+                        r.n_voxels,
+                        int(r.touches_border),
+                        r.n_endpoints,
+                    ]
+                )
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write lengths table {path}: {exc}") from None
+    return path
+
+
+def read_lengths_csv(path: str | Path) -> tuple[ObjectRow, ...]:
+    """Read a ``lengths.csv`` written by :func:`write_lengths_csv`.
+
+    Raises
+    ------
+    InputDataError
+        If the file is missing, lacks a column, or has a malformed value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"lengths table {path} does not exist; run `neurorecon skeletonize` first")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in LENGTHS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputDataError(f"{path} lacks the columns {missing}; expected {', '.join(LENGTHS_COLUMNS)}")
+        rows = []
+        for lineno, rec in enumerate(reader, start=2):
+            try:
+                row = ObjectRow(
+                    label=int(rec["label"]),
+                    length_um=float(rec["length_um"]),
+                    cable_length_um=float(rec["cable_length_um"]),
+                    n_voxels=int(rec["n_voxels"]),
+                    touches_border=rec["touches_border"].strip().lower() in ("1", "true", "yes"),
+                    n_endpoints=int(rec["n_endpoints"]),
+                )
+            except (TypeError, ValueError):
+                raise InputDataError(f"{path}:{lineno}: malformed row {dict(rec)}") from None
+            if not (math.isfinite(row.length_um) and math.isfinite(row.cable_length_um)):
+                raise InputDataError(f"{path}:{lineno}: non-finite length in {dict(rec)}")
+            rows.append(row)
+    return tuple(rows)

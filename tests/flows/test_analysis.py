@@ -1,0 +1,176 @@
+"""skeletonize / evaluate / report stages: the functions on a phantom, resume, and the commands' errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from flows.analysis import evaluate_arrays, evaluate_run, report_run, skeletonize_volume
+from pipeline.errors import InputDataError, OutputError
+from pipeline.io.omezarr import create_label_image, open_image
+from pipeline.io.phantom import write_phantom
+from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, read_swc_folder
+from pipeline.skeleton import object_table
+from pipeline.synth import PhantomParams
+from tests.flows.test_cli import run_cli
+
+VS = (1.5, 0.5, 0.5)
+pytestmark = pytest.mark.filterwarnings("ignore:.*skeleton node.*outside the segmentation volume:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis")
+    write_phantom(
+        root / "volume.zarr",
+        PhantomParams(shape=(32, 128, 128), chunks=(16, 64, 64), seed=5, n_neurons=1, n_ais=3),
+        progress=False,
+    )
+    gt_path = root / "volume.zarr" / "labels" / "ground_truth"
+    gt = np.asarray(open_image(gt_path).array[...])
+    # a "prediction": one object cut in two along x, two objects merged, one deleted
+    labels = np.unique(gt)[1:]
+    seg = gt.astype(np.uint64)
+    cut = labels[2]
+    xs = np.nonzero(gt == cut)[2]
+    seg[(gt == cut) & (np.arange(gt.shape[2]) > np.median(xs))[None, None, :]] = 500
+    seg[gt == labels[0]] = labels[1]
+    seg[gt == labels[-1]] = 0
+    seg_path = root / "run" / "segmentation.zarr"
+    create_label_image(
+        seg_path, shape=seg.shape, chunks=(16, 64, 64), voxel_size_um=VS, source=str(root / "volume.zarr")
+    )
+    open_image(seg_path, mode="r+").array[...] = seg
+    return root, gt_path, seg_path, gt, seg
+
+
+def test_skeletonize_writes_skeletons_and_a_table_matching_the_whole_volume(phantom, tmp_path):
+    root, gt_path, _, gt, _ = phantom
+    out = skeletonize_volume(gt_path, out=tmp_path / "run", block_shape=(16, 64, 64), progress=False)
+    rows = read_lengths_csv(out.lengths_csv)
+    whole = object_table(gt, voxel_size_um=VS)
+    assert [(r.label, r.n_voxels, r.touches_border) for r in rows] == [
+        (r.label, r.n_voxels, r.touches_border) for r in whole
+    ]
+    for b, w in zip(rows, whole, strict=True):
+        if w.length_um >= 30 and not w.touches_border:
+            assert b.length_um == pytest.approx(w.length_um, rel=0.02)
+    swc = read_swc_folder(out.swc_dir)
+    pre = read_precomputed_skeletons(out.precomputed_dir)
+    assert sorted(swc) == sorted(pre) == [r.label for r in rows if r.n_endpoints > 0]
+    for label in swc:
+        a = sorted(tuple(np.round(d["pos_um"], 3)) for _, d in swc[label].nodes(data=True))
+        b = sorted(tuple(np.round(d["pos_um"], 3)) for _, d in pre[label].nodes(data=True))
+        assert a == b and swc[label].number_of_edges() == pre[label].number_of_edges()
+        assert nx.is_forest(swc[label])
+    record = json.loads(out.params_json.read_text())
+    assert record["voxel_size_um"] == list(VS) and record["block_shape"] == [16, 64, 64]
+
+
+def _remove_outputs(run):
+    import shutil
+
+    shutil.rmtree(run / "skeletons")
+    shutil.rmtree(run / "skeletons_precomputed")
+    (run / "lengths.csv").unlink()
+
+
+def test_skeletonize_resumes_and_refuses_to_overwrite(phantom, tmp_path):
+    _, gt_path, _, _, _ = phantom
+    run = tmp_path / "run"
+    first = skeletonize_volume(gt_path, out=run, block_shape=(16, 64, 64), progress=False)
+    table = first.lengths_csv.read_text()
+    with pytest.raises(OutputError, match="--overwrite"):
+        skeletonize_volume(gt_path, out=run, block_shape=(16, 64, 64), progress=False)
+    # outputs gone, block state kept (an interrupted run): other parameters are refused ...
+    _remove_outputs(run)
+    with pytest.raises(OutputError, match="other parameters"):
+        skeletonize_volume(gt_path, out=run, block_shape=(32, 64, 64), progress=False)
+    # ... the same ones resume from the saved blocks and give the same table
+    again = skeletonize_volume(gt_path, out=run, block_shape=(16, 64, 64), progress=False)
+    assert again.lengths_csv.read_text() == table
+    redo = skeletonize_volume(gt_path, out=run, block_shape=(32, 64, 64), progress=False, overwrite=True)
+    assert read_lengths_csv(redo.lengths_csv)[0].label == read_lengths_csv(first.lengths_csv)[0].label
+
+
+def test_evaluate_finds_the_phantom_skeletons_and_sees_the_errors(phantom, tmp_path):
+    root, gt_path, seg_path, gt, seg = phantom
+    path = evaluate_run(seg_path, gt_path, out=tmp_path)
+    metrics = json.loads(path.read_text())
+    assert metrics["inputs"]["gt_swc"].endswith("volume_gt/skeletons")
+    n_true = len(np.unique(gt)) - 1
+    assert metrics["skeleton"]["n_skeletons"] == n_true
+    assert metrics["skeleton"]["merged_pct"] > 0 and metrics["skeleton"]["omit_pct"] > 0
+    assert metrics["skeleton"]["splits_per_neuron"] > 0
+    assert metrics["length"]["n_true"] == n_true and metrics["length"]["recall"] < 1
+    assert 0 < metrics["voxel"]["dice"] < 1
+    perfect = evaluate_arrays(gt, gt, voxel_size_um=VS)
+    assert perfect["voxel"]["dice"] == 1.0 and perfect["voxel"]["voi_total_bits"] == 0.0
+    assert perfect["length"]["precision"] == perfect["length"]["recall"] == 1.0
+    assert perfect["length"]["wasserstein_um"] == 0.0 and "skeleton" not in perfect
+
+
+def test_report_of_a_run(phantom, tmp_path):
+    root, gt_path, seg_path, _, _ = phantom
+    run = tmp_path / "run"
+    skeletonize_volume(seg_path, out=run, block_shape=(32, 128, 128), progress=False)
+    evaluate_run(seg_path, gt_path, out=run)
+    written = report_run(run, raw=root / "volume.zarr")
+    page = written["html"].read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2
+    assert "Edge accuracy" in page and "segmentation.zarr" in page
+    assert written["pdf"].read_bytes().startswith(b"%PDF")
+    with pytest.raises(InputDataError, match="run `neurorecon skeletonize` first"):
+        report_run(tmp_path)
+
+
+def test_errors_name_the_input(phantom, tmp_path):
+    root, gt_path, seg_path, _, _ = phantom
+    with pytest.raises(InputDataError, match="does not exist"):
+        skeletonize_volume(tmp_path / "nothing.zarr", out=tmp_path / "run")
+    with pytest.raises(InputDataError, match="labels/ground_truth"):
+        skeletonize_volume(root / "volume.zarr", out=tmp_path / "run")  # the raw image, not labels
+    small = tmp_path / "small.zarr"
+    create_label_image(small, shape=(8, 64, 64), chunks=(8, 64, 64), voxel_size_um=VS)
+    with pytest.raises(InputDataError, match="same \\(z, y, x\\) volume"):
+        evaluate_run(small, gt_path, out=tmp_path)
+    other = tmp_path / "other_vs.zarr"
+    create_label_image(other, shape=(32, 128, 128), chunks=(16, 64, 64), voxel_size_um=(1.0, 0.5, 0.5))
+    with pytest.raises(InputDataError, match="pass --voxel-size"):
+        evaluate_run(other, gt_path, out=tmp_path)
+
+
+def test_commands_run_and_fail_cleanly(phantom, tmp_path):
+    root, gt_path, seg_path, _, _ = phantom
+    run = tmp_path / "run"
+    ok = run_cli(
+        "skeletonize", str(seg_path), "--out", str(run), "--block-shape", "16,64,64", "--workers", "1"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "wrote" in ok.stdout and (run / "lengths.csv").is_file()
+    ev = run_cli("evaluate", "-s", str(seg_path), "-g", str(gt_path), "-o", str(run))
+    assert ev.returncode == 0, ev.stderr
+    assert "ERL" in ev.stdout and math.isfinite(
+        json.loads((run / "metrics.json").read_text())["voxel"]["dice"]
+    )
+    rep = run_cli("report", str(run))
+    assert rep.returncode == 0, rep.stderr
+    assert (run / "report.html").is_file() and (run / "report.pdf").is_file()
+    for args, message in (
+        (("skeletonize", str(tmp_path / "missing.zarr"), "--out", str(run)), "does not exist"),
+        (
+            ("skeletonize", str(root / "volume.zarr"), "--out", str(tmp_path / "r2"), "--workers", "0"),
+            "expected an integer label image",
+        ),
+        (("skeletonize", str(seg_path), "--out", str(run), "--workers", "0"), "already exists"),
+        (("report", str(tmp_path / "empty")), "does not exist"),
+    ):
+        out = run_cli(*args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+    bad = run_cli("skeletonize", str(seg_path), "--out", str(run), "--block-shape", "16,64")
+    assert bad.returncode == 2 and "three integers" in bad.stderr

@@ -1,0 +1,272 @@
+"""Block-wise skeletonization: fused skeletons agree with one-block kimimaro runs; invariants; errors."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from pipeline.blocks import block_grid
+from pipeline.skeleton import cable_length_um, graph_diameter_um, object_table, skeletonize, smooth_skeleton
+from pipeline.skeleton.blockwise import (
+    BlockSkeletons,
+    TeasarParams,
+    fuse_block_skeletons,
+    halo_voxels,
+    label_statistics,
+    object_table_blocks,
+    skeleton_grid,
+    skeletonize_block,
+    skeletonize_blocks,
+)
+from pipeline.synth import PhantomParams, generate_phantom, render_volume
+from tests.pipeline.skeleton.shapes import helix, tubes
+
+VS = (1.5, 0.5, 0.5)
+SIGMA_UM = 1.5  # object_table's default smoothing for this voxel size
+
+
+def smoothed(graph: nx.Graph) -> tuple[float, float]:
+    """(cable, diameter) in µm after the smoothing object_table applies."""
+    g = smooth_skeleton(graph, sigma_um=SIGMA_UM)
+    return cable_length_um(g), graph_diameter_um(g)
+
+
+def relative(a: float, b: float) -> float:
+    return abs(a - b) / b
+
+
+@lru_cache(maxsize=4)
+def phantom_labels(seed: int) -> np.ndarray:
+    params = PhantomParams(shape=(48, 192, 192), seed=seed, n_neurons=3, n_ais=4)
+    labels = render_volume(generate_phantom(params), noise=False).labels
+    labels.setflags(write=False)
+    return labels
+
+
+def border_labels(labels: np.ndarray) -> set[int]:
+    faces = [np.take(labels, i, axis=a).ravel() for a in range(3) for i in (0, -1)]
+    return {int(v) for v in np.unique(np.concatenate(faces))} - {0}
+
+
+# -- agreement with one block ---------------------------------------------------------------------------
+
+
+HAND_SHAPES = {
+    "straight_x": ((16, 40, 200), [[(12, 10, 5), (12, 10, 95)]]),
+    "diagonal": ((40, 120, 120), [[(5, 5, 5), (55, 55, 55)]]),
+    "y_branch": (
+        (24, 100, 100),
+        [[(18, 5, 5), (18, 32, 32)], [(18, 32, 32), (18, 45, 20)], [(18, 32, 32), (18, 20, 45)]],
+    ),
+    "helix": ((60, 80, 80), [helix(8, 10, 2.5, (10, 20, 12))]),
+    "in_z_seam": ((32, 40, 200), [[(24.0, 10, 5), (24.0, 10, 95)]]),  # z = 16 voxels: a block seam
+    "along_y_seam": ((16, 80, 200), [[(12, 16.0, 5), (12, 16.0, 95)]]),  # y = 32 voxels: a block seam
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND_SHAPES))
+@pytest.mark.parametrize("block_shape", [(16, 32, 32), (8, 32, 32)])
+def test_hand_shapes_match_one_block(name, block_shape):
+    shape, polylines = HAND_SHAPES[name]
+    labels = tubes(shape, VS, polylines, 1.0)
+    one = skeletonize(labels, voxel_size_um=VS)[1]
+    fused = skeletonize_blocks(labels.__getitem__, shape=shape, voxel_size_um=VS, block_shape=block_shape)[1]
+    assert nx.number_connected_components(fused) == 1
+    assert nx.is_tree(fused)
+    assert sorted(d for _, d in fused.degree if d != 2) == sorted(d for _, d in one.degree if d != 2)
+    (cable_b, diam_b), (cable_1, diam_1) = smoothed(fused), smoothed(one)
+    assert relative(cable_b, cable_1) <= 0.02
+    assert relative(diam_b, diam_1) <= 0.01
+    # the unsmoothed staircase may take another route through the tube, by a voxel here and there
+    assert relative(cable_length_um(fused), cable_length_um(one)) <= 0.03
+
+
+@pytest.mark.parametrize("seed", [1, 2, 6])
+@pytest.mark.parametrize("block_shape", [(24, 64, 64), (16, 64, 64)])
+def test_phantom_neurites_and_ais_match_one_block_within_2_percent(seed, block_shape):
+    labels = phantom_labels(seed)
+    whole = skeletonize(labels, voxel_size_um=VS)
+    fused = skeletonize_blocks(
+        labels.__getitem__, shape=labels.shape, voxel_size_um=VS, block_shape=block_shape
+    )
+    assert set(fused) == set(whole)
+    params = PhantomParams(shape=(48, 192, 192), seed=seed, n_neurons=3, n_ais=4)
+    kinds = {o.label: o.kind for o in generate_phantom(params).objects}
+    border = border_labels(labels)
+    checked = 0
+    errors = []
+    for label, graph in whole.items():
+        cable_1, diam_1 = smoothed(graph)
+        cable_b, diam_b = smoothed(fused[label])
+        errors.append(relative(cable_b, cable_1))
+        # thin objects of 30 µm or more inside the volume (see the module docstring for the rest)
+        if kinds[label] != "soma" and label not in border and cable_1 >= 30:
+            where = np.argwhere(labels == label)
+            checked += bool(
+                np.any(where.min(0) // block_shape != where.max(0) // block_shape)
+            )  # crosses a seam
+            assert relative(cable_b, cable_1) <= 0.02, (label, kinds[label], cable_b, cable_1)
+            assert relative(diam_b, diam_1) <= 0.02, (label, kinds[label], diam_b, diam_1)
+    assert checked >= 1
+    assert np.median(errors) <= 0.01  # all objects, somata and short ones included
+
+
+def test_label_inside_one_block_is_exactly_kimimaros_skeleton():
+    labels = np.zeros((16, 64, 64), np.uint32)
+    labels[4:7, 4:7, 4:28] = 3  # inside block (0, 0, 0) and away from its halo
+    labels[4:7, 40:43, 2:60] = 9  # crosses the x seam
+    whole = skeletonize(labels, voxel_size_um=VS)
+    fused = skeletonize_blocks(
+        labels.__getitem__, shape=labels.shape, voxel_size_um=VS, block_shape=(16, 32, 32)
+    )
+    pos = lambda g: sorted(d["pos_um"] for _, d in g.nodes(data=True))  # noqa: E731
+    assert pos(fused[3]) == pos(whole[3])
+    assert fused[3].number_of_edges() == whole[3].number_of_edges()
+    assert fused[9].graph["label"] == 9 and fused[9].graph["voxel_size_um"] == VS
+
+
+# -- invariants -------------------------------------------------------------------------------------------
+
+
+def test_fusion_does_not_depend_on_block_order_and_memory_order():
+    labels = phantom_labels(2)
+    grid = skeleton_grid(labels.shape, block_shape=(24, 64, 64), voxel_size_um=VS)
+    pieces = [
+        skeletonize_block(labels[b.read], block=b, volume_shape=labels.shape, voxel_size_um=VS) for b in grid
+    ]
+    forward = fuse_block_skeletons(pieces, voxel_size_um=VS)
+    backward = fuse_block_skeletons(pieces[::-1], voxel_size_um=VS)
+    fortran = skeletonize_blocks(
+        lambda r: np.asfortranarray(labels[r]), shape=labels.shape, voxel_size_um=VS, block_shape=(24, 64, 64)
+    )
+    for label in forward:
+        a, b, c = (round(cable_length_um(g[label]), 4) for g in (forward, backward, fortran))
+        assert a == b == c
+
+
+def test_statistics_match_the_whole_volume_and_object_table():
+    labels = phantom_labels(1)
+    rows_b = object_table_blocks(
+        labels.__getitem__, shape=labels.shape, voxel_size_um=VS, block_shape=(24, 64, 64)
+    )
+    rows_1 = object_table(labels, voxel_size_um=VS)
+    assert [r.label for r in rows_b] == [r.label for r in rows_1]
+    assert [r.n_voxels for r in rows_b] == [r.n_voxels for r in rows_1]
+    assert [r.touches_border for r in rows_b] == [r.touches_border for r in rows_1]
+    long = [(b, o) for b, o in zip(rows_b, rows_1, strict=True) if o.length_um >= 30 and not o.touches_border]
+    assert long and all(relative(b.length_um, o.length_um) <= 0.02 for b, o in long)
+
+
+def test_block_pieces_round_trip_through_arrays():
+    labels = phantom_labels(1)
+    block = skeleton_grid(labels.shape, block_shape=(24, 64, 64), voxel_size_um=VS)[4]
+    piece = skeletonize_block(labels[block.read], block=block, volume_shape=labels.shape, voxel_size_um=VS)
+    again = BlockSkeletons.from_arrays(dict(np.load(_save(piece))))
+    assert again.block_id == piece.block_id
+    for name, value in again.as_arrays().items():
+        np.testing.assert_array_equal(piece.as_arrays()[name], value)
+    stats = label_statistics([piece])
+    ids, counts = np.unique(labels[block.write], return_counts=True)
+    assert stats.n_voxels == {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i}
+
+
+def _save(piece: BlockSkeletons):
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **piece.as_arrays())
+    buf.seek(0)
+    return buf
+
+
+def test_every_owned_edge_midpoint_lies_in_its_write_region():
+    labels = phantom_labels(6)
+    for block in skeleton_grid(labels.shape, block_shape=(16, 64, 64), voxel_size_um=VS):
+        piece = skeletonize_block(
+            labels[block.read], block=block, volume_shape=labels.shape, voxel_size_um=VS
+        )
+        twice_mid = piece.vertices_vx[piece.edges[:, 0]] + piece.vertices_vx[piece.edges[:, 1]]
+        assert np.all(twice_mid >= 2 * piece.write_start - 1) and np.all(twice_mid < 2 * piece.write_stop - 1)
+        outside = np.any(
+            (piece.vertices_vx < piece.write_start) | (piece.vertices_vx >= piece.write_stop), axis=1
+        )
+        assert np.all(piece.cut[outside])
+
+
+# -- edge cases and errors ----------------------------------------------------------------------------------
+
+
+def test_empty_volume_and_single_voxel():
+    empty = np.zeros((8, 16, 16), np.uint16)
+    assert (
+        skeletonize_blocks(empty.__getitem__, shape=empty.shape, voxel_size_um=VS, block_shape=(4, 8, 8))
+        == {}
+    )
+    dot = empty.copy()
+    dot[3, 7, 7] = 5  # kimimaro does not skeletonize single voxels
+    assert skeletonize_blocks(dot.__getitem__, shape=dot.shape, voxel_size_um=VS, block_shape=(4, 8, 8)) == {}
+    rows = object_table_blocks(dot.__getitem__, shape=dot.shape, voxel_size_um=VS, block_shape=(4, 8, 8))
+    assert [(r.label, r.n_voxels, r.length_um, r.touches_border) for r in rows] == [(5, 1, 0.0, False)]
+
+
+def test_bool_volume_is_label_one():
+    mask = np.zeros((8, 16, 64), bool)
+    mask[3:5, 7:9, 4:60] = True
+    graphs = skeletonize_blocks(
+        mask.__getitem__, shape=mask.shape, voxel_size_um=VS, block_shape=(8, 16, 16), halo_um=1.0
+    )
+    assert list(graphs) == [1] and nx.number_connected_components(graphs[1]) == 1
+
+
+def test_dust_threshold_applies_to_whole_objects():
+    labels = np.zeros((8, 16, 64), np.uint8)
+    labels[3:5, 7:9, 4:60] = 1  # 224 voxels crossing three seams
+    labels[3:5, 2:4, 14:18] = 2  # 16 voxels
+    kept = skeletonize_blocks(
+        labels.__getitem__,
+        shape=labels.shape,
+        voxel_size_um=VS,
+        block_shape=(8, 16, 16),
+        dust_threshold_um3=16 * 0.375,
+    )
+    assert list(kept) == [1]
+
+
+def test_halo_conversion():
+    assert halo_voxels(3.0, voxel_size_um=VS) == (2, 6, 6)
+    assert halo_voxels(0.0, voxel_size_um=VS) == (1, 1, 1)
+    assert halo_voxels((1.5, 1.0, 0.2), voxel_size_um=VS) == (1, 2, 1)
+    with pytest.raises(ValueError, match="more than block_shape"):
+        halo_voxels(10.0, voxel_size_um=VS, block_shape=(4, 64, 64))
+    with pytest.raises(ValueError, match="halo_um must be"):
+        halo_voxels(-1.0, voxel_size_um=VS)
+
+
+def test_errors_name_the_problem():
+    labels = np.zeros((8, 16, 16), np.uint32)
+    block = block_grid(labels.shape, block_shape=(4, 8, 8), halo=(1, 1, 1))[0]
+    with pytest.raises(ValueError, match="pass the labels of block.read"):
+        skeletonize_block(labels, block=block, volume_shape=labels.shape, voxel_size_um=VS)
+    with pytest.raises(TypeError, match="dtype float32"):
+        skeletonize_block(
+            labels[block.read].astype(np.float32), block=block, volume_shape=labels.shape, voxel_size_um=VS
+        )
+    with pytest.raises(TypeError, match="read_labels must be a callable"):
+        skeletonize_blocks(labels, shape=labels.shape, voxel_size_um=VS, block_shape=(4, 8, 8))
+    with pytest.raises(ValueError, match="shape must be three positive integers"):
+        skeletonize_blocks(labels.__getitem__, shape=(8, 16), voxel_size_um=VS, block_shape=(4, 8, 8))
+    with pytest.raises(ValueError, match="pdrf_exponent must be a positive integer"):
+        TeasarParams(pdrf_exponent=0)
+    with pytest.raises(ValueError, match="tick_threshold_um"):
+        fuse_block_skeletons([], voxel_size_um=VS, tick_threshold_um=-1)
+
+
+def test_no_warnings_on_clean_input():
+    labels = phantom_labels(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        skeletonize_blocks(labels.__getitem__, shape=labels.shape, voxel_size_um=VS, block_shape=(24, 96, 96))
