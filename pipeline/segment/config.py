@@ -15,7 +15,7 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 
 
 class SegmentConfig(BaseModel):
-    """Settings of ``neurorecon segment``; shapes are (z, y, x) voxels.
+    """Settings of ``neurorecon segment`` and ``neurorecon run``; shapes are (z, y, x) voxels.
 
     Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized), ``fragments.zarr`` and
     ``segmentation.zarr`` (uint64 OME-Zarr label images) and ``state/`` (per-block progress: a rerun
@@ -38,3 +38,6 @@ class SegmentConfig(BaseModel):
     device: Literal["cpu", "cuda"] = "cpu"
     affinity_dtype: Literal["uint8", "float16"] = "uint8"
     max_retries: NonNegInt = Field(2, description="extra attempts per failed block")
+    gt_labels: Path | None = Field(
+        None, description="ground-truth label image for metrics (`neurorecon run`), e.g. X.zarr/labels/ground_truth")
+    gt_swc: Path | None = Field(None, description="ground-truth skeletons (folder of <label>.swc, µm) for metrics")

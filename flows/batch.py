@@ -1,0 +1,68 @@
+"""Scheduled batch processing: reconstruct every volume in an input folder that has not been done yet.
+
+``batch_flow(input_dir, output_root, config)`` looks for OME-Zarr images (``*.zarr``) directly in
+``input_dir``; a volume is done when ``<output_root>/<name>/COMPLETE`` exists (written last, after the
+report). Finished volumes are skipped, so the flow is idempotent and safe to run on a schedule; a
+volume whose run was interrupted is resumed (its blocks' state is kept). The deployment with its cron
+schedule is defined in ``prefect.yaml`` and registered with ``prefect deploy --all``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from flows.reconstruct import reconstruct_flow, dask_task_runner
+from pipeline.errors import InputDataError
+
+__all__ = ["batch_flow", "pending_volumes"]
+
+
+def pending_volumes(input_dir: Path, output_root: Path) -> list[Path]:
+    """OME-Zarr images in ``input_dir`` without ``<output_root>/<name>/COMPLETE``, in name order."""
+    if not input_dir.is_dir():
+        raise InputDataError(f"input_dir {input_dir} does not exist or is not a directory")
+    stores = sorted(p for p in input_dir.glob("*.zarr") if (p / "zarr.json").is_file())
+    return [p for p in stores if not (output_root / p.stem / "COMPLETE").is_file()]
+
+
+@flow(name="batch", log_prints=True)
+def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -> list[str]:
+    """Reconstruct each unprocessed volume of ``input_dir`` into ``output_root/<name>/``.
+
+    Parameters
+    ----------
+    input_dir : Path
+        Folder of OME-Zarr raw images (``*.zarr``).
+    output_root : Path
+        Where run directories are created.
+    config : Path, optional
+        A YAML config whose ``segment:`` section (raw/out are replaced per volume) and ``dask:`` section
+        apply to every volume; defaults otherwise.
+
+    Returns
+    -------
+    list of str
+        The report paths of the volumes processed by this run.
+    """
+    from pipeline.io.config import load_config
+    from pipeline.segment.config import SegmentConfig
+
+    logger = get_run_logger()
+    cfg = load_config(config)
+    base = cfg.segment.model_dump() if cfg.segment is not None else {}
+    todo = pending_volumes(Path(input_dir), Path(output_root))
+    logger.info("%d volume(s) to process in %s", len(todo), input_dir)
+    reports = []
+    for store in todo:
+        run_dir = Path(output_root) / store.stem
+        segment = SegmentConfig.model_validate({**base, "raw": store, "out": run_dir})
+        start = time.time()
+        report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(segment)
+        (run_dir / "COMPLETE").write_text(json.dumps({"report": str(report), "seconds": time.time() - start}))
+        logger.info("%s done: %s", store.name, report)
+        reports.append(str(report))
+    return reports

@@ -1,0 +1,241 @@
+"""Prefect flows: train, predict, segment, skeletonize, evaluate and the whole chain, reconstruct.
+
+Each flow is thin: load -> compute (the stage functions in :mod:`flows.predict`, :mod:`flows.segment`,
+:mod:`flows.analysis`, which run their blocks on Dask) -> save. Flows take typed parameters (the config
+models). Tasks run on Prefect's ``DaskTaskRunner``: a ``LocalCluster`` by default, or the cluster at
+``dask.address``; inside a task, :func:`prefect_dask.get_dask_client` hands the same cluster to the
+block-wise stages, whose GPU blocks ask for the worker resource ``GPU=1``. Tasks are retried only on
+I/O errors (``OSError`` that is not one of neurorecon's own refusals).
+
+Run layout of ``reconstruct`` (``segment.out``)::
+
+    affinities.zarr  fragments.zarr  segmentation.zarr   OME-Zarr (see flows.segment)
+    skeletons/<label>.swc  skeletons_precomputed/        skeletons (µm; neuroglancer precomputed)
+    lengths.csv                                          per-object lengths, border flags
+    metrics.json                                         when ground truth is given
+    report.html  report.pdf                              the report
+    state/                                               per-block progress (resume)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline.config import DaskConfig
+from pipeline.errors import NeuroreconError
+from pipeline.segment.config import SegmentConfig
+from pipeline.train.config import TrainConfig
+
+__all__ = [
+    "dask_task_runner",
+    "run_demo",
+    "evaluate_flow",
+    "predict_flow",
+    "reconstruct_flow",
+    "run_reconstruct",
+    "segment_flow",
+    "skeletonize_flow",
+    "train_flow",
+]
+
+log = logging.getLogger(__name__)
+
+
+def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed task only for I/O errors (a flaky file system), never for bad input."""
+    try:
+        state.result()
+    except NeuroreconError:
+        return False
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a bug or bad input: do not retry
+        return False
+    return False
+
+
+_task = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_on_io, "cache_policy": NO_CACHE}
+
+
+def dask_task_runner(dask: DaskConfig) -> Any:
+    """A ``DaskTaskRunner`` for the existing cluster at ``dask.address``, or a new ``LocalCluster``."""
+    from prefect_dask import DaskTaskRunner
+
+    if dask.address:
+        return DaskTaskRunner(address=dask.address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
+                        "memory_limit": dask.memory_limit, "processes": True, "dashboard_address": None},
+    )
+
+
+@contextlib.contextmanager
+def _client() -> Iterator[Any]:
+    """The Dask client of the task runner inside a task; None (serial blocks) when not on Dask."""
+    from prefect_dask import get_dask_client
+
+    try:
+        manager = get_dask_client()
+        client = manager.__enter__()
+    except (RuntimeError, ValueError):  # not running on a DaskTaskRunner
+        yield None
+        return
+    try:
+        yield client
+    finally:
+        manager.__exit__(None, None, None)
+
+
+# -- tasks ------------------------------------------------------------------------------------------------
+
+
+@task(name="train", **_task)
+def train_task(config: TrainConfig, out_dir: Path) -> str:
+    from pipeline.train import train
+
+    result = train(config, out_dir=out_dir, resume=True, progress=False)
+    return str(result.checkpoint)
+
+
+@task(name="predict", **_task)
+def predict_task(cfg: SegmentConfig) -> str:
+    from flows.predict import predict_volume
+    from pipeline.model import DEMO_MODEL
+
+    out = Path(cfg.out)
+    with _client() as client:
+        return str(predict_volume(
+            cfg.raw, cfg.model or DEMO_MODEL, out / "affinities.zarr", state_dir=out / "state",
+            block_shape=cfg.block_shape, tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device,
+            dtype=cfg.affinity_dtype, client=client, max_retries=cfg.max_retries, progress=False,
+        ))
+
+
+@task(name="segment", **_task)
+def segment_task(cfg: SegmentConfig, affinities: str) -> str:
+    from flows.segment import segment_volume
+
+    out = Path(cfg.out)
+    with _client() as client:
+        return str(segment_volume(
+            affinities, fragments_out=out / "fragments.zarr", segmentation_out=out / "segmentation.zarr",
+            state_dir=out / "state", block_shape=cfg.block_shape, threshold=cfg.threshold, halo=cfg.halo,
+            background_threshold=cfg.background_threshold, client=client, max_retries=cfg.max_retries,
+            progress=False,
+        ))
+
+
+@task(name="skeletonize", **_task)
+def skeletonize_task(segmentation: str, out: Path, block_shape: tuple[int, int, int]) -> str:
+    from flows.analysis import skeletonize_volume
+
+    with _client() as client:
+        result = skeletonize_volume(segmentation, out=out, block_shape=block_shape, client=client, progress=False)
+    return str(result.lengths_csv)
+
+
+@task(name="evaluate", **_task)
+def evaluate_task(segmentation: str, gt_labels: Path, out: Path, gt_swc: Path | None) -> str:
+    from flows.analysis import evaluate_run
+
+    return str(evaluate_run(segmentation, gt_labels, out=out, gt_swc=gt_swc))
+
+
+@task(name="report", **_task)
+def report_task(run_dir: Path, segmentation: str, raw: Path) -> str:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from flows.analysis import report_run
+    from pipeline.io.skeletons import read_lengths_csv
+
+    paths = report_run(run_dir, segmentation=segmentation, raw=raw)
+    rows = read_lengths_csv(Path(run_dir) / "lengths.csv")
+    table = [{k: getattr(r, k) for k in ("label", "length_um", "cable_length_um", "n_voxels", "touches_border")}
+             for r in rows]
+    create_table_artifact(table[:500], key="lengths", description=f"object lengths (µm) of {run_dir}")
+    inner = [r["length_um"] for r in table if not r["touches_border"]]
+    median = sorted(inner)[len(inner) // 2] if inner else float("nan")
+    create_markdown_artifact(
+        f"# Reconstruction of `{raw}`\n\n- objects: {len(table)} ({len(inner)} not touching the border)\n"
+        f"- median length: {median:.1f} µm\n- report: `{paths['html']}`\n",
+        key="reconstruction-summary", description="neurorecon run summary",
+    )
+    return str(paths["html"])
+
+
+# -- flows ------------------------------------------------------------------------------------------------
+
+
+@flow(name="train", log_prints=True)
+def train_flow(config: TrainConfig, out_dir: Path) -> str:
+    """Train the U-Net (pretraining, then topology-loss fine-tuning); resumes from the last checkpoint."""
+    return train_task.submit(config, out_dir).result()
+
+
+@flow(name="predict", log_prints=True)
+def predict_flow(segment: SegmentConfig) -> str:
+    """Raw OME-Zarr -> affinities, block by block."""
+    return predict_task.submit(segment).result()
+
+
+@flow(name="segment", log_prints=True)
+def segment_flow(segment: SegmentConfig) -> str:
+    """Raw OME-Zarr -> affinities -> segmentation, block by block."""
+    affinities = predict_task.submit(segment).result()
+    return segment_task.submit(segment, affinities).result()
+
+
+@flow(name="skeletonize", log_prints=True)
+def skeletonize_flow(segmentation: Path, out: Path, block_shape: tuple[int, int, int] = (64, 256, 256)) -> str:
+    """Segmentation -> skeletons (SWC, precomputed) and lengths.csv."""
+    return skeletonize_task.submit(str(segmentation), out, block_shape).result()
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(segmentation: Path, gt_labels: Path, out: Path, gt_swc: Path | None = None) -> str:
+    """Segmentation vs ground truth -> metrics.json."""
+    return evaluate_task.submit(str(segmentation), gt_labels, out, gt_swc).result()
+
+
+@flow(name="reconstruct", log_prints=True)
+def reconstruct_flow(segment: SegmentConfig) -> str:
+    """The whole chain: raw -> affinities -> segmentation -> skeletons -> lengths -> metrics -> report.
+
+    Metrics are computed when ``segment.gt_labels`` is set. Returns the path of ``report.html``.
+    """
+    out = Path(segment.out)
+    affinities = predict_task.submit(segment).result()
+    segmentation = segment_task.submit(segment, affinities).result()
+    skeletonize_task.submit(segmentation, out, segment.block_shape).result()
+    if segment.gt_labels is not None:
+        evaluate_task.submit(segmentation, segment.gt_labels, out, segment.gt_swc).result()
+    return report_task.submit(out, segmentation, segment.raw).result()
+
+
+def run_reconstruct(segment: SegmentConfig, dask: DaskConfig) -> Path:
+    """Run :func:`reconstruct_flow` on the Dask cluster the config names; return the report path."""
+    return Path(reconstruct_flow.with_options(task_runner=dask_task_runner(dask))(segment))
+
+
+def run_demo(out: Path, *, seed: int = 1, dask: DaskConfig | None = None) -> Path:
+    """The main job on embedded defaults: a phantom with signal dropout, reconstructed and evaluated.
+
+    Writes ``out/volume.zarr`` (raw + labels/ground_truth), ``out/volume_gt/`` (true skeletons and
+    lengths) and the reconstruction of :func:`reconstruct_flow` in ``out``; returns the report path.
+    """
+    from pipeline.io.phantom import write_phantom
+    from pipeline.synth import PhantomParams
+
+    phantom = write_phantom(out / "volume.zarr", PhantomParams(seed=seed), overwrite=True, progress=True)
+    segment = SegmentConfig(raw=phantom.store, out=out, block_shape=(32, 256, 256), halo=(4, 16, 16),
+                            gt_labels=phantom.store / "labels" / "ground_truth", gt_swc=phantom.skeleton_dir)
+    dask = dask or DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
+    return run_reconstruct(segment, dask)
