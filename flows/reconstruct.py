@@ -65,14 +65,19 @@ _task = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_on_
 
 
 def dask_task_runner(dask: DaskConfig) -> Any:
-    """A ``DaskTaskRunner`` for the existing cluster at ``dask.address``, or a new ``LocalCluster``."""
+    """A ``DaskTaskRunner`` for the existing cluster at ``dask.address``, or a new ``LocalCluster``.
+
+    A flow's tasks drive the block-wise stages from a Dask worker and wait for their blocks, holding
+    that worker's thread; the local cluster therefore gets one worker more than ``dask.n_workers``, so
+    ``n_workers`` workers are free for blocks. (An existing cluster must have at least two workers.)
+    """
     from prefect_dask import DaskTaskRunner
 
     if dask.address:
         return DaskTaskRunner(address=dask.address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": dask.n_workers, "threads_per_worker": dask.threads_per_worker,
+        cluster_kwargs={"n_workers": dask.n_workers + 1, "threads_per_worker": dask.threads_per_worker,
                         "memory_limit": dask.memory_limit, "processes": True, "dashboard_address": None},
     )
 
@@ -237,5 +242,5 @@ def run_demo(out: Path, *, seed: int = 1, dask: DaskConfig | None = None) -> Pat
     phantom = write_phantom(out / "volume.zarr", PhantomParams(seed=seed), overwrite=True, progress=True)
     segment = SegmentConfig(raw=phantom.store, out=out, block_shape=(32, 256, 256), halo=(4, 16, 16),
                             gt_labels=phantom.store / "labels" / "ground_truth", gt_swc=phantom.skeleton_dir)
-    dask = dask or DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="6GiB")
+    dask = dask or DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="5GiB")
     return run_reconstruct(segment, dask)
