@@ -143,7 +143,9 @@ def skeletonize_task(segmentation: str, out: Path, block_shape: tuple[int, int, 
     from flows.analysis import skeletonize_volume
 
     with _client() as client:
-        result = skeletonize_volume(segmentation, out=out, block_shape=block_shape, client=client, progress=False)
+        # The flow owns its run directory: a rerun replaces the skeleton files (blocks resume from state).
+        result = skeletonize_volume(segmentation, out=out, block_shape=block_shape, client=client, progress=False,
+                                    overwrite=True)
     return str(result.lengths_csv)
 
 

@@ -135,8 +135,11 @@ def make_loader(
     generator.manual_seed(dataset.seed if seed is None else int(seed))
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
+        # Spawned, not forked: the trainer may run inside a process that already has threads (Prefect's
+        # API client, Dask), and forking a multi-threaded process can leave the child broken.
         kwargs.update(
-            prefetch_factor=int(prefetch_factor), worker_init_fn=_seed_worker, persistent_workers=False
+            prefetch_factor=int(prefetch_factor), worker_init_fn=_seed_worker, persistent_workers=False,
+            multiprocessing_context="spawn",
         )
     return DataLoader(
         dataset,
