@@ -83,9 +83,7 @@ from pipeline.blocks import Block, block_grid
 from pipeline.skeleton.lengths import (
     _EXACT_MAX_NODES,
     ObjectRow,
-    cable_length_um,
-    graph_diameter_um,
-    smooth_skeleton,
+    measure_object,
 )
 from pipeline.skeleton.skeletonize import (
     _SOMA_ACCEPTANCE_UM,
@@ -885,25 +883,9 @@ def object_rows(
         )
     rows = []
     for label, count in statistics.n_voxels.items():
-        graph = graphs.get(label)
-        if graph is None or graph.number_of_edges() == 0:
-            length = cable = 0.0
-            n_end = 0
-        else:
-            n_end = sum(1 for _, d in graph.degree if d == 1)
-            smooth = smooth_skeleton(graph, sigma_um=sigma)
-            length = graph_diameter_um(smooth, exact_max_nodes=exact_max_nodes)
-            cable = cable_length_um(smooth)
-        rows.append(
-            ObjectRow(
-                label=int(label),
-                length_um=float(length),
-                cable_length_um=float(cable),
-                n_voxels=int(count),
-                touches_border=int(label) in statistics.border_labels,
-                n_endpoints=int(n_end),
-            )
-        )
+        rows.append(measure_object(int(label), graphs.get(label), n_voxels=int(count),
+                                   touches_border=int(label) in statistics.border_labels, sigma_um=sigma,
+                                   exact_max_nodes=exact_max_nodes))
     return tuple(sorted(rows, key=lambda r: r.label))
 
 

@@ -489,25 +489,9 @@ def object_table(
     )
     rows = []
     for label, count in zip(ids.tolist(), counts.tolist(), strict=True):
-        graph = graphs.get(int(label))
-        if graph is None or graph.number_of_edges() == 0:
-            length = cable = 0.0
-            n_end = 0
-        else:
-            n_end = sum(1 for _, d in graph.degree if d == 1)
-            smooth = smooth_skeleton(graph, sigma_um=sigma)
-            length = graph_diameter_um(smooth, exact_max_nodes=exact_max_nodes)
-            cable = cable_length_um(smooth)
-        rows.append(
-            ObjectRow(
-                label=int(label),
-                length_um=float(length),
-                cable_length_um=float(cable),
-                n_voxels=int(count),
-                touches_border=int(label) in border,
-                n_endpoints=int(n_end),
-            )
-        )
+        rows.append(measure_object(int(label), graphs.get(int(label)), n_voxels=int(count),
+                                   touches_border=int(label) in border, sigma_um=sigma,
+                                   exact_max_nodes=exact_max_nodes))
     return tuple(rows)
 
 
@@ -549,3 +533,25 @@ def object_lengths(labels: np.ndarray, *, voxel_size_um: Sequence[float]) -> dic
     {7: 9.5}
     """
     return {row.label: row.length_um for row in object_table(labels, voxel_size_um=voxel_size_um)}
+
+
+def measure_object(
+    label: int,
+    graph: nx.Graph | None,
+    *,
+    n_voxels: int,
+    touches_border: bool,
+    sigma_um: float,
+    exact_max_nodes: int,
+) -> ObjectRow:
+    """One object's row: smoothed skeleton-graph diameter and cable (0.0 without a skeleton edge)."""
+    if graph is None or graph.number_of_edges() == 0:
+        length = cable = 0.0
+        n_end = 0
+    else:
+        n_end = sum(1 for _, d in graph.degree if d == 1)
+        smooth = smooth_skeleton(graph, sigma_um=sigma_um)
+        length = graph_diameter_um(smooth, exact_max_nodes=exact_max_nodes)
+        cable = cable_length_um(smooth)
+    return ObjectRow(label=int(label), length_um=float(length), cable_length_um=float(cable),
+                     n_voxels=int(n_voxels), touches_border=bool(touches_border), n_endpoints=int(n_end))
