@@ -398,10 +398,16 @@ def evaluate_run(
             f"{gt.voxel_size_um} µm; pass --voxel-size to say which applies"
         )
     vs = _voxel_size(seg, voxel_size_um)
+    truth = np.asarray(gt.array[...])
+    if not truth.any():
+        raise InputDataError(
+            f"ground-truth labels {gt_labels} hold no objects (every voxel is 0); metrics against them are "
+            "undefined: pass the label image that holds the annotated neurons"
+        )
     swc_dir = Path(gt_swc) if gt_swc is not None else _default_gt_swc(Path(gt_labels))
     skeletons = list(read_swc_folder(swc_dir).values()) if swc_dir is not None else None
     metrics = evaluate_arrays(
-        np.asarray(seg.array[...]), np.asarray(gt.array[...]), voxel_size_um=vs, gt_skeletons=skeletons
+        np.asarray(seg.array[...]), truth, voxel_size_um=vs, gt_skeletons=skeletons
     )
     metrics["inputs"] = {
         "segmentation": str(Path(segmentation).resolve()),

@@ -3,7 +3,8 @@
 ``batch_flow(input_dir, output_root, config)`` looks for OME-Zarr images (``*.zarr``) directly in
 ``input_dir``; a volume is done when ``<output_root>/<name>/COMPLETE`` exists (written last, after the
 report). Finished volumes are skipped, so the flow is idempotent and safe to run on a schedule; a
-volume whose run was interrupted is resumed (its blocks' state is kept). The deployment with its cron
+volume whose run was interrupted is resumed (its blocks' state is kept). A volume that fails (bad
+input, blocks failing after retries) does not stop the others; the flow fails at the end, naming it. The deployment with its cron
 schedule is defined in ``prefect.yaml`` and registered with ``prefect deploy --all``.
 """
 
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.reconstruct import reconstruct_flow, dask_task_runner
-from pipeline.errors import InputDataError
+from flows.reconstruct import dask_task_runner, reconstruct_flow
+from pipeline.errors import BlockFailure, InputDataError, NeuroreconError
+from pipeline.io.lock import confine
 
 __all__ = ["batch_flow", "pending_volumes"]
 
@@ -53,16 +55,28 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
 
     logger = get_run_logger()
     cfg = load_config(config)
+    confine(output_root, cfg.output.root, what="output_root")
     base = cfg.segment.model_dump() if cfg.segment is not None else {}
     todo = pending_volumes(Path(input_dir), Path(output_root))
     logger.info("%d volume(s) to process in %s", len(todo), input_dir)
-    reports = []
+    reports, failed = [], {}
     for store in todo:
         run_dir = Path(output_root) / store.stem
         segment = SegmentConfig.model_validate({**base, "raw": store, "out": run_dir})
         start = time.time()
-        report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(segment)
+        try:
+            report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(segment)
+        except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end
+            logger.error("%s failed: %s", store.name, exc)
+            failed[store.name] = str(exc)
+            continue
         (run_dir / "COMPLETE").write_text(json.dumps({"report": str(report), "seconds": time.time() - start}))
         logger.info("%s done: %s", store.name, report)
         reports.append(str(report))
+    if failed:
+        raise BlockFailure(
+            f"{len(failed)} of {len(todo)} volume(s) failed: "
+            + "; ".join(f"{name}: {msg}" for name, msg in failed.items())
+            + ". The others finished; fix the causes and rerun (finished volumes are skipped)"
+        )
     return reports

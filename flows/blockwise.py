@@ -52,7 +52,8 @@ class BlockRunReport:
             raise BlockFailure(
                 f"stage '{self.stage}': {len(ids)} of {self.total} blocks failed after retries "
                 f"(block ids {ids[:20]}{' ...' if len(ids) > 20 else ''}); first error: {first}. "
-                "Fix the cause and rerun: finished blocks are skipped"
+                "Fix the cause and rerun: finished blocks are skipped",
+                stage=self.stage, errors=self.failed,
             )
 
 

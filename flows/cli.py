@@ -1,7 +1,9 @@
 """The ``neurorecon`` command line.
 
 Every command has ``--help``. Failures caused by input or configuration print one message (what is
-wrong and how to fix it) and exit with status 2; no traceback unless ``--debug`` is given.
+wrong and how to fix it) and exit with status 2; blocks that still fail after their retries exit with
+status 3 (their ids are in the message, the log and the run's report). No traceback unless ``--debug``
+is given.
 Heavy imports (torch, prefect, dask) happen inside the commands so ``--help`` stays fast.
 """
 
@@ -14,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.errors import NeuroreconError
+from pipeline.errors import BlockFailure, NeuroreconError
 
 app = typer.Typer(
     name="neurorecon",
@@ -85,6 +87,7 @@ def synth(
         params = _revalidate(params, updates)
     from pipeline.io.phantom import write_phantom
 
+    out = _confined(out, cfg, "--out")
     result = write_phantom(out, params, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {result.store}  (raw + labels/ground_truth)")
     typer.echo(f"wrote {result.skeleton_dir}/  ({result.n_objects} SWC files, µm)")
@@ -108,9 +111,11 @@ def train(
     cfg = load_config(config)
     if cfg.train is None:
         raise ConfigError(f"{config} has no train: section; see configs/train_tiny.yaml for an example")
+    from pipeline.io.lock import output_lock
     from pipeline.train import train as run_training
 
-    result = run_training(cfg.train, out_dir=out, resume=not fresh, progress=True)
+    with output_lock(_confined(out, cfg, "--out")):
+        result = run_training(cfg.train, out_dir=out, resume=not fresh, progress=True)
     typer.echo(f"{'finished' if result.finished else 'stopped'} at step {result.step}; "
                f"checkpoint {result.checkpoint}; log {result.log}")
     if result.val_metrics:
@@ -134,11 +139,17 @@ def segment(
     if cfg.segment is None:
         raise ConfigError(f"{config} has no segment: section; see configs/segment_phantom.yaml for an example")
     from flows.blockwise import dask_client
+    from flows.preflight import check_segment_config
     from flows.segment import segment_raw
+    from pipeline.io.lock import output_lock
 
+    check_segment_config(cfg.segment)
     d = cfg.dask
-    with dask_client(d.address, n_workers=d.n_workers, threads_per_worker=d.threads_per_worker,
-                     memory_limit=d.memory_limit) as client:
+    with (
+        output_lock(cfg.segment.out),
+        dask_client(d.address, n_workers=d.n_workers, threads_per_worker=d.threads_per_worker,
+                    memory_limit=d.memory_limit) as client,
+    ):
         outputs = segment_raw(cfg.segment, client=client, progress=True)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
@@ -159,9 +170,12 @@ def demo(
     import time
 
     from flows.reconstruct import run_demo
+    from pipeline.io.config import load_config
+    from pipeline.io.lock import output_lock
 
     start = time.perf_counter()
-    report = run_demo(out, seed=seed)
+    with output_lock(_confined(out, load_config(), "--out")):
+        report = run_demo(out, seed=seed)
     typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s)")
     typer.echo(f"open it with: xdg-open {report}   (PDF: {report.with_suffix('.pdf')})")
 
@@ -181,9 +195,13 @@ def run(
     cfg = load_config(config)
     if cfg.segment is None:
         raise ConfigError(f"{config} has no segment: section; see configs/segment_phantom.yaml for an example")
+    from flows.preflight import check_segment_config
     from flows.reconstruct import run_reconstruct
+    from pipeline.io.lock import output_lock
 
-    report = run_reconstruct(cfg.segment, cfg.dask)
+    check_segment_config(cfg.segment)
+    with output_lock(cfg.segment.out):  # before Prefect and Dask start: a second run is refused at once
+        report = run_reconstruct(cfg.segment, cfg.dask)
     typer.echo(f"report: {report}")
 
 
@@ -196,6 +214,14 @@ def _parse_triple(text: str, name: str) -> tuple[int, int, int]:
     if len(values) != 3:
         raise typer.BadParameter(f"{name} must be three integers Z,Y,X; got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def _confined(path: Path, cfg: Any, what: str) -> Path:
+    """``path``, checked to lie inside the configured ``output.root``."""
+    from pipeline.io.lock import confine
+
+    confine(path, cfg.output.root, what=what)
+    return path
 
 
 def _revalidate(model: Any, updates: dict[str, Any]) -> Any:
@@ -217,7 +243,7 @@ def main() -> None:
         if _state["debug"]:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
+        sys.exit(3 if isinstance(exc, BlockFailure) else 2)
     except NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(0)
@@ -318,7 +344,9 @@ def skeletonize(
         raise typer.BadParameter(str(exc)) from None
     from flows.analysis import skeletonize_volume
     from flows.blockwise import dask_client
+    from pipeline.io.lock import output_lock
 
+    out = _confined(out, cfg, "--out")
     n_workers = cfg.dask.n_workers if workers is None else workers
     kwargs: dict[str, Any] = dict(
         out=out,
@@ -331,10 +359,11 @@ def skeletonize(
         overwrite=overwrite,
     )
     if n_workers == 0 and not cfg.dask.address:
-        result = skeletonize_volume(segmentation, client=None, **kwargs)
+        with output_lock(out):
+            result = skeletonize_volume(segmentation, client=None, **kwargs)
     else:
         d = cfg.dask
-        with dask_client(
+        with output_lock(out), dask_client(
             d.address,
             n_workers=max(n_workers, 1),
             threads_per_worker=d.threads_per_worker,
@@ -368,6 +397,7 @@ def evaluate(
     voxel_size: Annotated[
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Compare a segmentation with ground truth: voxel, skeleton (ERL, splits, merges) and length metrics.
 
@@ -378,14 +408,18 @@ def evaluate(
     import json as _json
 
     from flows.analysis import evaluate_run
+    from pipeline.io.config import load_config
+    from pipeline.io.lock import output_lock
 
-    path = evaluate_run(
-        segmentation,
-        gt_labels,
-        out=out,
-        gt_swc=gt_swc,
-        voxel_size_um=_parse_float_triple(voxel_size, "--voxel-size"),
-    )
+    out = _confined(out, load_config(config), "--out")
+    with output_lock(out):
+        path = evaluate_run(
+            segmentation,
+            gt_labels,
+            out=out,
+            gt_swc=gt_swc,
+            voxel_size_um=_parse_float_triple(voxel_size, "--voxel-size"),
+        )
     metrics = _json.loads(path.read_text())
     v, k, ln = metrics.get("voxel", {}), metrics.get("skeleton", {}), metrics.get("length", {})
 
@@ -428,6 +462,7 @@ def report(
         Path | None, typer.Option("--out", "-o", help="Where to write the report (default: RUN_DIR).")
     ] = None,
     figures: Annotated[bool, typer.Option(help="Also write the figures as PNG files.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained) and report.pdf: lengths, projections, metrics, provenance.
 
@@ -435,9 +470,13 @@ def report(
     where present.
     """
     from flows.analysis import report_run
+    from pipeline.io.config import load_config
+    from pipeline.io.lock import output_lock
 
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
-    written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=figures)
+    target = _confined(out if out is not None else run_dir, load_config(config), "--out")
+    with output_lock(target):
+        written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=figures)
     for path in written.values():
         typer.echo(f"wrote {path}")
 

@@ -112,8 +112,13 @@ def predict_volume(
                 f"{tuple(trained_vs)} µm by more than 25 %; resample the volume or train on matching data"
             )
     method = meta.input.get("normalization", "percentile")
-    rng = intensity_range(image.array, method=method,
+    rng = intensity_range(image.reader, method=method,
                           percentiles=tuple(meta.input.get("percentiles", (1.0, 99.9))))
+    if not (np.isfinite(rng.low) and np.isfinite(rng.high)):
+        raise InputDataError(
+            f"raw image {raw} contains NaN or infinite intensities (sampled range {rng.low}..{rng.high}); "
+            "replace them (e.g. by 0) before reconstruction"
+        )
     # Large tiles: each tile reads the network's context around it, so small tiles recompute a lot.
     tile = tuple(int(t) for t in (tile_shape or block_shape))
     chunks = tuple(image.chunks)
@@ -151,11 +156,19 @@ def _predict_block(
     from pipeline.data.normalize import normalize_intensity
     from pipeline.inference import predict_region
 
-    array = open_image(raw).array
+    array = open_image(raw).reader
     model = _cached_model(checkpoint, device)
 
     def read(region: tuple[slice, slice, slice]) -> np.ndarray:
-        return normalize_intensity(np.asarray(array[region]), low=low, high=high)
+        data = np.asarray(array[region])
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
+            where = tuple(int(r.start) + i for r, i in zip(region, bad, strict=True))
+            raise InputDataError(
+                f"raw image {raw} has a NaN or infinite intensity at voxel (z, y, x) = {where} (block {block.id}); "
+                "replace non-finite values (e.g. by 0) before reconstruction"
+            )
+        return normalize_intensity(data, low=low, high=high)
 
     aff = predict_region(model, read, volume_shape=array.shape, region=block.write, tile_shape=tile,
                          batch_size=batch_size, device=device, downscale_xy=downscale_xy)

@@ -15,6 +15,12 @@ Run layout of ``reconstruct`` (``segment.out``)::
     metrics.json                                         when ground truth is given
     report.html  report.pdf                              the report
     state/                                               per-block progress (resume)
+    failed_blocks.json                                   only while blocks fail (report.html then says so)
+    .neurorecon.lock                                     held while a run writes here
+
+Each flow holds the output directory's lock (:func:`pipeline.io.lock.output_lock`) while it runs: a
+second run on the same output is refused. If blocks still fail after their retries, ``reconstruct``
+writes ``failed_blocks.json`` and a report page listing them by id, then fails (the command exits 3).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.config import DaskConfig
-from pipeline.errors import NeuroreconError
+from pipeline.errors import BlockFailure, NeuroreconError
+from pipeline.io.lock import output_lock
 from pipeline.segment.config import SegmentConfig
 from pipeline.train.config import TrainConfig
 
@@ -184,32 +191,43 @@ def report_task(run_dir: Path, segmentation: str, raw: Path) -> str:
 @flow(name="train", log_prints=True)
 def train_flow(config: TrainConfig, out_dir: Path) -> str:
     """Train the U-Net (pretraining, then topology-loss fine-tuning); resumes from the last checkpoint."""
-    return train_task.submit(config, out_dir).result()
+    with output_lock(out_dir):
+        return train_task.submit(config, out_dir).result()
 
 
 @flow(name="predict", log_prints=True)
 def predict_flow(segment: SegmentConfig) -> str:
     """Raw OME-Zarr -> affinities, block by block."""
-    return predict_task.submit(segment).result()
+    from flows.preflight import check_segment_config
+
+    check_segment_config(segment)
+    with output_lock(segment.out):
+        return predict_task.submit(segment).result()
 
 
 @flow(name="segment", log_prints=True)
 def segment_flow(segment: SegmentConfig) -> str:
     """Raw OME-Zarr -> affinities -> segmentation, block by block."""
-    affinities = predict_task.submit(segment).result()
-    return segment_task.submit(segment, affinities).result()
+    from flows.preflight import check_segment_config
+
+    check_segment_config(segment)
+    with output_lock(segment.out):
+        affinities = predict_task.submit(segment).result()
+        return segment_task.submit(segment, affinities).result()
 
 
 @flow(name="skeletonize", log_prints=True)
 def skeletonize_flow(segmentation: Path, out: Path, block_shape: tuple[int, int, int] = (64, 256, 256)) -> str:
     """Segmentation -> skeletons (SWC, precomputed) and lengths.csv."""
-    return skeletonize_task.submit(str(segmentation), out, block_shape).result()
+    with output_lock(out):
+        return skeletonize_task.submit(str(segmentation), out, block_shape).result()
 
 
 @flow(name="evaluate", log_prints=True)
 def evaluate_flow(segmentation: Path, gt_labels: Path, out: Path, gt_swc: Path | None = None) -> str:
     """Segmentation vs ground truth -> metrics.json."""
-    return evaluate_task.submit(str(segmentation), gt_labels, out, gt_swc).result()
+    with output_lock(out):
+        return evaluate_task.submit(str(segmentation), gt_labels, out, gt_swc).result()
 
 
 @flow(name="reconstruct", log_prints=True)
@@ -217,14 +235,47 @@ def reconstruct_flow(segment: SegmentConfig) -> str:
     """The whole chain: raw -> affinities -> segmentation -> skeletons -> lengths -> metrics -> report.
 
     Metrics are computed when ``segment.gt_labels`` is set. Returns the path of ``report.html``.
+    Raises :class:`~pipeline.errors.BlockFailure` (after writing ``failed_blocks.json`` and a report
+    page listing the failed blocks) if blocks still fail after their retries.
     """
+    from flows.preflight import check_segment_config
+
+    check_segment_config(segment)
     out = Path(segment.out)
-    affinities = predict_task.submit(segment).result()
-    segmentation = segment_task.submit(segment, affinities).result()
-    skeletonize_task.submit(segmentation, out, segment.block_shape).result()
-    if segment.gt_labels is not None:
-        evaluate_task.submit(segmentation, segment.gt_labels, out, segment.gt_swc).result()
-    return report_task.submit(out, segmentation, segment.raw).result()
+    with output_lock(out):
+        try:
+            affinities = predict_task.submit(segment).result()
+            segmentation = segment_task.submit(segment, affinities).result()
+            skeletonize_task.submit(segmentation, out, segment.block_shape).result()
+            if segment.gt_labels is not None:
+                evaluate_task.submit(segmentation, segment.gt_labels, out, segment.gt_swc).result()
+            report = report_task.submit(out, segmentation, segment.raw).result()
+        except BlockFailure as exc:
+            page = record_block_failure(out, exc)
+            log.error("%s; failed blocks listed in %s", exc, page)
+            raise
+        (out / FAILED_BLOCKS).unlink(missing_ok=True)
+        return report
+
+
+FAILED_BLOCKS = "failed_blocks.json"
+
+
+def record_block_failure(out: Path, exc: BlockFailure) -> Path:
+    """Write ``failed_blocks.json`` and a ``report.html`` that lists the failed blocks; return the page."""
+    import json
+
+    from pipeline.report.failure import failure_page
+    from pipeline.report.versions import software_versions
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / FAILED_BLOCKS).write_text(json.dumps(
+        {"stage": exc.stage, "block_ids": sorted(exc.errors), "message": str(exc),
+         "errors": {str(k): v for k, v in sorted(exc.errors.items())}}, indent=1))
+    (out / "report.pdf").unlink(missing_ok=True)  # a report of an earlier state must not survive
+    page = out / "report.html"
+    page.write_text(failure_page(str(out.resolve()), exc.stage, exc.errors, software_versions()), encoding="utf-8")
+    return page
 
 
 def run_reconstruct(segment: SegmentConfig, dask: DaskConfig) -> Path:

@@ -173,7 +173,7 @@ def _segment_block(
     block: Block, *, affinities: str, fragments: str, per_block: int, threshold: float,
     background_threshold: float, state_root: str,
 ) -> dict[str, Any]:
-    aff = read_affinities(open_image(affinities).array, block.read)
+    aff = read_affinities(open_image(affinities).reader, block.read)
     res = block_segment(aff, block, id_offset=block.id * per_block, threshold=threshold,
                         background_threshold=background_threshold)
     write_region(open_image(fragments, mode="r+").array, block.write, res.fragments)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.segment.config import SegmentConfig
 from pipeline.synth.params import PhantomParams
@@ -43,9 +43,12 @@ class DaskConfig(StrictModel):
 
 
 class OutputConfig(StrictModel):
-    """Where results go. Every output path must stay inside ``root``."""
+    """Where results go. Every output path (``segment.out``, every command's ``--out``, the batch flow's
+    run directories) must resolve inside ``root``, symbolic links and ``..`` included; the default is
+    the working directory. Deployments set it, e.g. ``NEURORECON__OUTPUT__ROOT=/data/runs``.
+    """
 
-    root: Path = Path("runs")
+    root: Path = Field(Path("."), description="directory every output must stay inside")
 
 
 class NeuroreconConfig(StrictModel):
@@ -56,3 +59,14 @@ class NeuroreconConfig(StrictModel):
     segment: SegmentConfig | None = Field(None, description="required by `neurorecon segment`")
     dask: DaskConfig = DaskConfig()
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _outputs_inside_root(self) -> NeuroreconConfig:
+        if self.segment is not None:
+            from pipeline.io.lock import confine
+
+            try:
+                confine(self.segment.out, self.output.root, what="segment.out")
+            except OSError as exc:  # OutputError: reported as a configuration error naming the key
+                raise ValueError(str(exc)) from None
+        return self

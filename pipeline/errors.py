@@ -30,4 +30,20 @@ class OutputError(NeuroreconError, OSError):
 
 
 class BlockFailure(NeuroreconError, RuntimeError):
-    """One or more blocks failed after their retries; the run is incomplete."""
+    """One or more blocks failed after their retries; the run is incomplete.
+
+    ``stage`` names the stage, ``errors`` maps each failed block id to its last error (a traceback).
+    The command line exits with status 3 for it (2 is bad input or configuration).
+    """
+
+    def __init__(self, message: str, *, stage: str = "", errors: dict[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.errors = dict(errors or {})
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]  # keep stage/errors across processes (Dask, Prefect)
+        return (_rebuild_block_failure, (str(self), self.stage, self.errors))
+
+
+def _rebuild_block_failure(message: str, stage: str, errors: dict[int, str]) -> BlockFailure:
+    return BlockFailure(message, stage=stage, errors=errors)

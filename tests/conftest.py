@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Tests write under the temporary directory (pytest's tmp_path): make it the output root, the way a
+# deployment sets NEURORECON__OUTPUT__ROOT (outputs outside the root are refused).
+os.environ.setdefault("NEURORECON__OUTPUT__ROOT", tempfile.gettempdir())
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NEURORECON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

@@ -11,7 +11,9 @@ what was received and what is expected.
 
 from __future__ import annotations
 
+import difflib
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -130,8 +132,12 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             parent = loc.rsplit(".", 1)[0] if "." in loc else None
             allowed = _allowed_keys([p for p in err["loc"][:-1]])
-            hint = f"; allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}" if allowed else ""
+            close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint += f" Allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}" if allowed else ""
             lines.append(f"unknown key '{loc}'{hint}")
+        elif err["type"] == "value_error" and not err["loc"]:  # a whole-config check: its message says it all
+            lines.append(err["msg"].removeprefix("Value error, "))
         else:
             got = err.get("input")
             lines.append(f"{loc}: {err['msg']} (got {got!r})")
@@ -145,6 +151,16 @@ def _allowed_keys(loc: list[Any]) -> list[str]:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
-        model = field.annotation
+        model = _model_of(field.annotation)
     fields = getattr(model, "model_fields", None)
     return sorted(fields) if fields else []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside ``annotation`` (``Model | None`` -> ``Model``), else the annotation."""
+    if hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if hasattr(arg, "model_fields"):
+            return arg
+    return annotation

@@ -14,10 +14,18 @@ and image-label metadata are written with ome-zarr-py, arrays with zarr.
 
 Writes go through :func:`write_region`, which accepts only regions aligned to the chunk grid (a region
 may end at the volume border), so concurrent block writers never share a chunk.
+
+A new image is built under a hidden temporary name beside ``path`` (``.<name>.<pid>.creating``) and
+renamed into place once its metadata is complete, so a process killed while creating it never leaves
+a store that a rerun cannot open (a directory without multiscales metadata); zarr writes every chunk
+and metadata file atomically itself.
 """
 
 from __future__ import annotations
 
+import glob
+import json
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +41,7 @@ from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError, OutputError
 
 __all__ = [
+    "CheckedReader",
     "OmeArray",
     "create_image",
     "create_label_image",
@@ -72,6 +81,11 @@ class OmeArray:
     axes: tuple[str, ...]
     path: Path
     name: str
+
+    @property
+    def reader(self) -> CheckedReader:
+        """The array for reading, with unreadable chunks reported as :class:`InputDataError`."""
+        return CheckedReader(self.array, self.path)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -165,23 +179,43 @@ def create_image(
                 "or choose another output path"
             )
         _remove_tree(path)
+    return _create_atomically(path, full_shape, full_chunks, dt, vs, channels=channels, name=name,
+                              exist_ok=exist_ok and not overwrite)
+
+
+def _create_atomically(
+    path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype, vs: Sequence[float], *,
+    channels: int | None, name: str, exist_ok: bool, image_label: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """Build the image group in ``.<name>.<pid>.creating`` beside ``path``, then rename it to ``path``.
+
+    The rename is atomic: ``path`` either does not exist or holds complete metadata. Temporary
+    directories left by killed creators of ``path`` are removed first (one writer per output).
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.creating"):
+        _remove_tree(stale)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
     try:
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
-        arr = group.create_array(
-            "0",
-            shape=full_shape,
-            chunks=full_chunks,
-            dtype=dt,
-            fill_value=0,
-            dimension_names=_axes(channels is not None),
+        path.parent.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        group.create_array(
+            "0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, dimension_names=_axes(channels is not None)
         )
         write_multiscales_metadata(
             group, _datasets(vs, channels is not None), fmt=FormatV05(), axes=_axes_meta(channels is not None),
             name=name,
         )
+        if image_label is not None:
+            group.attrs["ome"] = {**group.attrs["ome"], "image-label": image_label}
+        os.rename(tmp, path)
     except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exist_ok and (path / "zarr.json").is_file():  # created meanwhile by another writer
+            existing = open_image(path, mode="r+")
+            _require_compatible(existing, shape, dtype, chunks, vs, str(path))
+            return existing.array
         raise OutputError(f"cannot create OME-Zarr image at {path}: {exc}") from None
-    return arr
+    return open_image(path, mode="r+").array
 
 
 def create_labels(
@@ -272,14 +306,22 @@ def create_label_image(
     dt = np.dtype(dtype)
     if dt.kind not in "iu":
         raise TypeError(f"label dtype must be an integer type (e.g. uint32, uint64); got {dt}")
-    arr = create_image(path, shape=shape, dtype=dt, chunks=chunks, voxel_size_um=voxel_size_um, name=name,
-                       overwrite=overwrite, exist_ok=exist_ok)
-    group = zarr.open_group(str(path), mode="r+")
-    ome = dict(group.attrs.get("ome", {}))
-    if "image-label" not in ome:
-        ome["image-label"] = {"version": "0.5", **({"source": {"image": source}} if source else {})}
-        group.attrs["ome"] = ome
-    return arr
+    image_label = {"version": "0.5", **({"source": {"image": source}} if source else {})}
+    path = Path(path)
+    if path.exists() and not overwrite:
+        arr = create_image(path, shape=shape, dtype=dt, chunks=chunks, voxel_size_um=voxel_size_um, name=name,
+                           exist_ok=exist_ok)
+        group = zarr.open_group(str(path), mode="r+")
+        ome = dict(group.attrs.get("ome", {}))
+        if "image-label" not in ome:  # a store created by an older neurorecon
+            group.attrs["ome"] = {**ome, "image-label": image_label}
+        return arr
+    if path.exists():
+        _remove_tree(path)
+    spatial_shape = _check_shape(shape, "shape")
+    spatial_chunks = tuple(min(c, s) for c, s in zip(_check_shape(chunks, "chunks"), spatial_shape, strict=True))
+    return _create_atomically(path, spatial_shape, spatial_chunks, dt, as_voxel_size(voxel_size_um), channels=None,
+                              name=name, exist_ok=exist_ok, image_label=image_label)
 
 
 def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
@@ -313,6 +355,42 @@ def open_labels(path: str | Path, name: str, *, mode: str = "r") -> OmeArray:
     if out.dtype.kind not in "iu":
         raise InputDataError(f"label image {label_path} has dtype {out.dtype}; label images must be integer")
     return out
+
+
+class CheckedReader:
+    """Read-only view of a Zarr array whose reads name the chunks at fault when a chunk cannot be decoded.
+
+    A truncated or overwritten chunk makes the codec raise a bare ``RuntimeError`` ("Zstd decompression
+    error"); this turns it into an :class:`InputDataError` naming the store, the region and its chunk
+    indices. Attributes (``shape``, ``dtype``, ``chunks``, ...) are the array's.
+    """
+
+    def __init__(self, array: zarr.Array, path: Path) -> None:
+        self._array = array
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._array, name)
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._array[key]
+        except (IndexError, TypeError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError, OSError, ...
+            keys = key if isinstance(key, tuple) else (key,)
+            spans = []
+            for k, size, chunk in zip(keys, self._array.shape, self._array.chunks, strict=False):
+                if isinstance(k, slice):
+                    start, stop, _ = k.indices(size)
+                    spans.append(f"{start // chunk}..{max(stop - 1, start) // chunk}")
+                else:
+                    spans.append(str(int(k) // chunk) if isinstance(k, int | np.integer) else "?")
+            raise InputDataError(
+                f"cannot read {self._path} (region {key!r}, chunk indices {', '.join(spans)}): "
+                f"{type(exc).__name__}: {exc}; a chunk there is corrupt or unreadable: restore it from a copy "
+                "or rewrite the volume"
+            ) from None
 
 
 def list_labels(path: str | Path) -> list[str]:
@@ -454,6 +532,15 @@ def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
     if not (path / "zarr.json").is_file():
         hint = " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file() else ""
         raise InputDataError(f"no {what} at {path}: it is not a Zarr v3 group{hint}")
+    try:
+        node_type = json.loads((path / "zarr.json").read_text()).get("node_type")
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"cannot read {path / 'zarr.json'}: {exc}; the store's metadata is damaged") from None
+    if node_type == "array":
+        raise InputDataError(
+            f"{path} is a plain Zarr array, not an {what} (a group with OME 'multiscales' metadata); write it as "
+            "OME-Zarr 0.5, e.g. with pipeline.io.omezarr.write_image or ome-zarr-py"
+        )
     try:
         group = zarr.open_group(str(path), mode=mode)
     except (OSError, ValueError) as exc:

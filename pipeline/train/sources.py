@@ -78,7 +78,7 @@ def _open(volume: VolumeConfig, config: TrainConfig, *, seed: int, what: str) ->
             f"{what}: roi_start={tuple(start)} / roi_stop={tuple(stop)} of {volume.path} do not fit its "
             f"(z, y, x) shape {shape}; expected 0 <= start < stop <= shape"
         )
-    return prepare_source(
+    source = prepare_source(
         image.array,
         labels.array,
         voxel_size_um=image.voxel_size_um,
@@ -88,6 +88,13 @@ def _open(volume: VolumeConfig, config: TrainConfig, *, seed: int, what: str) ->
         seed=seed,
         name=str(volume.path) + (f"[{start}:{stop}]" if volume.roi_start or volume.roi_stop else ""),
     )
+    if source.index.n_foreground == 0:
+        raise InputDataError(
+            f"{what}: label image '{volume.labels}' of {volume.path} has no labelled (non-zero) voxels"
+            f"{' in its roi' if volume.roi_start or volume.roi_stop else ''}; training needs labelled neurites "
+            "(check the label image, or the roi_start/roi_stop)"
+        )
+    return source
 
 
 def _ensure_phantom(path: Path, params: object, *, progress: bool) -> Path:

@@ -48,7 +48,37 @@ def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path
     assert metrics  # evaluated against the phantom's ground truth
     seg = open_image(run / "segmentation.zarr").array[...]
     assert seg.max() > 0 and np.count_nonzero(seg) > 1000
-    # A second run resumes: every block is done, the segmentation is unchanged.
+    # A second run resumes: every block is done, the segmentation is unchanged; a stale failure record goes.
+    (run / "failed_blocks.json").write_text("{}")
     run_reconstruct(segment, DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="6GiB"))
     np.testing.assert_array_equal(open_image(run / "segmentation.zarr").array[...], seg)
+    assert not (run / "failed_blocks.json").exists()
     assert callable(reconstruct_flow.fn)
+
+
+def test_failed_blocks_are_listed_in_the_report_and_the_run_fails(prefect_api, tmp_path):
+    """One non-finite voxel in the raw image: the predict blocks that read it fail after their retries; the
+    flow raises BlockFailure (exit 3), writes failed_blocks.json and a report page listing the block ids,
+    and never writes lengths or metrics."""
+    from pipeline.errors import BlockFailure
+    from pipeline.io.omezarr import write_image
+
+    phantom = write_phantom(tmp_path / "p.zarr", PhantomParams(shape=(32, 64, 128), chunks=(32, 64, 64), seed=5,
+                                                               n_neurons=1, n_ais=2), progress=False)
+    raw = np.asarray(open_image(phantom.store).array[...]).astype(np.float32)
+    raw[5, 10, 100] = np.inf  # in block 1 (x 64..128); block 0 reads it only if its context reaches x = 100
+    write_image(tmp_path / "raw.zarr", raw, voxel_size_um=(1.5, 0.5, 0.5), chunks=(32, 64, 64))
+    segment = SegmentConfig(raw=tmp_path / "raw.zarr", out=tmp_path / "run", block_shape=(32, 64, 64),
+                            halo=(4, 16, 16), max_retries=1)
+    dask = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="4GiB")
+    with pytest.raises(BlockFailure) as info:
+        run_reconstruct(segment, dask)
+    run = tmp_path / "run"
+    record = json.loads((run / "failed_blocks.json").read_text())
+    assert record["stage"] == "predict" and 1 in record["block_ids"]
+    assert sorted(info.value.errors) == record["block_ids"]
+    page = (run / "report.html").read_text()
+    assert "INCOMPLETE" in page and "infinite intensity" in page
+    for block_id in record["block_ids"]:
+        assert f">{block_id}</td>" in page
+    assert not (run / "lengths.csv").exists() and not (run / "metrics.json").exists()
