@@ -11,6 +11,8 @@ never reports success with missing blocks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import time
 import traceback
@@ -24,7 +26,7 @@ from pipeline.blocks import Block
 from pipeline.errors import BlockFailure
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["BlockRunReport", "dask_client", "run_blocks"]
+__all__ = ["BlockRunReport", "dask_client", "return_freed_memory", "run_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ def run_blocks(
     BlockRunReport
     """
     start = time.perf_counter()
+    if client is None:
+        return_freed_memory()
     done_ids = state.done_ids()
     todo = [b for b in blocks if b.id not in done_ids]
     report = BlockRunReport(stage, len(blocks), skipped=len(blocks) - len(todo))
@@ -145,6 +149,23 @@ def run_blocks(
     log.info("%s: %d done, %d skipped, %d failed in %.1f s", stage, report.done, report.skipped,
              len(report.failed), report.seconds)
     return report
+
+
+@functools.cache
+def return_freed_memory() -> bool:
+    """Make glibc give freed memory back to the system (``mallopt(M_TRIM_THRESHOLD, 64 KiB)``).
+
+    Blocks allocate and free buffers of tens of MB from several threads (Zarr's codec pool); with glibc's
+    default, adaptive thresholds those stay in per-thread arenas and a long serial run's RSS creeps up
+    with the number of blocks. Dask's nanny sets the same threshold for its workers
+    (``MALLOC_TRIM_THRESHOLD_``); this does it for blocks run serially in this process. Returns whether
+    it applied (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-1, 64 * 1024))  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _process_and_mark(process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block) -> None:

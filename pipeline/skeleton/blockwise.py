@@ -795,12 +795,22 @@ def _break_loops(skeleton: Skeleton, edges: np.ndarray) -> np.ndarray:
     """
     if len(edges) == 0:
         return edges
+    nodes_used = np.unique(edges)
+    n_vertices = int(nodes_used.max()) + 1
+    adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices))
+    n_parts = connected_components(adjacency, directed=False)[0] - (n_vertices - len(nodes_used))
+    unique_edges, first = np.unique(np.sort(edges, axis=1), axis=0, return_index=True)
+    if len(unique_edges) == len(nodes_used) - n_parts and not np.any(unique_edges[:, 0] == unique_edges[:, 1]):
+        return edges[np.sort(first)]  # already a forest (duplicates dropped): nothing to break
     radii = np.asarray(skeleton.radius, dtype=np.float64)
     graph = nx.Graph()
     graph.add_edges_from(map(tuple, edges.tolist()))
+    # Loops live in the 2-core (what is left after repeatedly peeling degree-1 nodes); searching only it
+    # keeps each find_cycle small. Branch points are judged by their degree in the whole skeleton.
+    core = graph.subgraph(nx.k_core(graph, 2).nodes).copy()
     while True:
         try:
-            cycle = nx.find_cycle(graph)
+            cycle = nx.find_cycle(core)
         except nx.NetworkXNoCycle:
             break
         nodes = [a for a, _ in cycle]
@@ -808,6 +818,7 @@ def _break_loops(skeleton: Skeleton, edges: np.ndarray) -> np.ndarray:
         if len(keys) < 2:
             a, b = min(cycle, key=lambda e: radii[e[0]] + radii[e[1]])
             graph.remove_edge(a, b)
+            core.remove_edge(a, b)
             continue
         chains = []
         for i, j in zip(keys, keys[1:] + [keys[0] + len(nodes)], strict=True):
@@ -817,6 +828,7 @@ def _break_loops(skeleton: Skeleton, edges: np.ndarray) -> np.ndarray:
             chains.append((score, chain))
         _, worst = min(chains, key=lambda c: c[0])
         graph.remove_edges_from(zip(worst[:-1], worst[1:], strict=True))
+        core.remove_edges_from(zip(worst[:-1], worst[1:], strict=True))
     return np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2)
 
 

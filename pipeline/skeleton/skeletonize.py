@@ -244,11 +244,11 @@ def skeleton_to_graph(
     graph.graph["label"] = int(skeleton.id) if label is None and skeleton.id is not None else label
     if voxel_size_um is not None:
         graph.graph["voxel_size_um"] = tuple(float(v) for v in voxel_size_um)
-    graph.add_nodes_from(
-        (i, {"pos_um": (float(p[0]), float(p[1]), float(p[2])), "radius_um": float(r)})
-        for i, (p, r) in enumerate(zip(vertices, radii, strict=True))
+    graph.add_nodes_from(  # plain Python floats via tolist(): per-element numpy scalars are slow
+        (i, {"pos_um": tuple(p), "radius_um": r})
+        for i, (p, r) in enumerate(zip(vertices.tolist(), radii.tolist(), strict=True))
     )
-    graph.add_edges_from((int(a), int(b)) for a, b in edges if a != b)
+    graph.add_edges_from(edges[edges[:, 0] != edges[:, 1]].tolist())
     return graph
 
 

@@ -32,7 +32,10 @@ def test_tasks_retry_only_on_io_errors():
     assert not retry_on_io(None, None, _State(ValueError("bug")))
 
 
-def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path):
+def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path, monkeypatch, caplog):
+    canary = "pnu_canary_secret_0123456789"  # a secret in the environment must reach no log and no output
+    monkeypatch.setenv("PREFECT_API_KEY", canary)
+    monkeypatch.setenv("POSTGRES_PASSWORD", canary)
     phantom = write_phantom(tmp_path / "volume.zarr",
                             PhantomParams(shape=(32, 128, 128), chunks=(32, 128, 128), seed=11), progress=False)
     segment = SegmentConfig(raw=phantom.store, out=tmp_path / "run", block_shape=(32, 128, 128),
@@ -54,6 +57,9 @@ def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path
     np.testing.assert_array_equal(open_image(run / "segmentation.zarr").array[...], seg)
     assert not (run / "failed_blocks.json").exists()
     assert callable(reconstruct_flow.fn)
+    assert canary not in caplog.text
+    leaked = [p for p in run.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert not leaked, leaked
 
 
 def test_failed_blocks_are_listed_in_the_report_and_the_run_fails(prefect_api, tmp_path):

@@ -65,3 +65,21 @@ def test_missing_file_and_bad_env():
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     load_config(path, env={})
+
+
+def test_configuration_has_no_place_for_secrets():
+    """Secrets (database password, Prefect API key) come only from the environment: no config key takes one."""
+    import re
+
+    from pipeline.config import NeuroreconConfig
+
+    def keys(model, prefix=""):
+        for name, field in model.model_fields.items():
+            yield prefix + name
+            for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
+                if hasattr(arg, "model_fields"):
+                    yield from keys(arg, prefix + name + ".")
+
+    names = list(keys(NeuroreconConfig))
+    assert len(names) > 50
+    assert not [n for n in names if re.search(r"password|secret|token|api_?key|credential", n, re.I)]
