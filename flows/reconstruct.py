@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,36 @@ def record_block_failure(out: Path, exc: BlockFailure) -> Path:
 
 def run_reconstruct(segment: SegmentConfig, dask: DaskConfig) -> Path:
     """Run :func:`reconstruct_flow` on the Dask cluster the config names; return the report path."""
-    return Path(reconstruct_flow.with_options(task_runner=dask_task_runner(dask))(segment))
+    with shared_prefect_api():
+        return Path(reconstruct_flow.with_options(task_runner=dask_task_runner(dask))(segment))
+
+
+@contextlib.contextmanager
+def shared_prefect_api() -> Iterator[None]:
+    """Without a configured Prefect API, one temporary API server for this run and its Dask workers.
+
+    Prefect without a server starts a temporary API server in each process that needs one; a local
+    Dask worker running a task would start its own (seconds each), and one left by a worker killed with
+    ``kill -9`` would outlive the run. Here the flow's process starts the server once and hands its
+    address to the workers through ``PREFECT_API_URL`` (inherited when the ``LocalCluster`` spawns
+    them); it is stopped when the run ends. With ``PREFECT_API_URL`` set (a Prefect server or Cloud),
+    nothing changes.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=180)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
 
 
 def run_demo(out: Path, *, seed: int = 1, dask: DaskConfig | None = None) -> Path:

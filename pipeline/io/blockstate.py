@@ -54,6 +54,9 @@ class BlockState:
         wanted = json.loads(json.dumps(dict(params), default=str))
         if reset and self.dir.exists():
             shutil.rmtree(self.dir)
+        if self.dir.is_dir():  # temporary files of a killed run (one writer per output: none is live)
+            for stale in self.dir.glob(".*.tmp*"):
+                stale.unlink(missing_ok=True)
         if meta.is_file():
             recorded = json.loads(meta.read_text())
             if recorded != wanted:

@@ -198,13 +198,11 @@ def _create_atomically(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        group.create_array(
-            "0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0, dimension_names=_axes(channels is not None)
-        )
-        write_multiscales_metadata(
-            group, _datasets(vs, channels is not None), fmt=FormatV05(), axes=_axes_meta(channels is not None),
-            name=name,
-        )
+        has_c = channels is not None
+        group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
+                           dimension_names=_axes(has_c))
+        write_multiscales_metadata(group, _datasets(vs, has_c), fmt=FormatV05(), axes=_axes_meta(has_c),
+                                   name=name)
         if image_label is not None:
             group.attrs["ome"] = {**group.attrs["ome"], "image-label": image_label}
         os.rename(tmp, path)
@@ -319,9 +317,11 @@ def create_label_image(
     if path.exists():
         _remove_tree(path)
     spatial_shape = _check_shape(shape, "shape")
-    spatial_chunks = tuple(min(c, s) for c, s in zip(_check_shape(chunks, "chunks"), spatial_shape, strict=True))
-    return _create_atomically(path, spatial_shape, spatial_chunks, dt, as_voxel_size(voxel_size_um), channels=None,
-                              name=name, exist_ok=exist_ok, image_label=image_label)
+    spatial_chunks = tuple(
+        min(c, s) for c, s in zip(_check_shape(chunks, "chunks"), spatial_shape, strict=True)
+    )
+    return _create_atomically(path, spatial_shape, spatial_chunks, dt, as_voxel_size(voxel_size_um),
+                              channels=None, name=name, exist_ok=exist_ok, image_label=image_label)
 
 
 def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:

@@ -10,6 +10,7 @@ import zarr
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.omezarr import (
     create_image,
+    create_label_image,
     create_labels,
     list_labels,
     open_image,
@@ -157,3 +158,52 @@ def test_open_errors_are_clear(tmp_path):
     shutil.rmtree(path / "0")
     with pytest.raises(InputDataError, match="missing its level-0 array"):
         open_image(path)
+
+
+
+_KILLED_CREATOR = """
+import os, signal, sys
+import pipeline.io.omezarr as omezarr
+
+write = omezarr.write_multiscales_metadata
+
+def write_and_die(*args, **kwargs):  # SIGKILL this process at the chosen point of the creation
+    if sys.argv[2] == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+omezarr.write_multiscales_metadata = write_and_die
+omezarr.create_label_image(sys.argv[1], shape=(8, 8, 8), chunks=(4, 4, 4), voxel_size_um=(1, 1, 1),
+                           source="raw.zarr", exist_ok=True)
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_creator_killed_mid_creation_leaves_a_store_a_rerun_can_open(tmp_path, when):
+    # Regression (issue 8): a kill after the group and array were written but before the multiscales
+    # metadata left a store every rerun refused ("no OME-Zarr 'multiscales' metadata").
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "segmentation.zarr"
+    repo = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-c", _KILLED_CREATOR, str(path), when], cwd=repo)
+    assert proc.returncode == -signal.SIGKILL
+    assert not path.exists() or (path / "0" / "zarr.json").is_file()
+    arr = create_label_image(path, shape=(8, 8, 8), chunks=(4, 4, 4), voxel_size_um=(1, 1, 1),
+                             source="raw.zarr", exist_ok=True)  # what the rerun does
+    assert arr.shape == (8, 8, 8)
+    ome = zarr.open_group(str(path), mode="r").attrs["ome"]
+    assert ome["multiscales"] and ome["image-label"]["source"]["image"] == "raw.zarr"
+    assert [p.name for p in tmp_path.iterdir()] == ["segmentation.zarr"]  # the killed one's temporary is gone
+
+def test_creation_is_published_by_one_rename(tmp_path):
+    path = tmp_path / "v.zarr"
+    stale = tmp_path / ".v.zarr.12345.creating"
+    stale.mkdir()  # left by a creator killed earlier
+    create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS)
+    assert open_image(path).voxel_size_um == VS
+    assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["v.zarr"]

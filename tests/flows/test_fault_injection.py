@@ -1,0 +1,59 @@
+"""Kill -9 during ``neurorecon segment`` (issue 8): the run, or one Dask worker; the result is unchanged.
+
+A reduced version of ``benchmarks/bench_fault_injection.py`` (whose functions it uses): the real
+command line as subprocesses in their own process group, a 2-block phantom, one uninterrupted
+reference run, then (1) the whole run killed as soon as the first block is predicted and rerun, and
+(2) one Dask worker killed at the same point. Both must end bit-identical to the reference, with every
+chunk of every output array readable. A kill that lands after the run ended still has to pass.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_fault_injection",
+                                                  REPO / "benchmarks" / "bench_fault_injection.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def segment_run(bench, tmp_path_factory):
+    """The workspace of ``neurorecon segment`` on a (32, 64, 128) phantom, with its reference run."""
+    work = tmp_path_factory.mktemp("faults")
+    raw = bench.make_phantom(work, shape=(32, 64, 128), seed=3)
+    ws = bench.Workspace(work, "segment")
+    bench.write_config(ws.config, raw=raw, out=ws.out, root=work, block_shape=(32, 64, 64))
+    rc, seconds, leftovers = bench.run_to_completion(ws, timeout=600)
+    assert rc == 0, (work / "logs" / "segment-01.log").read_text()[-3000:]
+    assert leftovers == []
+    ws.out.rename(ws.reference)
+    return ws, seconds
+
+
+@pytest.mark.parametrize("fault", ["run", "worker"])
+def test_segment_survives_a_kill(bench, segment_run, fault):
+    ws, seconds = segment_run
+    trial = bench.run_trial(ws, index=1, fault=fault, kill_at_s=seconds, rng=random.Random(0), n_blocks=2,
+                            timeout=max(300.0, 8 * seconds), after_marker="predict")
+    logs = sorted((ws.work / "logs").glob("*.log"))
+    assert trial.completed, f"{trial}\n{logs[-1].read_text()[-3000:]}"
+    if fault == "run" and trial.killed.startswith("process group"):
+        assert trial.first_rc == -9 and trial.reruns == 1
+    assert trial.diffs == [], trial
+    assert trial.chunk_problems == [] and trial.chunks_read == 3 * 16, trial  # 3 arrays of 16 chunks
+    assert trial.leftovers == [], trial  # no process of the run outlives it
