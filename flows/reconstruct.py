@@ -293,8 +293,9 @@ def shared_prefect_api() -> Iterator[None]:
     Dask worker running a task would start its own (seconds each), and one left by a worker killed with
     ``kill -9`` would outlive the run. Here the flow's process starts the server once and hands its
     address to the workers through ``PREFECT_API_URL`` (inherited when the ``LocalCluster`` spawns
-    them); it is stopped when the run ends. With ``PREFECT_API_URL`` set (a Prefect server or Cloud),
-    nothing changes.
+    them). Like Prefect's own temporary server it stops when this process exits (after Prefect has sent
+    its last logs); a later run in the same process reuses it. With ``PREFECT_API_URL`` set (a Prefect
+    server or Cloud), nothing changes.
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -303,14 +304,13 @@ def shared_prefect_api() -> Iterator[None]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
-    server = SubprocessASGIServer()
+    server = SubprocessASGIServer()  # Prefect's per-process singleton: the flow's client uses it too
     server.start(timeout=180)
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
 
 
 def run_demo(out: Path, *, seed: int = 1, dask: DaskConfig | None = None) -> Path:
