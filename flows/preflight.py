@@ -8,16 +8,14 @@ never the volume: per-block problems (NaN intensities, unreadable chunks) are ca
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pipeline.errors import InputDataError, OutputError
+from pipeline.errors import InputDataError
+from pipeline.io.lock import check_writable_dir
 from pipeline.io.omezarr import open_image
 
-__all__ = ["check_output_dir", "check_segment_config"]
+__all__ = ["check_segment_config"]
 
 
 def check_segment_config(cfg: Any) -> None:
@@ -66,21 +64,7 @@ def check_segment_config(cfg: Any) -> None:
         _check_ground_truth(Path(cfg.gt_labels), raw.spatial_shape)
     if cfg.gt_swc is not None and not Path(cfg.gt_swc).is_dir():
         raise InputDataError(f"segment.gt_swc {cfg.gt_swc} is not a folder; expected a folder of <label>.swc files")
-    check_output_dir(Path(cfg.out), what="segment.out")
-
-
-def check_output_dir(out: Path, *, what: str = "output directory") -> None:
-    """Raise :class:`OutputError` unless ``out`` is (or can be created as) a writable directory."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{what} {out} exists and is not a directory; choose a directory path")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"{what} {out} is not writable ({existing} is read-only for this user); fix its permissions "
-            "or choose another output directory"
-        )
+    check_writable_dir(cfg.out, what="segment.out")
 
 
 def _check_model(model: Path | None) -> None:
@@ -100,10 +84,8 @@ def _check_ground_truth(path: Path, shape: tuple[int, ...]) -> None:
     from flows.analysis import open_label_image
 
     gt = open_label_image(path, what="segment.gt_labels")
-    if gt.spatial_shape != tuple(shape):
+    if gt.spatial_shape != tuple(shape):  # open_label_image has checked the axes and the integer dtype
         raise InputDataError(
             f"segment.gt_labels {path} has shape {gt.spatial_shape} but segment.raw has {tuple(shape)}; "
             "ground truth must cover the raw image voxel for voxel"
         )
-    if not np.issubdtype(gt.dtype, np.integer):  # open_label_image checks; kept for non-label images
-        raise InputDataError(f"segment.gt_labels {path} has dtype {gt.dtype}; labels must be integers")

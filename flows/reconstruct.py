@@ -266,17 +266,17 @@ def record_block_failure(out: Path, exc: BlockFailure) -> Path:
     """Write ``failed_blocks.json`` and a ``report.html`` that lists the failed blocks; return the page."""
     import json
 
+    from pipeline.io.atomic import write_atomic
     from pipeline.report.failure import failure_page
     from pipeline.report.versions import software_versions
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / FAILED_BLOCKS).write_text(json.dumps(
+    write_atomic(out / FAILED_BLOCKS, json.dumps(
         {"stage": exc.stage, "block_ids": sorted(exc.errors), "message": str(exc),
          "errors": {str(k): v for k, v in sorted(exc.errors.items())}}, indent=1))
     (out / "report.pdf").unlink(missing_ok=True)  # a report of an earlier state must not survive
-    page = out / "report.html"
-    page.write_text(failure_page(str(out.resolve()), exc.stage, exc.errors, software_versions()), encoding="utf-8")
-    return page
+    return write_atomic(out / "report.html",
+                        failure_page(str(out.resolve()), exc.stage, exc.errors, software_versions()))
 
 
 def run_reconstruct(segment: SegmentConfig, dask: DaskConfig) -> Path:

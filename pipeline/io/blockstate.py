@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import OutputError
+from pipeline.io.atomic import write_atomic
 
 __all__ = ["BlockState"]
 
@@ -107,12 +108,8 @@ class BlockState:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text, fsync=True)
     except OSError as exc:
         raise OutputError(f"cannot write block state {path}: {exc}") from None
 

@@ -30,7 +30,7 @@ from filelock import FileLock, Timeout
 
 from pipeline.errors import OutputError
 
-__all__ = ["LOCK_NAME", "confine", "output_lock"]
+__all__ = ["LOCK_NAME", "check_writable_dir", "confine", "output_lock"]
 
 LOCK_NAME = ".neurorecon.lock"
 _HOLDER_NAME = ".neurorecon.lock.json"
@@ -69,6 +69,24 @@ def confine(path: str | Path, root: str | Path, *, what: str = "output") -> Path
     return resolved
 
 
+def check_writable_dir(out: str | Path, *, what: str = "output directory") -> None:
+    """Raise :class:`OutputError` unless ``out`` is, or can be created as, a directory this user can write.
+
+    Creates nothing: the nearest existing ancestor must be writable.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out} exists and is not a directory; choose a directory path")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{what} {out} is not writable ({existing} is read-only for this user); fix its permissions "
+            "or choose another output directory"
+        )
+
+
 @contextlib.contextmanager
 def output_lock(out: str | Path) -> Iterator[Path]:
     """Hold the exclusive lock of output directory ``out`` (created if missing) for the block.
@@ -88,14 +106,12 @@ def output_lock(out: str | Path) -> Iterator[Path]:
         finally:
             _held[directory] -= 1
         return
+    check_writable_dir(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output directory {directory}: {exc.strerror or exc}; "
                           "choose a writable location") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {directory} is not writable by this user; "
-                          "fix its permissions or choose another output directory")
     lock = FileLock(directory / LOCK_NAME, timeout=0)
     try:
         lock.acquire()

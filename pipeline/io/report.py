@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.atomic import write_atomic
 from pipeline.report import Report
 
 __all__ = ["read_metrics_json", "write_metrics_json", "write_report"]
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def write_report(
@@ -45,12 +39,12 @@ def write_report(
     out = {"html": directory / f"{name}.html", "pdf": directory / f"{name}.pdf"}
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        _atomic(out["html"], report.html.encode("utf-8"))
-        _atomic(out["pdf"], report.pdf)
+        write_atomic(out["html"], report.html.encode("utf-8"))
+        write_atomic(out["pdf"], report.pdf)
         if figures:
             for fig_name, png in report.figures.items():
                 out[fig_name] = directory / f"{name}_{fig_name}.png"
-                _atomic(out[fig_name], png)
+                write_atomic(out[fig_name], png)
     except OSError as exc:
         raise OutputError(f"cannot write the report to {directory}: {exc}") from None
     return out
@@ -84,7 +78,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(path, (json.dumps(_jsonable(metrics), indent=1, allow_nan=False) + "\n").encode("utf-8"))
+        write_atomic(path, (json.dumps(_jsonable(metrics), indent=1, allow_nan=False) + "\n").encode("utf-8"))
     except OSError as exc:
         raise OutputError(f"cannot write metrics file {path}: {exc}") from None
     return path

@@ -44,6 +44,7 @@ import numpy as np
 from osteoid import Skeleton
 
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.atomic import write_atomic
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.skeleton.lengths import ObjectRow
 
@@ -215,10 +216,10 @@ def write_precomputed_skeletons(
     _prepare_dir(directory, overwrite=overwrite, what="precomputed skeleton")
     written = [directory / "info"]
     try:
-        _atomic_write_bytes(written[0], (json.dumps(PRECOMPUTED_INFO, indent=1) + "\n").encode())
+        write_atomic(written[0], (json.dumps(PRECOMPUTED_INFO, indent=1) + "\n").encode())
         for label in sorted(graphs):
             path = directory / str(int(label))
-            _atomic_write_bytes(path, _to_osteoid(graphs[label], int(label)).to_precomputed())
+            write_atomic(path, _to_osteoid(graphs[label], int(label)).to_precomputed())
             written.append(path)
     except OSError as exc:
         raise OutputError(f"cannot write precomputed skeletons to {directory}: {exc}") from None
@@ -284,12 +285,6 @@ def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
         graph.add_edges_from(map(tuple, np.asarray(skeleton.edges, dtype=np.int64).reshape(-1, 2).tolist()))
         graphs[label] = graph
     return dict(sorted(graphs.items()))
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # -- lengths table -------------------------------------------------------------------------------------------
