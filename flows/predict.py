@@ -131,7 +131,7 @@ def predict_volume(
     state = BlockState(state_dir, "predict")
     state.check_params(params)
     create_image(out, shape=image.spatial_shape, dtype=dtype, chunks=chunks, voxel_size_um=image.voxel_size_um,
-                 name="affinities", channels=3, exist_ok=True)
+                 name="affinities", channels=3, exist_ok=True, codec="lz4")
     task = functools.partial(
         _predict_block, raw=str(raw), checkpoint=str(checkpoint), out=str(out), low=rng.low, high=rng.high,
         tile=tile, batch_size=batch_size, device=device, dtype=dtype, downscale_xy=params["downscale_xy"],

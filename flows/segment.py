@@ -5,7 +5,8 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). S
 
 1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``fragments``
    and the block's merge decisions (``<state>/blocks/<id>.npz``);
-2. ``faces``: the decisions across each block's lower faces, as fragment pairs (``faces/<id>.npz``);
+2. ``faces``: the decisions across each block's lower faces, as fragment pairs (``faces/<id>.npz``),
+   from the face planes stage 1 saved for the block and its lower neighbours (no volume reads);
 3. ``union``: connected components of all decisions -> ``<state>/union/lut.npz`` (in the client: the
    fragment graph, not the volume, is in memory);
 4. ``relabel``: ``segmentation`` = lut[fragments].
@@ -38,11 +39,12 @@ from pipeline.io.omezarr import create_label_image, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
     DEFAULT_HALO,
+    FacePlane,
     Lut,
     block_segment,
     clip_halo,
     face_pairs,
-    lower_face_region,
+    lower_neighbour,
     relabel_block,
 )
 
@@ -119,6 +121,7 @@ def segment_volume(
         "halo": list(clip_halo(halo, block_shape)),
         "threshold": float(threshold),
         "background_threshold": float(background_threshold),
+        "state_format": 2,  # 2: sparse face planes in blocks/<id>.npz
     }
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
@@ -138,7 +141,8 @@ def segment_volume(
         state=states["blocks"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     run_blocks(
-        "faces", blocks, functools.partial(_faces_block, fragments=str(fragments_out), state_root=str(state_dir)),
+        "faces", blocks,
+        functools.partial(_faces_block, grid_shape=_grid_shape(blocks), state_root=str(state_dir)),
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
@@ -177,16 +181,39 @@ def _segment_block(
     res = block_segment(aff, block, id_offset=block.id * per_block, threshold=threshold,
                         background_threshold=background_threshold)
     write_region(open_image(fragments, mode="r+").array, block.write, res.fragments)
-    planes = {f"lower_{d}": p for d, p in enumerate(res.merged_lower) if p is not None}
-    BlockState(state_root, "blocks").save_arrays(block.id, merges=res.merges, **planes)
+    faces = {}
+    for side in ("lower", "upper"):
+        for d, face in enumerate(getattr(res, side)):
+            if face is not None:
+                faces[f"{side}_{d}_index"], faces[f"{side}_{d}_fragments"] = face.index, face.fragments
+    BlockState(state_root, "blocks").save_arrays(block.id, merges=res.merges, **faces)
     return {"n_fragments": res.n, "n_merges": int(len(res.merges))}
 
 
-def _faces_block(block: Block, *, fragments: str, state_root: str) -> dict[str, Any]:
-    saved = BlockState(state_root, "blocks").load_arrays(block.id)
-    array = open_image(fragments).array
-    pairs = [face_pairs(np.asarray(array[lower_face_region(block, d)]), d, saved[f"lower_{d}"])
-             for d in range(3) if f"lower_{d}" in saved]
+def _face(saved: dict[str, np.ndarray], side: str, d: int) -> FacePlane | None:
+    if f"{side}_{d}_index" not in saved:
+        return None
+    return FacePlane(saved[f"{side}_{d}_index"], saved[f"{side}_{d}_fragments"])
+
+
+def _grid_shape(blocks: Sequence[Block]) -> tuple[int, int, int]:
+    return tuple(max(b.index[d] for b in blocks) + 1 for d in range(3))  # type: ignore[return-value]
+
+
+def _faces_block(block: Block, *, grid_shape: tuple[int, int, int], state_root: str) -> dict[str, Any]:
+    state = BlockState(state_root, "blocks")
+    saved = state.load_arrays(block.id)
+    pairs = []
+    for d in range(3):
+        lower = _face(saved, "lower", d)
+        if lower is None:
+            continue
+        neighbour = lower_neighbour(block, d, grid_shape)
+        upper = _face(state.load_arrays(neighbour, (f"upper_{d}_index", f"upper_{d}_fragments")), "upper", d)
+        if upper is None:  # the neighbour's read region ended at its write region: no halo
+            raise InputDataError(f"block {block.id}'s lower neighbour along {'zyx'[d]} saved no upper face; "
+                                 f"delete {state_root} and rerun")
+        pairs.append(face_pairs(lower, upper))
     merged = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.uint64)
     BlockState(state_root, "faces").save_arrays(block.id, pairs=merged)
     return {"n_pairs": int(len(merged))}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,11 @@ class BlockState:
         np.savez(tmp, **arrays)
         os.replace(tmp, final)
 
-    def load_arrays(self, block_id: int) -> dict[str, np.ndarray]:
+    def load_arrays(self, block_id: int, keys: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """A block's arrays (those named in ``keys`` that it has; all if None)."""
         with np.load(self.dir / f"{block_id}.npz") as data:
-            return {k: data[k] for k in data.files}
+            wanted = data.files if keys is None else [k for k in keys if k in data.files]
+            return {k: data[k] for k in wanted}
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -27,15 +27,16 @@ import glob
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
 from ome_zarr.format import FormatV05
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+from zarr.codecs import BloscCodec
 
 from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError, OutputError
@@ -121,6 +122,7 @@ def create_image(
     channels: int | None = None,
     overwrite: bool = False,
     exist_ok: bool = False,
+    codec: Literal["zstd", "lz4"] = "zstd",
 ) -> zarr.Array:
     """Create an OME-Zarr 0.5 image group at ``path`` and return its level-0 array for writing.
 
@@ -143,6 +145,10 @@ def create_image(
     exist_ok : bool
         Reuse an existing image at ``path`` if its shape, dtype, chunks and voxel size match (so an
         interrupted block-wise run can resume); raise if they differ.
+    codec : {"zstd", "lz4"}
+        Chunk compression: Zarr v3's default Zstandard (smaller), or Blosc-LZ4 (Zarr v2's default;
+        decodes 2-3x faster, files ~1.7x larger), for intermediates that are read many times, such as
+        affinities, whose every chunk the block-wise segmentation decodes up to 27 times (halos).
 
     Returns
     -------
@@ -179,13 +185,22 @@ def create_image(
                 "or choose another output path"
             )
         _remove_tree(path)
+    if codec not in _CODECS:
+        raise ValueError(f"codec must be one of {sorted(_CODECS)}; got {codec!r}")
     return _create_atomically(path, full_shape, full_chunks, dt, vs, channels=channels, name=name,
-                              exist_ok=exist_ok and not overwrite)
+                              exist_ok=exist_ok and not overwrite, codec=codec)
+
+
+_CODECS: dict[str, Callable[[np.dtype], Any]] = {
+    "zstd": lambda dtype: "auto",
+    "lz4": lambda dtype: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if dtype.itemsize > 1 else "noshuffle")],
+}
 
 
 def _create_atomically(
     path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype, vs: Sequence[float], *,
     channels: int | None, name: str, exist_ok: bool, image_label: dict[str, Any] | None = None,
+    codec: str = "zstd",
 ) -> zarr.Array:
     """Build the image group in ``.<name>.<pid>.creating`` beside ``path``, then rename it to ``path``.
 
@@ -200,7 +215,7 @@ def _create_atomically(
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         has_c = channels is not None
         group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                           dimension_names=_axes(has_c))
+                           dimension_names=_axes(has_c), compressors=_CODECS[codec](np.dtype(dtype)))
         write_multiscales_metadata(group, _datasets(vs, has_c), fmt=FormatV05(), axes=_axes_meta(has_c),
                                    name=name)
         if image_label is not None:

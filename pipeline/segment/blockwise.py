@@ -12,10 +12,12 @@ functions on regions read from and written to the stores.
    owned by the block whose write region contains ``p``; that block decides whether the fragments at
    both ends are merged: they are iff the block's agglomeration put ``p`` and ``p - e_d`` in one
    segment. Inside the write region the block reports fragment pairs directly; across its lower faces
-   (where ``p - e_d`` lies in the neighbour's write region, inside this block's halo) it reports a
-   boolean plane, turned into pairs once the neighbour's fragment ids exist (:func:`face_pairs`).
-   Each decision is made by a block that sees both sides with context, and a basin cut by a face is
-   joined again because both halves lie in one segment of the owning block.
+   (where ``p - e_d`` lies in the neighbour's write region, inside this block's halo) it reports the
+   face positions it merged with its own fragment there, and on its upper faces it reports its
+   fragments for the neighbour above (both as sparse :class:`FacePlane`); :func:`face_pairs` turns
+   the two into fragment pairs, without reading the fragment volume again. Each decision is made by a
+   block that sees both sides with context, and a basin cut by a face is joined again because both
+   halves lie in one segment of the owning block.
 3. **Union** (:func:`pipeline.segment.agglomerate.union_lut`): connected components of all merged
    pairs give the fragment -> segment table.
 4. **Relabel** (:func:`relabel_block`): segment = table[fragment], block by block.
@@ -42,18 +44,44 @@ from pipeline.segment.fragments import waterz_segment
 __all__ = [
     "DEFAULT_HALO",
     "BlockSegment",
+    "FacePlane",
     "Lut",
     "block_segment",
     "clip_halo",
     "face_pairs",
-    "lower_face_region",
+    "lower_neighbour",
     "relabel_block",
     "segment_blockwise",
 ]
 
 DEFAULT_HALO = (4, 16, 16)
-Region = tuple[slice, slice, slice]
-Planes = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
+
+
+@dataclass(frozen=True)
+class FacePlane:
+    """Fragments at some positions of one face plane of a block's write region (sparse).
+
+    Attributes
+    ----------
+    index : numpy.ndarray
+        (K,) uint32 strictly increasing flat indices into the plane (C order over the write region's
+        cross-section, the face's axis removed).
+    fragments : numpy.ndarray
+        (K,) uint64 fragment ids there, all non-zero.
+    """
+
+    index: np.ndarray
+    fragments: np.ndarray
+
+    @classmethod
+    def where(cls, plane: np.ndarray, mask: np.ndarray) -> FacePlane:
+        """The fragments of ``plane`` where ``mask`` holds and the fragment is not background."""
+        flat = plane.ravel()
+        index = np.flatnonzero(mask.ravel() & (flat != 0))
+        return cls(index.astype(np.uint32), flat[index].astype(np.uint64))
+
+
+Faces = tuple[FacePlane | None, FacePlane | None, FacePlane | None]
 
 
 @dataclass(frozen=True)
@@ -68,16 +96,21 @@ class BlockSegment:
         Number of fragments.
     merges : numpy.ndarray
         (K, 2) uint64 pairs (u < v) of adjacent fragments inside the write region that the block merged.
-    merged_lower : tuple of 3 (numpy.ndarray or None)
-        Per axis d, a bool plane over the write region's cross-section: True where the voxel on the
-        block's lower face and its neighbour across the face (in the halo) are in one segment. None at
-        the volume border.
+    lower : tuple of 3 (FacePlane or None)
+        Per axis d, the positions of the block's first plane whose voxel the block merged with its
+        neighbour across the lower face (in the halo), with the block's fragment there. None at the
+        volume border.
+    upper : tuple of 3 (FacePlane or None)
+        Per axis d, the block's non-zero fragments on its last plane (what the block above needs to
+        turn its ``lower`` decisions into pairs). None where the read region ends with the write
+        region (the volume border).
     """
 
     fragments: np.ndarray
     n: int
     merges: np.ndarray
-    merged_lower: Planes
+    lower: Faces
+    upper: Faces
 
 
 def block_segment(
@@ -133,51 +166,59 @@ def block_segment(
             pairs.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
     merges = np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.uint64)
 
-    merged_lower: list[np.ndarray | None] = []
+    lower: list[FacePlane | None] = []
+    upper: list[FacePlane | None] = []
     for d in range(3):  # edges across the lower faces: this block owns them
+        first, last = list(w), list(w)
+        first[d], last[d] = w[d].start, w[d].stop - 1
         if block.write[d].start == 0:
-            merged_lower.append(None)
-            continue
-        if w[d].start < 1:
+            lower.append(None)
+        elif w[d].start < 1:
             raise ValueError(f"block {block.id} has no halo along {'zyx'[d]}; the halo must be at least 1")
-        q, p = list(w), list(w)
-        q[d], p[d] = w[d].start, w[d].start - 1
-        sq, sp = segments[tuple(q)], segments[tuple(p)]
-        merged_lower.append((sq == sp) & (sq != 0) & (basins[tuple(p)] != 0))
-    return BlockSegment(fragments, n, merges.astype(np.uint64), tuple(merged_lower))  # type: ignore[arg-type]
+        else:
+            p = list(first)
+            p[d] = w[d].start - 1
+            sq, sp = segments[tuple(first)], segments[tuple(p)]
+            merged = (sq == sp) & (sq != 0) & (basins[tuple(p)] != 0)
+            lower.append(FacePlane.where(np.take(fragments, 0, axis=d), merged))
+        if block.read[d].stop > block.write[d].stop:
+            last_plane = np.take(fragments, fragments.shape[d] - 1, axis=d)
+            upper.append(FacePlane.where(last_plane, np.ones(last_plane.shape, bool)))
+        else:
+            upper.append(None)
+    return BlockSegment(fragments, n, merges.astype(np.uint64), tuple(lower), tuple(upper))  # type: ignore[arg-type]
 
 
-def lower_face_region(block: Block, d: int) -> Region:
-    """The two planes across the block's lower face along axis d (neighbour's last, block's first)."""
-    region = list(block.write)
-    start = block.write[d].start
-    region[d] = slice(start - 1, start + 1)
-    return tuple(region)  # type: ignore[return-value]
+def lower_neighbour(block: Block, d: int, grid_shape: Sequence[int]) -> int | None:
+    """Id of the block below ``block`` along axis d (ids are C-order over ``grid_shape``), or None."""
+    if block.index[d] == 0:
+        return None
+    index = list(block.index)
+    index[d] -= 1
+    return int(np.ravel_multi_index(index, tuple(int(n) for n in grid_shape)))
 
 
-def face_pairs(two_planes: np.ndarray, d: int, merged: np.ndarray) -> np.ndarray:
+def face_pairs(lower: FacePlane, upper_of_neighbour: FacePlane) -> np.ndarray:
     """Fragment pairs across a lower face that the owning block merged.
 
     Parameters
     ----------
-    two_planes : numpy.ndarray
-        Fragments over :func:`lower_face_region` (index 0 along d: the neighbour's plane).
-    d : int
-        The axis of the face.
-    merged : numpy.ndarray
-        The block's ``merged_lower[d]`` plane.
+    lower : FacePlane
+        The owning block's ``lower[d]``: positions it merged across the face, and its fragments there.
+    upper_of_neighbour : FacePlane
+        The neighbour's ``upper[d]``: its fragments on the plane across the face.
 
     Returns
     -------
     numpy.ndarray
         (K, 2) uint64 pairs (u < v).
     """
-    fp = np.take(two_planes, 0, axis=d)
-    fq = np.take(two_planes, 1, axis=d)
-    keep = merged & (fq != fp) & (fq != 0) & (fp != 0)
+    _, i, j = np.intersect1d(lower.index, upper_of_neighbour.index, assume_unique=True, return_indices=True)
+    a, b = lower.fragments[i], upper_of_neighbour.fragments[j]
+    keep = a != b
     if not keep.any():
         return np.zeros((0, 2), np.uint64)
-    a, b = fq[keep], fp[keep]
+    a, b = a[keep], b[keep]
     return np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0).astype(np.uint64)
 
 
@@ -270,19 +311,20 @@ def segment_blockwise(
     blocks = block_grid(spatial, block_shape=block_shape, halo=clip_halo(halo, block_shape))
     per_block = int(np.prod(block_shape))
 
+    grid_shape = tuple(-(-s // b) for s, b in zip(spatial, block_shape, strict=True))
     fragments = np.zeros(spatial, np.uint64)
-    ids, pairs, planes = [], [], {}
+    ids, pairs, faces = [], [], {}
     for b in blocks:
         res = block_segment(affinities[(slice(None), *b.read)], b, id_offset=b.id * per_block,
                             threshold=threshold, background_threshold=background_threshold)
         fragments[b.write] = res.fragments
         ids.append(np.arange(b.id * per_block + 1, b.id * per_block + res.n + 1, dtype=np.uint64))
         pairs.append(res.merges)
-        planes[b.id] = res.merged_lower
+        faces[b.id] = (res.lower, res.upper)
     for b in blocks:
-        for d, merged in enumerate(planes[b.id]):
-            if merged is not None:
-                pairs.append(face_pairs(fragments[lower_face_region(b, d)], d, merged))
+        for d, lower in enumerate(faces[b.id][0]):
+            if lower is not None:
+                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid_shape)][1][d]))
     lut = Lut(*union_lut(np.concatenate(ids), pairs))
     out = np.zeros(spatial, np.uint64)
     for b in blocks:

@@ -136,6 +136,7 @@ def test_labels_protected_and_listed(tmp_path):
         ({"chunks": (2, -1, 2)}, "chunks must be three positive integers"),
         ({"voxel_size_um": (1, 0, 1)}, "positive and finite"),
         ({"voxel_size_um": (1, 1)}, "3 entries"),
+        ({"codec": "gzip"}, r"codec must be one of \['lz4', 'zstd'\]; got 'gzip'"),
     ],
 )
 def test_create_image_rejects_bad_arguments(tmp_path, kwargs, match):
@@ -207,3 +208,18 @@ def test_creation_is_published_by_one_rename(tmp_path):
     create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS)
     assert open_image(path).voxel_size_um == VS
     assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["v.zarr"]
+
+
+@pytest.mark.parametrize(("codec", "cname"), [("zstd", None), ("lz4", "lz4")])
+def test_codec_choice_round_trips(tmp_path, codec, cname):
+    data = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 8), dtype=np.uint8)
+    arr = create_image(tmp_path / "a.zarr", shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4), voxel_size_um=VS,
+                       channels=3, codec=codec)
+    arr[...] = data
+    reopened = open_image(tmp_path / "a.zarr").array
+    np.testing.assert_array_equal(reopened[...], data)
+    (compressor,) = reopened.compressors
+    if cname is None:
+        assert type(compressor).__name__ == "ZstdCodec"  # Zarr v3's default
+    else:
+        assert compressor.cname.value == cname

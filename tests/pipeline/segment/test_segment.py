@@ -113,3 +113,26 @@ def test_blockwise_matches_one_block_within_voi(blocks_per_axis):
     assert same_partition(seg, one)
     # Background is decided voxel-wise from the affinities: identical whatever the blocking.
     np.testing.assert_array_equal(seg == 0, one == 0)
+
+
+def test_face_planes_and_pairs_by_hand():
+    from pipeline.segment.blockwise import FacePlane, face_pairs, lower_neighbour
+
+    plane = FacePlane.where(np.array([[0, 3], [4, 0]], np.uint64), np.array([[True, True], [False, True]]))
+    assert plane.index.tolist() == [1] and plane.fragments.tolist() == [3]
+    # The owning block merged positions 0, 2 and 5; the neighbour has fragments at 0, 1 and 5.
+    lower = FacePlane(np.array([0, 2, 5], np.uint32), np.array([10, 11, 12], np.uint64))
+    upper = FacePlane(np.array([0, 1, 5], np.uint32), np.array([7, 8, 12], np.uint64))
+    assert face_pairs(lower, upper).tolist() == [[7, 10]]  # 2: background across; 5: the same fragment
+    blocks = block_grid((4, 6, 8), block_shape=(2, 2, 2))  # a 2 x 3 x 4 grid, ids in C order
+    b = next(b for b in blocks if b.index == (1, 2, 3))
+    assert b.id == 23
+    assert [lower_neighbour(b, d, (2, 3, 4)) for d in range(3)] == [11, 19, 22]
+    assert [lower_neighbour(blocks[0], d, (2, 3, 4)) for d in range(3)] == [None, None, None]
+
+
+def test_an_object_across_a_face_is_one_segment():
+    aff = np.zeros((3, 1, 1, 6), np.float32)
+    aff[2, 0, 0, 1:] = 0.9  # x-edges 0-1-...-5 all linked; blocks of 3 cut the chain between 2 and 3
+    seg = segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5)
+    assert seg.ravel().tolist() == [1, 1, 1, 1, 1, 1]
