@@ -342,11 +342,12 @@ def skeletonize(
         params = TeasarParams(scale=scale, const_um=const_um, soma=soma)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    from flows.analysis import skeletonize_volume
+    from flows.analysis import open_label_image, skeletonize_volume
     from flows.blockwise import dask_client
     from pipeline.io.lock import output_lock
 
     out = _confined(out, cfg, "--out")
+    open_label_image(segmentation)  # bad input fails here, before a Dask cluster starts
     n_workers = cfg.dask.n_workers if workers is None else workers
     kwargs: dict[str, Any] = dict(
         out=out,

@@ -17,7 +17,7 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 class SegmentConfig(BaseModel):
     """Settings of ``neurorecon segment`` and ``neurorecon run``; shapes are (z, y, x) voxels.
 
-    Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized), ``fragments.zarr`` and
+    Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized, Blosc-LZ4), ``fragments.zarr`` and
     ``segmentation.zarr`` (uint64 OME-Zarr label images) and ``state/`` (per-block progress: a rerun
     resumes). The raw volume is only read.
     """
