@@ -77,9 +77,16 @@ def block_wise(labels: np.ndarray, vs, params, block_shape, halo_um) -> tuple[di
     return {k: cable_length_um(g) for k, g in graphs.items()}, seconds, graphs
 
 
-def best_of(fn, repeats: int):
-    """Call ``fn`` ``repeats`` times and keep the result with the smallest time (its second item)."""
-    return min((fn() for _ in range(repeats)), key=lambda result: result[1])
+def interleaved(fns: list, repeats: int) -> list[tuple]:
+    """Call each of ``fns`` in turn, ``repeats`` rounds (so load from other processes hits all alike).
+
+    Returns, per function, its result with the smallest time (its second item) and all its times.
+    """
+    runs: list[list] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, runs, strict=True):
+            out.append(fn())
+    return [(min(out, key=lambda r: r[1]), [r[1] for r in out]) for out in runs]
 
 
 def smoothed_cable(graphs: dict, labels: set, sigma_um: float) -> dict:
@@ -105,14 +112,14 @@ def agreement(test: dict, reference: dict, min_cable_um: float = 0.0) -> dict:
 
 def run_case(name, labels, vs, params, block_shapes, halo_um, min_cable_um, thin_interior=None) -> list[dict]:
     """Time and compare one volume; ``thin_interior`` (labels) adds the smoothed-cable row."""
-    repeats = 3 if labels.size <= 64 * 512 * 512 else 1  # sub-second runs: best of 3 on a shared machine
-    whole, t_whole, whole_graphs = best_of(lambda: whole_volume(labels, vs, params), repeats)
+    repeats = 7 if labels.size <= 64 * 512 * 512 else 1  # sub-second runs: several, interleaved
+    fns = [lambda: whole_volume(labels, vs, params)]
+    fns += [lambda b=b: block_wise(labels, vs, params, b, halo_um) for b in block_shapes]
+    results = interleaved(fns, repeats)
+    (whole, t_whole, whole_graphs), whole_times = results[0]
     floor, _, floor_graphs = whole_volume(np.ascontiguousarray(labels[:, :, ::-1]), vs, params)
     rows = []
-    for block_shape in block_shapes:
-        cables, t_block, graphs = best_of(
-            lambda b=block_shape: block_wise(labels, vs, params, b, halo_um), repeats
-        )
+    for block_shape, ((cables, t_block, graphs), block_times) in zip(block_shapes, results[1:], strict=True):
         row = {
             "case": name,
             "shape": labels.shape,
@@ -120,6 +127,8 @@ def run_case(name, labels, vs, params, block_shapes, halo_um, min_cable_um, thin
             "halo_um": halo_um,
             "t_whole": t_whole,
             "t_block": t_block,
+            "t_whole_median": float(np.median(whole_times)),
+            "t_block_median": float(np.median(block_times)),
             "n_objects": len(whole),
             "repeats": repeats,
             "all": agreement(cables, whole),
@@ -198,14 +207,16 @@ def main() -> None:
 
     print("## (a) throughput: block-wise (serial, in process) vs one kimimaro.skeletonize call")
     print(
-        "| volume | shape (z, y, x) | objects | block (z, y, x) | halo | kimimaro whole (s) "
-        "| block-wise (s) | ratio |"
+        "| volume | shape (z, y, x) | objects | block (z, y, x) | halo | runs | kimimaro whole (s): best / median "
+        "| block-wise (s): best / median | ratio of best / of medians (target <= 1.2) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['case']} | {r['shape']} | {r['n_objects']} | {r['block']} | {r['halo_um']:g} µm "
-            f"| {r['t_whole']:.2f} | {r['t_block']:.2f} | {r['t_block'] / r['t_whole']:.2f} (target <= 1.2) |"
+            f"| {r['repeats']} | {r['t_whole']:.2f} / {r['t_whole_median']:.2f} "
+            f"| {r['t_block']:.2f} / {r['t_block_median']:.2f} "
+            f"| {r['t_block'] / r['t_whole']:.2f} / {r['t_block_median'] / r['t_whole_median']:.2f} |"
         )
     print("\n## (b) per-object total cable length vs the whole-volume run (relative difference)")
     print(
@@ -233,7 +244,7 @@ def main() -> None:
     print(
         "\nRaw cable: TEASAR's skeleton as is; smoothed: after smooth_skeleton (sigma = max(1 µm, voxel "
         "size)), "
-        "as lengths.csv reports it. Times: best of 3 for the phantom, one run for EM; the machine is shared."
+        "as lengths.csv reports it. Times: 7 interleaved runs for the phantom, one run for EM."
     )
 
 

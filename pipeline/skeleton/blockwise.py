@@ -55,8 +55,8 @@ paths in blobs thicker than the halo (somata), and an object cut by the volume b
 centre of its cut *as the block sees it*. Dense EM (16 x 16 x 40 nm, 256^3): median difference 0.0 %,
 80 % of the objects of 5 µm or more within 2 % with 128 x 256 x 256 blocks (whole vs mirrored whole:
 67 %); smaller blocks relative to the objects (128^3) lower it to 50 %. Time: 0.8x the whole-volume
-call on EM (smaller per-object fields), 1.3–1.6x on a sub-second phantom (per-block overhead and the
-halo's extra voxels).
+call on EM (smaller per-object fields); on a sub-second phantom 1.1x with 64 x 256 x 256 blocks and
+1.2–1.4x with 32 x 128 x 128 blocks (per-block overhead and the halo's extra voxels).
 
 All positions are (z, y, x); physical positions are in µm at voxel centres ``index * voxel_size_um``.
 """
