@@ -193,7 +193,9 @@ def create_image(
 
 _CODECS: dict[str, Callable[[np.dtype], Any]] = {
     "zstd": lambda dtype: "auto",
-    "lz4": lambda dtype: [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if dtype.itemsize > 1 else "noshuffle")],
+    "lz4": lambda dtype: [
+        BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if dtype.itemsize > 1 else "noshuffle")
+    ],
 }
 
 

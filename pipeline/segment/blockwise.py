@@ -186,7 +186,9 @@ def block_segment(
             upper.append(FacePlane.where(last_plane, np.ones(last_plane.shape, bool)))
         else:
             upper.append(None)
-    return BlockSegment(fragments, n, merges.astype(np.uint64), tuple(lower), tuple(upper))  # type: ignore[arg-type]
+    return BlockSegment(
+        fragments, n, merges.astype(np.uint64), tuple(lower), tuple(upper)  # type: ignore[arg-type]
+    )
 
 
 def lower_neighbour(block: Block, d: int, grid_shape: Sequence[int]) -> int | None:

@@ -48,7 +48,8 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
                        tile_shape=(8, 16, 16), progress=False)
         img = open_image(out)
         assert img.axes == ("c", "z", "y", "x") and img.dtype == np.uint8 and img.voxel_size_um == VS
-        assert [c.cname.value for c in img.array.compressors] == ["lz4"]  # read up to 27 times: fast to decode
+        # read up to 27 times by the segmentation's halos: fast to decode
+        assert [c.cname.value for c in img.array.compressors] == ["lz4"]
         outs[block] = img.array[...]
     np.testing.assert_array_equal(outs[(8, 16, 16)], outs[(16, 32, 48)])
     # Forget half of the blocks and rerun: the same bits.

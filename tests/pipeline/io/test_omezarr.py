@@ -213,8 +213,8 @@ def test_creation_is_published_by_one_rename(tmp_path):
 @pytest.mark.parametrize(("codec", "cname"), [("zstd", None), ("lz4", "lz4")])
 def test_codec_choice_round_trips(tmp_path, codec, cname):
     data = np.random.default_rng(0).integers(0, 255, (3, 8, 8, 8), dtype=np.uint8)
-    arr = create_image(tmp_path / "a.zarr", shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4), voxel_size_um=VS,
-                       channels=3, codec=codec)
+    arr = create_image(tmp_path / "a.zarr", shape=(8, 8, 8), dtype="uint8", chunks=(4, 4, 4),
+                       voxel_size_um=VS, channels=3, codec=codec)
     arr[...] = data
     reopened = open_image(tmp_path / "a.zarr").array
     np.testing.assert_array_equal(reopened[...], data)
