@@ -148,7 +148,7 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     import crackle
     import waterz
 
-    from pipeline.blocks import block_grid
+    from pipeline.blocks import block_grid, grid_shape
     from pipeline.metrics import variation_of_information
     from pipeline.segment._quiet import quiet_stdout
     from pipeline.segment.agglomerate import union_lut
@@ -173,7 +173,7 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     blocks = block_grid(shape, block_shape=block, halo=clip_halo((4, 16, 16), block))
     per_block = int(np.prod(block))
     times = {"blocks": 0.0, "faces": 0.0, "union": 0.0, "relabel": 0.0}
-    grid_shape = tuple(max(b.index[d] for b in blocks) + 1 for d in range(3))
+    grid = grid_shape(blocks)
     fragments = np.zeros(shape, np.uint64)
     ids, pairs, faces = [], [], {}
     t = time.perf_counter()
@@ -189,7 +189,7 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     for b in blocks:
         for d, lower in enumerate(faces[b.id][0]):
             if lower is not None:
-                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid_shape)][1][d]))
+                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid)][1][d]))
     times["faces"] = time.perf_counter() - t
     t = time.perf_counter()
     lut = Lut(*union_lut(np.concatenate(ids), pairs))

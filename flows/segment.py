@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from flows.blockwise import run_blocks
-from pipeline.blocks import Block, block_grid
+from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.errors import InputDataError
 from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import create_label_image, open_image, write_region
@@ -142,7 +142,7 @@ def segment_volume(
     ).raise_if_failed()
     run_blocks(
         "faces", blocks,
-        functools.partial(_faces_block, grid_shape=_grid_shape(blocks), state_root=str(state_dir)),
+        functools.partial(_faces_block, grid=grid_shape(blocks), state_root=str(state_dir)),
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
@@ -196,11 +196,7 @@ def _face(saved: dict[str, np.ndarray], side: str, d: int) -> FacePlane | None:
     return FacePlane(saved[f"{side}_{d}_index"], saved[f"{side}_{d}_fragments"])
 
 
-def _grid_shape(blocks: Sequence[Block]) -> tuple[int, int, int]:
-    return tuple(max(b.index[d] for b in blocks) + 1 for d in range(3))  # type: ignore[return-value]
-
-
-def _faces_block(block: Block, *, grid_shape: tuple[int, int, int], state_root: str) -> dict[str, Any]:
+def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -> dict[str, Any]:
     state = BlockState(state_root, "blocks")
     saved = state.load_arrays(block.id)
     pairs = []
@@ -208,7 +204,7 @@ def _faces_block(block: Block, *, grid_shape: tuple[int, int, int], state_root: 
         lower = _face(saved, "lower", d)
         if lower is None:
             continue
-        neighbour = lower_neighbour(block, d, grid_shape)
+        neighbour = lower_neighbour(block, d, grid)
         upper = _face(state.load_arrays(neighbour, (f"upper_{d}_index", f"upper_{d}_fragments")), "upper", d)
         if upper is None:  # the neighbour's read region ended at its write region: no halo
             raise InputDataError(f"block {block.id}'s lower neighbour along {'zyx'[d]} saved no upper face; "

@@ -131,6 +131,15 @@ def block_grid(
     return blocks
 
 
+def grid_shape(blocks: Sequence[Block]) -> tuple[int, int, int]:
+    """Blocks per axis of a :func:`block_grid` (whose ids are C-order over this shape).
+
+    >>> grid_shape(block_grid((10, 8, 8), block_shape=(5, 4, 8)))
+    (2, 2, 1)
+    """
+    return tuple(i + 1 for i in blocks[-1].index)  # type: ignore[return-value]
+
+
 def _triple(values: Sequence[int] | None, name: str, *, minimum: int) -> tuple[int, int, int]:
     try:
         out = tuple(int(v) for v in values)  # type: ignore[union-attr]

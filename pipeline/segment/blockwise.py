@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline._checks import check_array
-from pipeline.blocks import Block, block_grid
+from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.fragments import waterz_segment
 
@@ -313,7 +313,7 @@ def segment_blockwise(
     blocks = block_grid(spatial, block_shape=block_shape, halo=clip_halo(halo, block_shape))
     per_block = int(np.prod(block_shape))
 
-    grid_shape = tuple(-(-s // b) for s, b in zip(spatial, block_shape, strict=True))
+    grid = grid_shape(blocks)
     fragments = np.zeros(spatial, np.uint64)
     ids, pairs, faces = [], [], {}
     for b in blocks:
@@ -326,7 +326,7 @@ def segment_blockwise(
     for b in blocks:
         for d, lower in enumerate(faces[b.id][0]):
             if lower is not None:
-                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid_shape)][1][d]))
+                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid)][1][d]))
     lut = Lut(*union_lut(np.concatenate(ids), pairs))
     out = np.zeros(spatial, np.uint64)
     for b in blocks:
