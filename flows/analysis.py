@@ -11,6 +11,8 @@ Run layout (``--out RUN``)::
     RUN/skeletons_precomputed/        neuroglancer precomputed skeletons, nm (skeletonize)
     RUN/lengths.csv                   per-object lengths                    (skeletonize)
     RUN/skeletonize.json              inputs and parameters                 (skeletonize)
+    RUN/state/skeleton_labels/        per-block label counts and boxes      (skeletonize)
+    RUN/state/skeletonize_plan.npz    objects skeletonized in one piece     (skeletonize)
     RUN/state/skeletonize/            per-block pieces, for resuming        (skeletonize)
     RUN/metrics.json                  voxel, skeleton and length metrics    (evaluate)
     RUN/report.html, RUN/report.pdf                                         (report)
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import io
 import json
 import logging
 import math
@@ -34,6 +37,7 @@ import numpy as np
 from flows.blockwise import run_blocks
 from pipeline.blocks import Block
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.atomic import write_atomic
 from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import OmeArray, open_image
 from pipeline.io.phantom import ground_truth_dir
@@ -47,13 +51,18 @@ from pipeline.io.skeletons import (
 )
 from pipeline.skeleton.blockwise import (
     DEFAULT_HALO_UM,
+    BlockLabels,
     BlockSkeletons,
+    OnePiecePlan,
     TeasarParams,
+    block_labels,
+    check_max_voxels,
     fuse_block_skeletons,
     label_statistics,
     object_rows,
+    plan_one_piece,
     skeleton_grid,
-    skeletonize_block,
+    skeletonize_block_with_plan,
 )
 
 __all__ = [
@@ -155,6 +164,16 @@ class SkeletonizeOutputs:
     n_skeletons: int
 
 
+_PLAN_FILE = "skeletonize_plan.npz"
+_OBJECTS = "objects_"  # key prefix of a block's one-piece objects in its state arrays
+
+
+def _skeleton_labels_task(block: Block, *, segmentation: str, state_root: str) -> dict[str, Any]:
+    piece = block_labels(np.asarray(open_image(segmentation).array[block.write]), block=block)
+    BlockState(state_root, "skeleton_labels").save_arrays(block.id, **piece.as_arrays())
+    return {"n_labels": int(len(piece.labels))}
+
+
 def _skeletonize_block_task(
     block: Block,
     *,
@@ -164,16 +183,26 @@ def _skeletonize_block_task(
     teasar: dict[str, Any],
     state_root: str,
 ) -> dict[str, Any]:
-    labels = np.asarray(open_image(segmentation).array[block.read])
-    piece = skeletonize_block(
-        labels,
+    image = open_image(segmentation)
+    with np.load(Path(state_root) / _PLAN_FILE) as data:
+        plan = OnePiecePlan.from_arrays(dict(data))
+    pieces, objects = skeletonize_block_with_plan(
+        lambda region: np.asarray(image.array[region]),
         block=block,
+        plan=plan,
         volume_shape=volume_shape,
         voxel_size_um=voxel_size_um,
         params=TeasarParams(**teasar),
     )
-    BlockState(state_root, "skeletonize").save_arrays(block.id, **piece.as_arrays())
-    return {"n_vertices": int(len(piece.vertices_vx)), "n_labels": int(len(piece.labels))}
+    arrays = {**pieces.as_arrays(), **{_OBJECTS + k: v for k, v in objects.as_arrays().items()}}
+    BlockState(state_root, "skeletonize").save_arrays(block.id, **arrays)
+    return {"n_vertices": int(len(pieces.vertices_vx)), "n_one_piece_vertices": int(len(objects.vertices_vx))}
+
+
+def _write_plan(path: Path, plan: OnePiecePlan) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **plan.as_arrays())
+    write_atomic(path, buffer.getvalue())
 
 
 def skeletonize_volume(
@@ -185,6 +214,7 @@ def skeletonize_volume(
     voxel_size_um: Sequence[float] | None = None,
     params: TeasarParams = _DEFAULT_PARAMS,
     tick_threshold_um: float = 0.0,
+    one_piece_max_voxels: int | None = None,
     client: Any = None,
     max_retries: int = 2,
     progress: bool = True,
@@ -208,6 +238,10 @@ def skeletonize_volume(
         kimimaro settings.
     tick_threshold_um : float
         Remove end branches shorter than this (0: keep them).
+    one_piece_max_voxels : int, optional
+        Objects that cross a block seam and whose bounding box (grown by one voxel) holds at most this
+        many voxels are skeletonized in one piece, exactly as in a one-block run; default the largest
+        read region (memory stays bounded by the block size); 0: every object block by block.
     client : distributed.Client, optional
         Dask client; serial in this process if None.
     overwrite : bool
@@ -241,6 +275,7 @@ def skeletonize_volume(
                 f"{existing[0]} already exists; pass --overwrite to replace the skeletons in {out}, "
                 "or choose another --out"
             )
+    check_max_voxels(one_piece_max_voxels, "one_piece_max_voxels")
     grid = skeleton_grid(shape, block_shape=blocks_shape, voxel_size_um=vs, halo_um=halo_um)
     record = {
         "segmentation": str(Path(segmentation).resolve()),
@@ -250,24 +285,51 @@ def skeletonize_volume(
         "halo_um": float(halo_um),
         "teasar": asdict(params),
         "tick_threshold_um": float(tick_threshold_um),
+        "one_piece_max_voxels": one_piece_max_voxels,
+        "state_format": 2,
     }
-    state = BlockState(out / "state", "skeletonize")
+    state_root = out / "state"
+    # stage 1: label counts and bounding boxes per block (write regions only)
+    labels_state = BlockState(state_root, "skeleton_labels")
+    labels_state.check_params(
+        {k: record[k] for k in ("segmentation", "shape", "block_shape", "state_format")}, reset=overwrite
+    )
+    state = BlockState(state_root, "skeletonize")
     state.check_params(record, reset=overwrite)
+    run_blocks(
+        "skeleton labels",
+        grid,
+        functools.partial(_skeleton_labels_task, segmentation=str(segmentation), state_root=str(state_root)),
+        state=labels_state, client=client, max_retries=max_retries, progress=progress,
+    ).raise_if_failed()
+    stats = label_statistics(
+        (BlockLabels.from_arrays(labels_state.load_arrays(b.id)) for b in grid), volume_shape=shape
+    )
+    # stage 2: every block skeletonizes its pieces and the one-piece objects it owns
+    plan = plan_one_piece(stats, grid, max_voxels=one_piece_max_voxels)
+    _write_plan(state_root / _PLAN_FILE, plan)  # a function of stage 1 and the parameters: rewriting is a no-op
+    log.info("skeletonize: %d objects cross a seam and are skeletonized in one piece", len(plan.labels))
     task = functools.partial(
         _skeletonize_block_task,
         segmentation=str(segmentation),
         volume_shape=shape,
         voxel_size_um=vs,
         teasar=asdict(params),
-        state_root=str(out / "state"),
+        state_root=str(state_root),
     )
     run_blocks(
         "skeletonize", grid, task, state=state, client=client, max_retries=max_retries, progress=progress
     ).raise_if_failed()
 
-    pieces = [BlockSkeletons.from_arrays(state.load_arrays(b.id)) for b in grid]
+    pieces = []
+    for b in grid:
+        arrays = state.load_arrays(b.id)
+        pieces.append(BlockSkeletons.from_arrays({k: v for k, v in arrays.items() if not k.startswith(_OBJECTS)}))
+        pieces.append(BlockSkeletons.from_arrays(
+            {k[len(_OBJECTS):]: v for k, v in arrays.items() if k.startswith(_OBJECTS)}
+        ))
     graphs = fuse_block_skeletons(pieces, voxel_size_um=vs, tick_threshold_um=tick_threshold_um)
-    rows = object_rows(graphs, label_statistics(pieces), voxel_size_um=vs)
+    rows = object_rows(graphs, stats, voxel_size_um=vs)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
     write_swc_folder(swc_dir, graphs, overwrite=True, comments=comments)
     write_precomputed_skeletons(pre_dir, graphs, overwrite=True)

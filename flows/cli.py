@@ -316,6 +316,15 @@ def skeletonize(
         float,
         typer.Option("--tick-threshold-um", help="Remove end branches shorter than this, µm (0: keep all)."),
     ] = 0.0,
+    one_piece_max_voxels: Annotated[
+        int | None,
+        typer.Option(
+            "--one-piece-max-voxels",
+            min=0,
+            help="Objects crossing a block seam whose bounding box holds at most this many voxels are "
+            "skeletonized in one piece, as in a one-block run (default: a block's read region; 0: never).",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(help="Local Dask workers; 0 runs serially in this process (default: dask.n_workers)."),
@@ -356,6 +365,7 @@ def skeletonize(
         voxel_size_um=vs,
         params=params,
         tick_threshold_um=tick_threshold_um,
+        one_piece_max_voxels=one_piece_max_voxels,
         progress=True,
         overwrite=overwrite,
     )

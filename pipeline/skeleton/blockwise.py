@@ -1,12 +1,25 @@
-"""Block-wise TEASAR skeletons of label volumes larger than memory, fused into one skeleton per object.
+"""Block-wise TEASAR skeletons of label volumes larger than memory: one skeleton per object.
 
 Each block is skeletonized with kimimaro on its *read region* (its write region grown by a halo of
 context on every side, clipped to the volume), the skeleton is cut back to the block's *write region*,
-and the pieces of every label are fused across blocks. Memory per block is bounded by the read region
-(kimimaro's EDT and per-object fields); the fused skeletons are small (a few vertices per µm of cable).
+and the pieces of every label are fused across blocks. Objects that cross a block seam but are small
+enough (their bounding box holds no more voxels than a read region) are not cut at all: they are
+skeletonized in one piece, on their own box. Memory per task is bounded by the read region (kimimaro's
+EDT and per-object fields); the fused skeletons are small (a few vertices per µm of cable).
 
 Algorithm
 ---------
+0. **Count and plan** (:func:`block_labels`, :func:`label_statistics`, :func:`plan_one_piece`): a first
+   pass over the write regions gives every label's voxel count, bounding box and number of blocks.
+   Labels in more than one block whose box, grown by one voxel on its faces inside the volume, holds at
+   most ``max_voxels`` (default: the largest read region) are *one-piece objects*; each is assigned to
+   the block whose write region holds its box's first corner.
+   One-piece objects (:func:`skeletonize_objects`) are skeletonized each on its own box, other labels
+   masked out and a layer of background added on the box's faces inside the volume. kimimaro
+   skeletonizes every object on the crop of its own box, with distances to the nearest voxel of another
+   label, so this is *exactly* its result on the whole volume (tested edge for edge), except for objects
+   on the volume border (below). Steps 1-6 handle the other labels; one-piece objects are masked out
+   of the blocks' read regions, which does not change the other labels' distance fields.
 1. **Skeletonize with context** (kimimaro): ``kimimaro.skeletonize(read_region, fix_borders=True,
    anisotropy=voxel_size_um)``, with one layer of background added on the read region's faces inside
    the volume, so that ``fix_borders`` places end points only where objects leave the *volume* (as in a
@@ -44,19 +57,27 @@ Labels that lie in one block are exactly kimimaro's result for that block's read
 Accuracy and cost
 -----------------
 Measured against one kimimaro call on the whole volume with the same parameters (tests and
-``benchmarks/bench_skeleton.py``). Light-sheet phantoms (voxels 1.5 x 0.5 x 0.5 µm, blocks down to
-24 x 32 x 32 µm): the smoothed cable length (as ``lengths.csv`` reports it) of the AIS and neurites of
-30 µm or more inside the volume agrees within 2 % for 98–100 % of them (median 0.0 %, 95th percentile
-0.1–0.5 %), and so does their length (graph diameter); the whole-volume run agrees with itself on the
-mirrored volume no better (98 % within 2 %, 95th percentile 0.7 %). What differs are TEASAR's own
-choices, which a whole-volume run makes just as arbitrarily: where a path ends on a blunt tip (1 µm of
-a 10 µm object is 10 %), a slightly zig-zagging path where an object lies along a seam, other short
-paths in blobs thicker than the halo (somata), and an object cut by the volume border ends at the
-centre of its cut *as the block sees it*. Dense EM (16 x 16 x 40 nm, 256^3): median difference 0.0 %,
-80 % of the objects of 5 µm or more within 2 % with 128 x 256 x 256 blocks (whole vs mirrored whole:
-67 %); smaller blocks relative to the objects (128^3) lower it to 50 %. Time: 0.8x the whole-volume
-call on EM (smaller per-object fields); on a sub-second phantom 1.1x with 64 x 256 x 256 blocks and
-1.2–1.4x with 32 x 128 x 128 blocks (per-block overhead and the halo's extra voxels).
+``benchmarks/bench_skeleton.py``).
+
+- *Objects inside the volume* that lie in one block, or cross a seam and fit in a read region, get
+  exactly the whole-volume skeleton, edge for edge.
+- *Objects larger than a read region* are fused from blocks (steps 1-6). On light-sheet phantoms
+  (voxels 1.5 x 0.5 x 0.5 µm, blocks down to 24 x 16 x 16 µm) their smoothed cable and length (as
+  ``lengths.csv`` reports them) agree within 2 %. Unsmoothed, what differs are TEASAR's own choices,
+  which a whole-volume run makes just as arbitrarily: an AIS lying flat in a z seam runs at z = 15
+  over some stretches in one run and at z = 16 in the other (both centre lines of a 6-voxel-thick
+  object; each 1.5 µm z step adds cable, 6 % in all), and blobs thicker than the halo (somata) get
+  other short paths.
+- *Objects on the volume border* (flagged in ``lengths.csv`` and left out of length distributions)
+  depend on kimimaro's root choice: with ``fix_borders`` it roots an object at one of the centres of
+  its cross-sections with the border, taken from a Python set of coordinates *relative to the array it
+  was given*. Another crop of the same volume (a block, an object's box, or the whole volume mirrored)
+  can pick another of them; a path then ends on another voxel of a blunt end.
+
+Dense EM (16 x 16 x 40 nm, 256^3, measured before one-piece objects): median difference 0.0 %, 80 %
+of the objects of 5 µm or more within 2 % with 128 x 256 x 256 blocks (whole vs mirrored whole: 67 %).
+Time: see ``benchmarks/RESULTS.md``; the first pass and the one-piece objects add about a fifth to a
+sub-second phantom job (an object skeletonized in one piece forgoes the cheaper TEASAR on its parts).
 
 All positions are (z, y, x); physical positions are in µm at voxel centres ``index * voxel_size_um``.
 """
@@ -66,7 +87,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import fastremap
@@ -74,6 +95,7 @@ import kimimaro
 import networkx as nx
 import numpy as np
 from osteoid import Skeleton
+from scipy.ndimage import find_objects
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -95,17 +117,23 @@ from pipeline.skeleton.skeletonize import (
 
 __all__ = [
     "DEFAULT_HALO_UM",
+    "BlockLabels",
     "BlockSkeletons",
     "LabelStatistics",
+    "OnePiecePlan",
     "TeasarParams",
+    "block_labels",
     "fuse_block_skeletons",
     "halo_voxels",
     "label_statistics",
     "object_rows",
     "object_table_blocks",
+    "plan_one_piece",
     "skeleton_grid",
     "skeletonize_block",
+    "skeletonize_block_with_plan",
     "skeletonize_blocks",
+    "skeletonize_objects",
 ]
 
 #: Default context around each block, µm: covers TEASAR's invalidation radius ``scale * r + const``
@@ -260,12 +288,12 @@ def skeleton_grid(
 
 
 # --------------------------------------------------------------------------------------------------------
-# one block
+# results
 
 
 @dataclass(frozen=True, eq=False)
 class BlockSkeletons:
-    """The skeleton pieces one block owns, and per-label voxel statistics of its write region.
+    """The skeleton edges one block owns, or the whole skeletons of objects it skeletonized in one piece.
 
     Attributes
     ----------
@@ -285,13 +313,8 @@ class BlockSkeletons:
         Edges as vertex indices; both ends of an edge have the same label.
     cut : ndarray, shape (N,), bool
         Vertices where the block's skeleton was cut: an incident edge belongs to another block, or the
-        vertex lies outside the write region (a stub).
-    labels : ndarray, shape (K,), uint64
-        Labels present in the write region.
-    n_voxels : ndarray, shape (K,), int64
-        Their voxel counts in the write region.
-    border_labels : ndarray, shape (B,), uint64
-        Labels with a voxel of the write region on a face of the volume.
+        vertex lies outside the write region (a stub). All False for whole objects
+        (:func:`skeletonize_objects`).
     """
 
     block_id: int
@@ -303,9 +326,6 @@ class BlockSkeletons:
     radii_um: np.ndarray
     edges: np.ndarray
     cut: np.ndarray
-    labels: np.ndarray
-    n_voxels: np.ndarray
-    border_labels: np.ndarray
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """All fields as numpy arrays (for ``np.savez``; ``block_id`` under the key ``block``).
@@ -322,9 +342,6 @@ class BlockSkeletons:
             "radii_um": self.radii_um,
             "edges": self.edges,
             "cut": self.cut,
-            "labels": self.labels,
-            "n_voxels": self.n_voxels,
-            "border_labels": self.border_labels,
         }
 
     @classmethod
@@ -347,6 +364,396 @@ class BlockSkeletons:
         return cls(**values)
 
 
+# --------------------------------------------------------------------------------------------------------
+# label statistics and the objects skeletonized in one piece
+
+
+@dataclass(frozen=True, eq=False)
+class BlockLabels:
+    """Per-label voxel counts and bounding boxes of one block's write region.
+
+    Attributes
+    ----------
+    block_id : int
+        The block's id in its grid.
+    labels : ndarray, shape (K,), uint64
+        Non-zero labels present in the write region, ascending.
+    n_voxels : ndarray, shape (K,), int64
+        Their voxel counts in the write region.
+    box_start, box_stop : ndarray, shape (K, 3), int64
+        Their bounding boxes in the write region, global voxel indices (z, y, x), half-open.
+    """
+
+    block_id: int
+    labels: np.ndarray
+    n_voxels: np.ndarray
+    box_start: np.ndarray
+    box_stop: np.ndarray
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """All fields as numpy arrays (``block_id`` under the key ``block``); see :meth:`from_arrays`."""
+        return {
+            "block": np.asarray(self.block_id, dtype=np.int64),
+            "labels": self.labels,
+            "n_voxels": self.n_voxels,
+            "box_start": self.box_start,
+            "box_stop": self.box_stop,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
+        """Rebuild from :meth:`as_arrays` output.
+
+        Raises
+        ------
+        ValueError
+            If a field is missing.
+        """
+        keys = ("block", "labels", "n_voxels", "box_start", "box_stop")
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise ValueError(f"block label arrays lack the fields {missing}; expected those of as_arrays()")
+        return cls(int(arrays["block"]), *(np.asarray(arrays[k]) for k in keys[1:]))
+
+
+def block_labels(labels: np.ndarray, *, block: Block) -> BlockLabels:
+    """Voxel counts and bounding boxes of the labels in one block's write region.
+
+    Parameters
+    ----------
+    labels : ndarray, shape ``block.write_shape``, integer or bool
+        The label volume read over ``block.write`` (0 is background).
+    block : Block
+        The block, from :func:`skeleton_grid`.
+
+    Returns
+    -------
+    BlockLabels
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` is not an integer or bool array.
+    ValueError
+        If ``labels`` does not have the shape of ``block.write``.
+
+    Examples
+    --------
+    >>> from pipeline.blocks import block_grid
+    >>> block = block_grid((4, 8, 8), block_shape=(4, 4, 4))[1]  # write region x in [4, 8)
+    >>> labels = np.zeros((4, 4, 4), np.uint16)
+    >>> labels[1:3, 0, 2] = 9
+    >>> piece = block_labels(labels, block=block)
+    >>> piece.labels.tolist(), piece.n_voxels.tolist(), piece.box_start.tolist(), piece.box_stop.tolist()
+    ([9], [2], [[1, 0, 6]], [[3, 1, 7]])
+    """
+    arr = check_array(labels, "labels", ndim=3, kinds="biu")
+    if tuple(arr.shape) != tuple(block.write_shape):
+        raise ValueError(
+            f"labels has shape {arr.shape} but block {block.id} writes a region of shape {block.write_shape}; "
+            "pass the labels of block.write"
+        )
+    if arr.dtype == bool:
+        arr = arr.view(np.uint8)
+    # find_objects indexes by label value: renumber first (labels can be any 64-bit ids; 0 stays 0)
+    renumbered, mapping = fastremap.renumber(arr, in_place=False)
+    original = np.zeros(len(mapping) + 1, dtype=np.uint64)
+    for old, new in mapping.items():
+        original[new] = old
+    slices = find_objects(renumbered)  # slices[i]: label i + 1
+    ids, counts = fastremap.unique(renumbered, return_counts=True)
+    keep = ids != 0
+    ids, counts = ids[keep].astype(np.int64), counts[keep].astype(np.int64)
+    order = np.argsort(original[ids], kind="stable")
+    ids, counts = ids[order], counts[order]
+    boxes = np.array(
+        [[(s.start, s.stop) for s in slices[i - 1]] for i in ids.tolist()], dtype=np.int64
+    ).reshape(-1, 3, 2)
+    start = np.array([s.start for s in block.write], dtype=np.int64)
+    return BlockLabels(
+        block_id=int(block.id),
+        labels=original[ids],
+        n_voxels=counts,
+        box_start=boxes[:, :, 0] + start,
+        box_stop=boxes[:, :, 1] + start,
+    )
+
+
+@dataclass(frozen=True)
+class LabelStatistics:
+    """Whole-volume voxel statistics gathered from the blocks.
+
+    Attributes
+    ----------
+    n_voxels : dict of int to int
+        Voxel count of every non-zero label present.
+    border_labels : frozenset of int
+        Labels with a voxel on a face of the volume.
+    boxes : dict of int to (tuple, tuple)
+        Bounding box of every label, global voxel indices ((z, y, x) start, (z, y, x) stop), half-open.
+    n_blocks : dict of int to int
+        Number of blocks whose write region holds a voxel of the label.
+    """
+
+    n_voxels: dict[int, int]
+    border_labels: frozenset[int]
+    boxes: dict[int, tuple[tuple[int, int, int], tuple[int, int, int]]] = field(default_factory=dict)
+    n_blocks: dict[int, int] = field(default_factory=dict)
+
+
+def label_statistics(pieces: Iterable[BlockLabels], *, volume_shape: Sequence[int]) -> LabelStatistics:
+    """Sum the per-block counts of :func:`block_labels` and merge their bounding boxes.
+
+    ``border_labels`` are the labels whose bounding box touches a face of ``volume_shape``.
+    """
+    shape = np.asarray(volume_shape, dtype=np.int64)
+    counts: dict[int, int] = defaultdict(int)
+    n_blocks: dict[int, int] = defaultdict(int)
+    lo: dict[int, np.ndarray] = {}
+    hi: dict[int, np.ndarray] = {}
+    for piece in pieces:
+        for i, label in enumerate(piece.labels.tolist()):
+            label = int(label)
+            counts[label] += int(piece.n_voxels[i])
+            n_blocks[label] += 1
+            if label in lo:
+                lo[label] = np.minimum(lo[label], piece.box_start[i])
+                hi[label] = np.maximum(hi[label], piece.box_stop[i])
+            else:
+                lo[label], hi[label] = piece.box_start[i].copy(), piece.box_stop[i].copy()
+    boxes = {k: (tuple(int(v) for v in lo[k]), tuple(int(v) for v in hi[k])) for k in sorted(counts)}
+    border = frozenset(k for k in counts if np.any(lo[k] == 0) or np.any(hi[k] == shape))
+    return LabelStatistics(dict(sorted(counts.items())), border, boxes, dict(sorted(n_blocks.items())))
+
+
+@dataclass(frozen=True, eq=False)
+class OnePiecePlan:
+    """The objects that cross a seam but are small enough to skeletonize in one piece, and who does it.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (K,), uint64
+        The objects, ascending.
+    box_start, box_stop : ndarray, shape (K, 3), int64
+        Their bounding boxes, global voxel indices, half-open.
+    owner : ndarray, shape (K,), int64
+        Id of the block that skeletonizes each: the block whose write region holds the box's first corner.
+    max_voxels : int
+        The memory bound the objects were chosen by (voxels of a box grown by one voxel).
+    """
+
+    labels: np.ndarray
+    box_start: np.ndarray
+    box_stop: np.ndarray
+    owner: np.ndarray
+    max_voxels: int
+
+    def owned_by(self, block_id: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The objects ``block_id`` skeletonizes: label -> (box start, box stop)."""
+        return {
+            int(self.labels[i]): (self.box_start[i], self.box_stop[i])
+            for i in np.flatnonzero(self.owner == block_id)
+        }
+
+    def in_region(self, region: Sequence[slice]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The objects whose bounding box meets ``region`` (a (z, y, x) tuple of slices): label -> box."""
+        start = np.array([s.start for s in region], dtype=np.int64)
+        stop = np.array([s.stop for s in region], dtype=np.int64)
+        meets = np.all((self.box_start < stop) & (self.box_stop > start), axis=1)
+        return {int(self.labels[i]): (self.box_start[i], self.box_stop[i]) for i in np.flatnonzero(meets)}
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """All fields as numpy arrays; see :meth:`from_arrays`."""
+        return {"labels": self.labels, "box_start": self.box_start, "box_stop": self.box_stop,
+                "owner": self.owner, "max_voxels": np.asarray(self.max_voxels, dtype=np.int64)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> OnePiecePlan:
+        """Rebuild from :meth:`as_arrays` output."""
+        fields = [np.asarray(arrays[k]) for k in ("labels", "box_start", "box_stop", "owner")]
+        return cls(*fields, max_voxels=int(arrays["max_voxels"]))
+
+
+def check_max_voxels(value: Any, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is None or an integer >= 0."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0
+    ):
+        raise ValueError(f"{name} must be an integer >= 0 (voxels) or None; got {value!r}")
+
+
+def _padded_box(start: np.ndarray, stop: np.ndarray, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A box grown by one voxel on its faces inside the volume: what :func:`skeletonize_objects` holds."""
+    return start - (start > 0), stop + (stop < shape)
+
+
+def plan_one_piece(
+    statistics: LabelStatistics, grid: Sequence[Block], *, max_voxels: int | None = None
+) -> OnePiecePlan:
+    """Choose the objects to skeletonize in one piece instead of block by block.
+
+    An object is skeletonized in one piece when its write regions span more than one block and its
+    bounding box, grown by one voxel on the faces inside the volume, holds at most ``max_voxels``
+    voxels. Its skeleton is then exactly that of a one-block run (see the module docstring).
+
+    Parameters
+    ----------
+    statistics : LabelStatistics
+        From :func:`label_statistics` over every block of ``grid``.
+    grid : sequence of Block
+        The grid (from :func:`skeleton_grid`).
+    max_voxels : int, optional
+        Largest box to hold in memory; default the largest read region of the grid, so memory stays
+        bounded by the block size. 0 skeletonizes every object block by block.
+
+    Returns
+    -------
+    OnePiecePlan
+
+    Raises
+    ------
+    ValueError
+        If ``max_voxels`` is negative or not an integer, or the grid is empty.
+    """
+    if not grid:
+        raise ValueError("grid is empty; pass the blocks of skeleton_grid()")
+    check_max_voxels(max_voxels, "max_voxels")
+    if max_voxels is None:
+        max_voxels = max(math.prod(b.read_shape) for b in grid)
+    shape = np.max([[s.stop for s in b.write] for b in grid], axis=0)
+    starts = [np.unique([b.write[a].start for b in grid]) for a in range(3)]
+    by_index = {tuple(b.index): b.id for b in grid}
+    chosen, lo_all, hi_all, owners = [], [], [], []
+    for label, (lo, hi) in statistics.boxes.items():
+        if statistics.n_blocks.get(label, 0) < 2:
+            continue
+        lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        a, b = _padded_box(lo, hi, shape)
+        if int(np.prod(b - a)) > max_voxels:
+            continue
+        index = tuple(int(np.searchsorted(starts[d], lo[d], side="right")) - 1 for d in range(3))
+        chosen.append(label)
+        lo_all.append(lo)
+        hi_all.append(hi)
+        owners.append(by_index[index])
+    return OnePiecePlan(
+        labels=np.array(chosen, dtype=np.uint64),
+        box_start=np.array(lo_all, dtype=np.int64).reshape(-1, 3),
+        box_stop=np.array(hi_all, dtype=np.int64).reshape(-1, 3),
+        owner=np.array(owners, dtype=np.int64),
+        max_voxels=int(max_voxels),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# skeletonizing
+
+
+def _kimimaro_padded(
+    arr: np.ndarray,
+    start: np.ndarray,
+    shape: np.ndarray,
+    *,
+    exclude: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    keep: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``arr`` (read at global ``start``) copied into a Fortran-ordered array with a layer of
+    background on its faces inside the volume. Returns the copy and the global index of its first voxel.
+
+    ``exclude`` (label -> global bounding box): these labels are set to 0 (within their boxes);
+    ``keep``: every other label is set to 0.
+
+    kimimaro's ``fix_borders`` puts an end point (and the root) at the centre of every place where an
+    object leaves the array. Inside the volume the object goes on (or its box ends a voxel beyond it):
+    the background layer keeps kimimaro from putting end points there.
+    """
+    if arr.dtype == bool:
+        arr = arr.view(np.uint8)
+    stop = start + np.asarray(arr.shape)
+    pad = [(int(a > 0), int(b < n)) for a, b, n in zip(start, stop, shape, strict=True)]
+    padded_shape = tuple(n + a + b for n, (a, b) in zip(arr.shape, pad, strict=True))
+    padded = np.zeros(padded_shape, arr.dtype, order="F")  # kimimaro's order: no second copy
+    origin = start - np.array([a for a, _ in pad], dtype=np.int64)
+    inner = padded[tuple(slice(a, a + n) for n, (a, _) in zip(arr.shape, pad, strict=True))]
+    # a C-ordered copy first: transposing from a strided view (a slice of a larger array) is 2x slower
+    inner[...] = arr if arr.flags.c_contiguous or arr.flags.f_contiguous else np.ascontiguousarray(arr)
+    # multiplying by the mask is ~10x faster than boolean-index assignment
+    if keep is not None:
+        np.multiply(inner, inner == keep, out=inner)
+    for label, (lo, hi) in (exclude or {}).items():
+        a, b = np.maximum(lo, start) - start, np.minimum(hi, stop) - start
+        if np.all(b > a):
+            box = inner[tuple(slice(int(i), int(j)) for i, j in zip(a, b, strict=True))]
+            np.multiply(box, box != label, out=box)
+    return padded, origin
+
+
+def _kimimaro(
+    padded: np.ndarray, vs: Sequence[float], params: TeasarParams, *, on_volume_border: bool
+) -> dict[int, Any]:
+    """One kimimaro call; ``fix_borders`` only matters (and costs) where the array meets the volume's
+    border: elsewhere its faces are the background layer of :func:`_kimimaro_padded`."""
+    return kimimaro.skeletonize(
+        padded,
+        teasar_params=params.kimimaro(),
+        anisotropy=vs,
+        dust_threshold=0,
+        progress=False,
+        fix_branching=params.fix_branching,
+        fix_borders=on_volume_border,
+        fill_holes=False,
+        parallel=1,
+        in_place=True,  # our own copy
+    )
+
+
+def _collect(
+    skeletons: Mapping[int, Any],
+    origin: np.ndarray,
+    vs: Sequence[float],
+    write: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """kimimaro's skeletons as global-index arrays; with ``write`` = (start, stop), only the edges whose
+    midpoint lies in that region, with cut vertices marked (step 2 of the module docstring)."""
+    vs_arr = np.asarray(vs, dtype=np.float64)
+    parts_v, parts_l, parts_r, parts_e, parts_c = [], [], [], [], []
+    n_total = 0
+    for label, skel in skeletons.items():
+        if skel.empty() or len(skel.edges) == 0:
+            continue
+        # kimimaro returns index * anisotropy (float32): round back to exact voxel indices.
+        vertices = np.rint(np.asarray(skel.vertices, dtype=np.float64) / vs_arr).astype(np.int64) + origin
+        edges = np.asarray(skel.edges, dtype=np.int64).reshape(-1, 2)
+        cut = np.zeros(len(vertices), dtype=bool)
+        if write is not None:
+            w_start, w_stop = write
+            twice_mid = vertices[edges[:, 0]] + vertices[edges[:, 1]]
+            # midpoint in [start - 1/2, stop - 1/2)  <=>  2 * midpoint in [2 start - 1, 2 stop - 1)
+            inside = np.all((twice_mid >= 2 * w_start - 1) & (twice_mid < 2 * w_stop - 1), axis=1)
+            cut[edges[~inside].ravel()] = True
+            cut |= np.any((vertices < w_start) | (vertices >= w_stop), axis=1)
+            edges = edges[inside]
+            if len(edges) == 0:
+                continue
+        used = np.unique(edges)
+        remap = np.full(len(vertices), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        parts_v.append(vertices[used])
+        parts_l.append(np.full(len(used), label, dtype=np.uint64))
+        radii = np.asarray(getattr(skel, "radius", np.zeros(len(vertices))), dtype=np.float32)
+        parts_r.append(radii[used] if len(radii) == len(vertices) else np.zeros(len(used), np.float32))
+        parts_e.append(remap[edges] + n_total)
+        parts_c.append(cut[used])
+        n_total += len(used)
+    return {
+        "vertices_vx": np.concatenate(parts_v) if parts_v else np.zeros((0, 3), np.int64),
+        "vertex_labels": np.concatenate(parts_l) if parts_l else np.zeros(0, np.uint64),
+        "radii_um": np.concatenate(parts_r) if parts_r else np.zeros(0, np.float32),
+        "edges": np.concatenate(parts_e) if parts_e else np.zeros((0, 2), np.int64),
+        "cut": np.concatenate(parts_c) if parts_c else np.zeros(0, bool),
+    }
+
+
 def skeletonize_block(
     labels: np.ndarray,
     *,
@@ -354,6 +761,7 @@ def skeletonize_block(
     volume_shape: Sequence[int],
     voxel_size_um: Sequence[float],
     params: TeasarParams = TeasarParams(),
+    exclude: Sequence[int] | Mapping[int, tuple[Sequence[int], Sequence[int]]] = (),
 ) -> BlockSkeletons:
     """Skeletonize one block's read region and keep the skeleton edges its write region owns.
 
@@ -364,17 +772,21 @@ def skeletonize_block(
     block : Block
         The block, from :func:`skeleton_grid`.
     volume_shape : sequence of 3 int
-        Shape of the whole volume (to flag objects on its faces).
+        Shape of the whole volume.
     voxel_size_um : sequence of 3 float
         Voxel size in µm, (z, y, x).
     params : TeasarParams
         kimimaro settings.
+    exclude : sequence of int, or mapping of int to (start, stop)
+        Labels to leave out (treated as background): those skeletonized in one piece
+        (:meth:`OnePiecePlan.in_region`), optionally with their global bounding boxes (only those are
+        searched). The skeletons of the other labels do not change.
 
     Returns
     -------
     BlockSkeletons
-        The owned edges (those whose midpoint lies in ``block.write``), their vertices in global voxel
-        indices, and per-label voxel counts of the write region.
+        The owned edges (those whose midpoint lies in ``block.write``) and their vertices in global voxel
+        indices.
 
     Raises
     ------
@@ -390,137 +802,129 @@ def skeletonize_block(
             f"labels has shape {arr.shape} but block {block.id} reads a region of shape {block.read_shape}; "
             "pass the labels of block.read"
         )
-    if arr.dtype == bool:
-        arr = arr.view(np.uint8)
     vs = as_voxel_size(voxel_size_um)
+    shape = _volume_of(block, volume_shape)
+    read_start = np.array([s.start for s in block.read], dtype=np.int64)
+    w_start = np.array([s.start for s in block.write], dtype=np.int64)
+    w_stop = np.array([s.stop for s in block.write], dtype=np.int64)
+    if not isinstance(exclude, Mapping):
+        everywhere = (np.zeros(3, np.int64), shape)
+        exclude = {int(label): everywhere for label in np.asarray(exclude).ravel().tolist()}
+    padded, origin = _kimimaro_padded(
+        arr, read_start, shape, exclude={int(k): (np.asarray(a), np.asarray(b)) for k, (a, b) in exclude.items()}
+    )
+    border = bool(np.any(origin == 0) or np.any(origin + np.asarray(padded.shape) == shape))
+    arrays = _collect(_kimimaro(padded, vs, params, on_volume_border=border), origin, vs, (w_start, w_stop))
+    return BlockSkeletons(
+        block_id=int(block.id), write_start=w_start, write_stop=w_stop, volume_shape=shape, **arrays
+    )
+
+
+def _volume_of(block: Block, volume_shape: Sequence[int]) -> np.ndarray:
     shape = np.asarray(volume_shape, dtype=np.int64)
     if shape.shape != (3,) or np.any([s.stop > n for s, n in zip(block.read, shape, strict=True)]):
         raise ValueError(
             f"block {block.id} reads {block.read}, outside volume_shape {tuple(volume_shape)}; "
             "pass the shape of the volume the grid was made for"
         )
-    read_start = np.array([s.start for s in block.read], dtype=np.int64)
-    w_start = np.array([s.start for s in block.write], dtype=np.int64)
-    w_stop = np.array([s.stop for s in block.write], dtype=np.int64)
+    return shape
 
-    owned = arr[block.write_in_read]
-    ids, counts = fastremap.unique(owned, return_counts=True)
-    keep = ids != 0
-    border = _border_labels_in(owned, w_start, w_stop, shape)
 
-    # kimimaro's fix_borders puts an end point (and the root) at the centre of every place where an
-    # object leaves the volume. Inside the volume the object goes on: a layer of background on the
-    # read region's inner faces keeps kimimaro from putting end points there (its path ends in the halo).
-    pad = [
-        (int(start > 0), int(stop < size))
-        for start, stop, size in zip(read_start, read_start + np.asarray(arr.shape), shape, strict=True)
-    ]
-    # kimimaro works on Fortran-ordered labels: build the padded copy in that order (no second copy).
-    padded_shape = tuple(n + a + b for n, (a, b) in zip(arr.shape, pad, strict=True))
-    padded = np.zeros(padded_shape, arr.dtype, order="F")
-    padded[tuple(slice(a, a + n) for n, (a, _) in zip(arr.shape, pad, strict=True))] = arr
-    skeletons = kimimaro.skeletonize(
-        padded,
-        teasar_params=params.kimimaro(),
-        anisotropy=vs,
-        dust_threshold=0,
-        progress=False,
-        fix_branching=params.fix_branching,
-        fix_borders=True,
-        fill_holes=False,
-        parallel=1,
-        in_place=True,  # our own copy
-    )
-    read_start = read_start - np.array([a for a, _ in pad], dtype=np.int64)
-    vs_arr = np.asarray(vs, dtype=np.float64)
-    parts_v, parts_l, parts_r, parts_e, parts_c = [], [], [], [], []
-    n_total = 0
-    for label, skel in skeletons.items():
-        if skel.empty() or len(skel.edges) == 0:
-            continue
-        # kimimaro returns index * anisotropy (float32): round back to exact voxel indices.
-        vertices = np.rint(np.asarray(skel.vertices, dtype=np.float64) / vs_arr).astype(np.int64) + read_start
-        edges = np.asarray(skel.edges, dtype=np.int64).reshape(-1, 2)
-        twice_mid = vertices[edges[:, 0]] + vertices[edges[:, 1]]
-        # midpoint in [start - 1/2, stop - 1/2)  <=>  2 * midpoint in [2 start - 1, 2 stop - 1)
-        inside = np.all((twice_mid >= 2 * w_start - 1) & (twice_mid < 2 * w_stop - 1), axis=1)
-        cut = np.zeros(len(vertices), dtype=bool)
-        cut[edges[~inside].ravel()] = True
-        cut |= np.any((vertices < w_start) | (vertices >= w_stop), axis=1)
-        edges = edges[inside]
-        if len(edges) == 0:
-            continue
-        used = np.unique(edges)
-        remap = np.full(len(vertices), -1, dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        parts_v.append(vertices[used])
-        parts_l.append(np.full(len(used), label, dtype=np.uint64))
-        radii = np.asarray(getattr(skel, "radius", np.zeros(len(vertices))), dtype=np.float32)
-        parts_r.append(radii[used] if len(radii) == len(vertices) else np.zeros(len(used), np.float32))
-        parts_e.append(remap[edges] + n_total)
-        parts_c.append(cut[used])
-        n_total += len(used)
+def skeletonize_objects(
+    read_labels: ReadLabels,
+    objects: Mapping[int, tuple[Sequence[int], Sequence[int]]],
+    *,
+    block: Block,
+    volume_shape: Sequence[int],
+    voxel_size_um: Sequence[float],
+    params: TeasarParams = TeasarParams(),
+    max_voxels: int | None = None,
+) -> BlockSkeletons:
+    """Skeletonize whole objects, each in one piece: exactly as a one-block run skeletonizes them.
+
+    Each object is skeletonized on its own bounding box (other labels masked out, one voxel of
+    background added on its faces inside the volume). Objects whose boxes lie close together are read
+    together, as long as the union of their boxes holds at most ``max_voxels`` voxels (an object on its
+    own may exceed it).
+
+    Parameters
+    ----------
+    read_labels : callable
+        ``read_labels(region) -> ndarray``: the labels of a (z, y, x) tuple of slices.
+    objects : mapping of int to (start, stop)
+        Label -> its bounding box, global voxel indices (:meth:`OnePiecePlan.owned_by`).
+    block : Block
+        The owning block (its id and write region are recorded in the result).
+    volume_shape : sequence of 3 int
+        Shape of the whole volume.
+    voxel_size_um : sequence of 3 float
+        Voxel size in µm, (z, y, x).
+    params : TeasarParams
+        kimimaro settings.
+    max_voxels : int, optional
+        Largest union box to read at once; default the block's read region.
+
+    Returns
+    -------
+    BlockSkeletons
+        Every edge of the objects' skeletons; no vertex is cut.
+    """
+    vs = as_voxel_size(voxel_size_um)
+    shape = _volume_of(block, volume_shape)
+    limit = math.prod(block.read_shape) if max_voxels is None else int(max_voxels)
+    parts: list[dict[str, np.ndarray]] = []
+    for group, lo, hi in _group_boxes(objects, shape, limit):
+        region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        arr = check_array(np.asarray(read_labels(region)), "labels", ndim=3, kinds="biu")
+        if tuple(arr.shape) != tuple(int(b - a) for a, b in zip(lo, hi, strict=True)):
+            raise ValueError(f"read_labels({region}) returned shape {arr.shape}; expected the region's shape")
+        for label in group:  # one kimimaro call per object, on its own box: no distance field elsewhere
+            o_lo, o_hi = (np.asarray(v, dtype=np.int64) for v in objects[label])
+            box = arr[tuple(slice(int(a), int(b)) for a, b in zip(o_lo - lo, o_hi - lo, strict=True))]
+            padded, origin = _kimimaro_padded(box, o_lo, shape, keep=label)
+            border = bool(np.any(origin == 0) or np.any(origin + np.asarray(padded.shape) == shape))
+            parts.append(_collect(_kimimaro(padded, vs, params, on_volume_border=border), origin, vs, None))
+        del arr
+    n = np.cumsum([0] + [len(p["vertices_vx"]) for p in parts])
+    arrays = {
+        key: np.concatenate([p[key] + (n[i] if key == "edges" else 0) for i, p in enumerate(parts)])
+        if parts else _collect({}, np.zeros(3, np.int64), vs, None)[key]
+        for key in ("vertices_vx", "vertex_labels", "radii_um", "edges", "cut")
+    }
     return BlockSkeletons(
         block_id=int(block.id),
-        write_start=w_start,
-        write_stop=w_stop,
+        write_start=np.array([s.start for s in block.write], dtype=np.int64),
+        write_stop=np.array([s.stop for s in block.write], dtype=np.int64),
         volume_shape=shape,
-        vertices_vx=np.concatenate(parts_v) if parts_v else np.zeros((0, 3), np.int64),
-        vertex_labels=np.concatenate(parts_l) if parts_l else np.zeros(0, np.uint64),
-        radii_um=np.concatenate(parts_r) if parts_r else np.zeros(0, np.float32),
-        edges=np.concatenate(parts_e) if parts_e else np.zeros((0, 2), np.int64),
-        cut=np.concatenate(parts_c) if parts_c else np.zeros(0, bool),
-        labels=ids[keep].astype(np.uint64),
-        n_voxels=counts[keep].astype(np.int64),
-        border_labels=border,
+        **arrays,
     )
 
 
-def _border_labels_in(
-    owned: np.ndarray, start: np.ndarray, stop: np.ndarray, shape: np.ndarray
-) -> np.ndarray:
-    """Labels of the write region with a voxel on a face of the volume."""
-    faces = []
-    for axis in range(3):
-        if start[axis] == 0:
-            faces.append(np.take(owned, 0, axis=axis).ravel())
-        if stop[axis] == shape[axis]:
-            faces.append(np.take(owned, -1, axis=axis).ravel())
-    if not faces:
-        return np.zeros(0, np.uint64)
-    values = np.unique(np.concatenate(faces))
-    return values[values != 0].astype(np.uint64)
+def _group_boxes(
+    objects: Mapping[int, tuple[Sequence[int], Sequence[int]]], shape: np.ndarray, limit: int
+) -> list[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Group objects (in order of their box start) while the union box, grown by one voxel on its faces
+    inside the volume, holds at most ``limit`` voxels. Returns (labels, union start, union stop)."""
+    items = sorted(
+        (tuple(int(v) for v in lo), tuple(int(v) for v in hi), int(label))
+        for label, (lo, hi) in objects.items()
+    )
+    groups: list[tuple[list[int], np.ndarray, np.ndarray]] = []
+    for lo_t, hi_t, label in items:
+        lo, hi = np.asarray(lo_t, dtype=np.int64), np.asarray(hi_t, dtype=np.int64)
+        if groups:
+            members, g_lo, g_hi = groups[-1]
+            u_lo, u_hi = np.minimum(g_lo, lo), np.maximum(g_hi, hi)
+            a, b = _padded_box(u_lo, u_hi, shape)
+            if int(np.prod(b - a)) <= limit:
+                groups[-1] = (members + [label], u_lo, u_hi)
+                continue
+        groups.append(([label], lo, hi))
+    return groups
 
 
 # --------------------------------------------------------------------------------------------------------
 # fusing
-
-
-@dataclass(frozen=True)
-class LabelStatistics:
-    """Whole-volume voxel statistics gathered from the blocks.
-
-    Attributes
-    ----------
-    n_voxels : dict of int to int
-        Voxel count of every non-zero label present.
-    border_labels : frozenset of int
-        Labels with a voxel on a face of the volume.
-    """
-
-    n_voxels: dict[int, int]
-    border_labels: frozenset[int]
-
-
-def label_statistics(pieces: Iterable[BlockSkeletons]) -> LabelStatistics:
-    """Sum the per-block voxel counts and border flags of :func:`skeletonize_block` results."""
-    counts: dict[int, int] = defaultdict(int)
-    border: set[int] = set()
-    for piece in pieces:
-        for label, n in zip(piece.labels.tolist(), piece.n_voxels.tolist(), strict=True):
-            counts[int(label)] += int(n)
-        border.update(int(v) for v in piece.border_labels.tolist())
-    return LabelStatistics(dict(sorted(counts.items())), frozenset(border))
 
 
 def fuse_block_skeletons(
@@ -916,6 +1320,42 @@ def _check_volume(shape: Sequence[int], read_labels: Any) -> tuple[int, int, int
     return out  # type: ignore[return-value]
 
 
+def skeletonize_block_with_plan(
+    read_labels: ReadLabels,
+    *,
+    block: Block,
+    plan: OnePiecePlan,
+    volume_shape: Sequence[int],
+    voxel_size_um: Sequence[float],
+    params: TeasarParams = TeasarParams(),
+) -> tuple[BlockSkeletons, BlockSkeletons]:
+    """One block's share of the work: its pieces (:func:`skeletonize_block`, without the one-piece
+    objects) and the one-piece objects it owns (:func:`skeletonize_objects`).
+
+    Reads ``block.read`` once; object boxes inside it are cut from that array, others are read.
+    """
+    labels = np.asarray(read_labels(block.read))
+    pieces = skeletonize_block(
+        labels, block=block, volume_shape=volume_shape, voxel_size_um=voxel_size_um, params=params,
+        exclude=plan.in_region(block.read),
+    )
+    start = np.array([s.start for s in block.read], dtype=np.int64)
+    stop = np.array([s.stop for s in block.read], dtype=np.int64)
+
+    def read(region: tuple[slice, slice, slice]) -> np.ndarray:
+        lo = np.array([s.start for s in region], dtype=np.int64)
+        hi = np.array([s.stop for s in region], dtype=np.int64)
+        if np.all(lo >= start) and np.all(hi <= stop):
+            return labels[tuple(slice(int(a), int(b)) for a, b in zip(lo - start, hi - start, strict=True))]
+        return np.asarray(read_labels(region))
+
+    objects = skeletonize_objects(
+        read, plan.owned_by(block.id), block=block, volume_shape=volume_shape, voxel_size_um=voxel_size_um,
+        params=params, max_voxels=plan.max_voxels,
+    )
+    return pieces, objects
+
+
 def _run_serial(
     read_labels: ReadLabels,
     shape: Sequence[int],
@@ -923,19 +1363,24 @@ def _run_serial(
     block_shape: Sequence[int],
     halo_um: float | Sequence[float],
     params: TeasarParams,
-) -> list[BlockSkeletons]:
+    one_piece_max_voxels: int | None,
+) -> tuple[list[BlockSkeletons], LabelStatistics]:
     volume = _check_volume(shape, read_labels)
+    check_max_voxels(one_piece_max_voxels, "one_piece_max_voxels")
     blocks = skeleton_grid(volume, block_shape=block_shape, voxel_size_um=voxel_size_um, halo_um=halo_um)
-    return [
-        skeletonize_block(
-            np.asarray(read_labels(b.read)),
-            block=b,
-            volume_shape=volume,
-            voxel_size_um=voxel_size_um,
-            params=params,
+    stats = label_statistics(
+        (block_labels(np.asarray(read_labels(b.write)), block=b) for b in blocks), volume_shape=volume
+    )
+    plan = plan_one_piece(stats, blocks, max_voxels=one_piece_max_voxels)
+    pieces: list[BlockSkeletons] = []
+    for b in blocks:
+        pieces.extend(
+            skeletonize_block_with_plan(
+                read_labels, block=b, plan=plan, volume_shape=volume, voxel_size_um=voxel_size_um,
+                params=params,
+            )
         )
-        for b in blocks
-    ]
+    return pieces, stats
 
 
 def skeletonize_blocks(
@@ -948,6 +1393,7 @@ def skeletonize_blocks(
     params: TeasarParams = TeasarParams(),
     tick_threshold_um: float = 0.0,
     dust_threshold_um3: float = 0.0,
+    one_piece_max_voxels: int | None = None,
 ) -> dict[int, nx.Graph]:
     """Skeletonize a label volume block by block, in this process, and fuse the pieces.
 
@@ -974,6 +1420,9 @@ def skeletonize_blocks(
     dust_threshold_um3 : float
         Labels whose *total* volume is at most this are dropped (kimimaro applies its dust threshold
         per connected component; per block that would drop pieces of large objects).
+    one_piece_max_voxels : int, optional
+        Objects that cross a seam and whose box (grown by one voxel) holds at most this many voxels are
+        skeletonized in one piece (:func:`plan_one_piece`); default the largest read region, 0 never.
 
     Returns
     -------
@@ -996,11 +1445,12 @@ def skeletonize_blocks(
     >>> round(cable_length_um(graphs[7]))
     56
     """
-    pieces = _run_serial(read_labels, shape, voxel_size_um, block_shape, halo_um, params)
+    pieces, stats = _run_serial(
+        read_labels, shape, voxel_size_um, block_shape, halo_um, params, one_piece_max_voxels
+    )
     graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
     if dust_threshold_um3 > 0:
         dust = dust_threshold_voxels(dust_threshold_um3, voxel_size_um)
-        stats = label_statistics(pieces)
         graphs = {k: g for k, g in graphs.items() if stats.n_voxels.get(k, 0) > dust}
     return graphs
 
@@ -1015,6 +1465,7 @@ def object_table_blocks(
     params: TeasarParams = TeasarParams(),
     tick_threshold_um: float = 0.0,
     smooth_sigma_um: float | None = None,
+    one_piece_max_voxels: int | None = None,
 ) -> tuple[ObjectRow, ...]:
     """Block-wise :func:`~pipeline.skeleton.object_table`: one row per label present.
 
@@ -1025,8 +1476,8 @@ def object_table_blocks(
     tuple of ObjectRow
         Sorted by label; ``touches_border`` flags objects on a face of the whole volume.
     """
-    pieces = _run_serial(read_labels, shape, voxel_size_um, block_shape, halo_um, params)
-    graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
-    return object_rows(
-        graphs, label_statistics(pieces), voxel_size_um=voxel_size_um, smooth_sigma_um=smooth_sigma_um
+    pieces, stats = _run_serial(
+        read_labels, shape, voxel_size_um, block_shape, halo_um, params, one_piece_max_voxels
     )
+    graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
+    return object_rows(graphs, stats, voxel_size_um=voxel_size_um, smooth_sigma_um=smooth_sigma_um)
