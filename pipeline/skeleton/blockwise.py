@@ -74,10 +74,10 @@ Measured against one kimimaro call on the whole volume with the same parameters 
   was given*. Another crop of the same volume (a block, an object's box, or the whole volume mirrored)
   can pick another of them; a path then ends on another voxel of a blunt end.
 
-Dense EM (16 x 16 x 40 nm, 256^3, measured before one-piece objects): median difference 0.0 %, 80 %
-of the objects of 5 µm or more within 2 % with 128 x 256 x 256 blocks (whole vs mirrored whole: 67 %).
-Time: see ``benchmarks/RESULTS.md``; the first pass and the one-piece objects add about a fifth to a
-sub-second phantom job (an object skeletonized in one piece forgoes the cheaper TEASAR on its parts).
+Dense EM (16 x 16 x 40 nm, 256^3 crop, 198 of its 223 objects cut by the crop): the 25 objects inside
+are identical to the whole-volume run with 128^3 and 128 x 256 x 256 blocks; 74-83 % of the border
+objects agree within 2 %. Time: 0.87-0.92x the whole-volume call on EM; 1.1x on a sub-second phantom
+with 64 x 256 x 256 blocks, 1.3x with 32 x 128 x 128 blocks (``benchmarks/RESULTS.md``).
 
 All positions are (z, y, x); physical positions are in µm at voxel centres ``index * voxel_size_um``.
 """
