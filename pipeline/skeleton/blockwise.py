@@ -87,7 +87,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import fastremap
@@ -123,6 +123,7 @@ __all__ = [
     "OnePiecePlan",
     "TeasarParams",
     "block_labels",
+    "check_max_voxels",
     "fuse_block_skeletons",
     "halo_voxels",
     "label_statistics",
@@ -291,8 +292,46 @@ def skeleton_grid(
 # results
 
 
+class _ArrayRecord:
+    """``as_arrays`` / ``from_arrays`` for a dataclass of numpy arrays and ints (for ``np.savez``).
+
+    Fields keep their names as keys, except ``block_id``, stored as ``block``; ints are stored as 0-d
+    int64 arrays.
+    """
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """All fields as numpy arrays; the inverse of :meth:`from_arrays`."""
+        return {
+            _key(f.name): np.asarray(getattr(self, f.name), dtype=np.int64) if f.type == "int"
+            else getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> Any:
+        """Rebuild from :meth:`as_arrays` output (e.g. a loaded ``.npz``).
+
+        Raises
+        ------
+        ValueError
+            If a field is missing.
+        """
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        missing = [_key(n) for n in names if _key(n) not in arrays]
+        if missing:
+            raise ValueError(f"{cls.__name__} arrays lack the fields {missing}; expected those of as_arrays()")
+        types = {f.name: f.type for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{  # type: ignore[call-arg]
+            n: int(arrays[_key(n)]) if types[n] == "int" else np.asarray(arrays[_key(n)]) for n in names
+        })
+
+
+def _key(name: str) -> str:
+    return "block" if name == "block_id" else name
+
+
 @dataclass(frozen=True, eq=False)
-class BlockSkeletons:
+class BlockSkeletons(_ArrayRecord):
     """The skeleton edges one block owns, or the whole skeletons of objects it skeletonized in one piece.
 
     Attributes
@@ -327,49 +366,13 @@ class BlockSkeletons:
     edges: np.ndarray
     cut: np.ndarray
 
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        """All fields as numpy arrays (for ``np.savez``; ``block_id`` under the key ``block``).
-
-        The inverse of :meth:`from_arrays`.
-        """
-        return {
-            "block": np.asarray(self.block_id, dtype=np.int64),
-            "write_start": self.write_start,
-            "write_stop": self.write_stop,
-            "volume_shape": self.volume_shape,
-            "vertices_vx": self.vertices_vx,
-            "vertex_labels": self.vertex_labels,
-            "radii_um": self.radii_um,
-            "edges": self.edges,
-            "cut": self.cut,
-        }
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockSkeletons:
-        """Rebuild from :meth:`as_arrays` output (e.g. a loaded ``.npz``).
-
-        Raises
-        ------
-        ValueError
-            If a field is missing.
-        """
-        keys = {f: "block" if f == "block_id" else f for f in cls.__dataclass_fields__}
-        missing = [k for k in keys.values() if k not in arrays]
-        if missing:
-            raise ValueError(
-                f"block skeleton arrays lack the fields {missing}; expected those of as_arrays()"
-            )
-        values = {f: np.asarray(arrays[k]) for f, k in keys.items()}
-        values["block_id"] = int(values["block_id"])
-        return cls(**values)
-
 
 # --------------------------------------------------------------------------------------------------------
 # label statistics and the objects skeletonized in one piece
 
 
 @dataclass(frozen=True, eq=False)
-class BlockLabels:
+class BlockLabels(_ArrayRecord):
     """Per-label voxel counts and bounding boxes of one block's write region.
 
     Attributes
@@ -389,31 +392,6 @@ class BlockLabels:
     n_voxels: np.ndarray
     box_start: np.ndarray
     box_stop: np.ndarray
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        """All fields as numpy arrays (``block_id`` under the key ``block``); see :meth:`from_arrays`."""
-        return {
-            "block": np.asarray(self.block_id, dtype=np.int64),
-            "labels": self.labels,
-            "n_voxels": self.n_voxels,
-            "box_start": self.box_start,
-            "box_stop": self.box_stop,
-        }
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> BlockLabels:
-        """Rebuild from :meth:`as_arrays` output.
-
-        Raises
-        ------
-        ValueError
-            If a field is missing.
-        """
-        keys = ("block", "labels", "n_voxels", "box_start", "box_stop")
-        missing = [k for k in keys if k not in arrays]
-        if missing:
-            raise ValueError(f"block label arrays lack the fields {missing}; expected those of as_arrays()")
-        return cls(int(arrays["block"]), *(np.asarray(arrays[k]) for k in keys[1:]))
 
 
 def block_labels(labels: np.ndarray, *, block: Block) -> BlockLabels:
@@ -527,7 +505,7 @@ def label_statistics(pieces: Iterable[BlockLabels], *, volume_shape: Sequence[in
 
 
 @dataclass(frozen=True, eq=False)
-class OnePiecePlan:
+class OnePiecePlan(_ArrayRecord):
     """The objects that cross a seam but are small enough to skeletonize in one piece, and who does it.
 
     Attributes
@@ -561,17 +539,6 @@ class OnePiecePlan:
         stop = np.array([s.stop for s in region], dtype=np.int64)
         meets = np.all((self.box_start < stop) & (self.box_stop > start), axis=1)
         return {int(self.labels[i]): (self.box_start[i], self.box_stop[i]) for i in np.flatnonzero(meets)}
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        """All fields as numpy arrays; see :meth:`from_arrays`."""
-        return {"labels": self.labels, "box_start": self.box_start, "box_stop": self.box_stop,
-                "owner": self.owner, "max_voxels": np.asarray(self.max_voxels, dtype=np.int64)}
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> OnePiecePlan:
-        """Rebuild from :meth:`as_arrays` output."""
-        fields = [np.asarray(arrays[k]) for k in ("labels", "box_start", "box_stop", "owner")]
-        return cls(*fields, max_voxels=int(arrays["max_voxels"]))
 
 
 def check_max_voxels(value: Any, name: str) -> None:
