@@ -599,6 +599,11 @@ def plan_one_piece(
         if int(np.prod(b - a)) > max_voxels:
             continue
         index = tuple(int(np.searchsorted(starts[d], lo[d], side="right")) - 1 for d in range(3))
+        if index not in by_index or np.any(hi > shape):
+            raise ValueError(
+                f"label {label} has the box {tuple(lo.tolist())}..{tuple(hi.tolist())}, outside the grid's volume "
+                f"{tuple(shape.tolist())}; pass the statistics of this grid's blocks"
+            )
         chosen.append(label)
         lo_all.append(lo)
         hi_all.append(hi)

@@ -382,6 +382,12 @@ def test_errors_name_the_problem():
         plan_one_piece(stats, [block], max_voxels=-1)
     with pytest.raises(ValueError, match="grid is empty"):
         plan_one_piece(stats, [])
+    other = label_statistics(
+        [BlockLabels(0, np.array([4], np.uint64), np.array([2]), np.array([[0, 0, 0]]), np.array([[1, 1, 40]]))] * 2,
+        volume_shape=(8, 16, 40),
+    )
+    with pytest.raises(ValueError, match="outside the grid's volume"):
+        plan_one_piece(other, block_grid(labels.shape, block_shape=(4, 8, 8)))
     with pytest.raises(ValueError, match="one_piece_max_voxels"):
         skeletonize_blocks(labels.__getitem__, shape=labels.shape, voxel_size_um=VS, block_shape=(4, 8, 8),
                            one_piece_max_voxels=1.5)
