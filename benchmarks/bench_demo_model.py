@@ -44,7 +44,9 @@ def best_match_fraction(a: np.ndarray, b: np.ndarray, *, min_size: int = 1) -> n
 
 
 def evaluate(seed: int, model: Path, work: Path, *, block: tuple[int, int, int]) -> dict:
-    from flows.segment import segment_raw
+    from flows.preflight import check_run
+    from flows.stages.segment import segment_raw
+    from pipeline.config import NeuroreconConfig, OutputConfig
     from pipeline.io.omezarr import open_image, open_labels
     from pipeline.io.phantom import write_phantom
     from pipeline.metrics import adjusted_rand_index, variation_of_information
@@ -55,7 +57,9 @@ def evaluate(seed: int, model: Path, work: Path, *, block: tuple[int, int, int])
     write_phantom(store, PhantomParams(seed=seed), overwrite=True, progress=False)
     cfg = SegmentConfig(raw=store, out=work / f"seg{seed}", model=model, block_shape=block)
     t = time.perf_counter()
-    out = segment_raw(cfg, progress=False)
+    config = NeuroreconConfig(segment=cfg, output=OutputConfig(root=work))
+    out = segment_raw(cfg, inputs=check_run(config, evaluate=False), max_retries=config.dask.max_retries,
+                      progress=False)
     seconds = time.perf_counter() - t
     gt = np.asarray(open_labels(store, "ground_truth").array[...]).astype(np.int64)
     seg = np.asarray(open_image(out.segmentation).array[...]).astype(np.int64)

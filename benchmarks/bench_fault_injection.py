@@ -81,7 +81,7 @@ def make_phantom(work: Path, *, shape: tuple[int, int, int], seed: int) -> Path:
 
 
 def write_config(path: Path, *, raw: Path, out: Path, root: Path, block_shape: tuple[int, int, int],
-                 halo: tuple[int, int, int] = (4, 16, 16)) -> Path:
+                 halo_vx: tuple[int, int, int] = (4, 16, 16)) -> Path:
     """A YAML config with ``segment:``, ``dask:`` (2 workers, 1 thread) and ``output:`` sections."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -89,7 +89,7 @@ def write_config(path: Path, *, raw: Path, out: Path, root: Path, block_shape: t
         f"  raw: {raw}\n"
         f"  out: {out}\n"
         f"  block_shape: [{', '.join(map(str, block_shape))}]\n"
-        f"  halo: [{', '.join(map(str, halo))}]\n"
+        f"  halo_vx: [{', '.join(map(str, halo_vx))}]\n"
         "dask:\n"
         "  n_workers: 2\n"
         "  threads_per_worker: 1\n"

@@ -1,6 +1,6 @@
 """Block-wise segmentation benchmarks (issue 5).
 
-(a) scaling: time and peak RSS of the Zarr path (`flows.segment.segment_volume`, serial) on a phantom
+(a) scaling: time and peak RSS of the Zarr path (`flows.stages.segment.segment_volume`, serial) on a phantom
     volume and on the same phantom mirrored to 8x the size (2x per axis: same density), same block
     shape — targets: time ratio <= 8.8, RSS ratio <= 1.1;
 (b) block-wise segmentation vs one whole-volume waterz call on the same affinities (target <= 1.2x),
@@ -105,12 +105,13 @@ def peak_rss_mb() -> float:
 
 def _run_segment(root: str, block: list[int]) -> None:
     """Child process: segment and print timings and peak RSS as JSON."""
-    from flows.segment import segment_volume
+    from flows.stages.segment import segment_volume
 
     t = time.perf_counter()
     segment_volume(Path(root) / "aff.zarr", fragments_out=Path(root) / "fragments.zarr",
                    segmentation_out=Path(root) / "segmentation.zarr", state_dir=Path(root) / "state",
-                   block_shape=block, threshold=0.5, progress=False)
+                   block_shape=block, halo_vx=(4, 16, 16), threshold=0.5, background_threshold=0.5,
+                   max_retries=2, progress=False)
     seconds = time.perf_counter() - t
     stages = {}
     for stage in ("blocks", "faces", "relabel"):
@@ -155,7 +156,7 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     from pipeline.segment.blockwise import (
         Lut,
         block_segment,
-        clip_halo,
+        check_halo_vx,
         face_pairs,
         lower_neighbour,
         relabel_block,
@@ -170,7 +171,9 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
 
     # The block-wise algorithm, stage by stage (what segment_blockwise runs), timed per stage.
     shape = aff.shape[1:]
-    blocks = block_grid(shape, block_shape=block, halo=clip_halo((4, 16, 16), block))
+    halo = check_halo_vx(tuple(min(h, b) for h, b in zip((4, 16, 16), block, strict=True)), block_shape=block,
+                         volume_shape=shape)
+    blocks = block_grid(shape, block_shape=block, halo=halo)
     per_block = int(np.prod(block))
     times = {"blocks": 0.0, "faces": 0.0, "union": 0.0, "relabel": 0.0}
     grid = grid_shape(blocks)

@@ -115,7 +115,7 @@ def agreement(test: dict, reference: dict, min_cable_um: float = 0.0, only: set 
 
 def categories(labels: np.ndarray, vs, block_shape, halo_um) -> dict[str, set]:
     """Objects inside the volume in one block or skeletonized in one piece / fused from blocks; on the border."""
-    from pipeline.skeleton.blockwise import block_labels, label_statistics, plan_one_piece, skeleton_grid
+    from pipeline.skeleton import block_labels, label_statistics, plan_one_piece, skeleton_grid
 
     grid = skeleton_grid(labels.shape, block_shape=block_shape, voxel_size_um=vs, halo_um=halo_um)
     stats = label_statistics([block_labels(labels[b.write], block=b) for b in grid], volume_shape=labels.shape)
@@ -184,7 +184,7 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    from pipeline.skeleton.blockwise import TeasarParams
+    from pipeline.skeleton import TeasarParams
     from pipeline.synth import PhantomParams, generate_phantom, render_volume
 
     print(

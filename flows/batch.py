@@ -2,10 +2,12 @@
 
 ``batch_flow(input_dir, output_root, config)`` looks for OME-Zarr images (``*.zarr``) directly in
 ``input_dir``; a volume is done when ``<output_root>/<name>/COMPLETE`` exists (written last, after the
-report). Finished volumes are skipped, so the flow is idempotent and safe to run on a schedule; a
-volume whose run was interrupted is resumed (its blocks' state is kept). A volume that fails (bad
-input, blocks failing after retries) does not stop the others; the flow fails at the end, naming it. The deployment with its cron
-schedule is defined in ``prefect.yaml`` and registered with ``prefect deploy --all``.
+report, atomically). Finished volumes are skipped, so the flow is idempotent and safe to run on a
+schedule; a volume whose run was interrupted is resumed (its blocks' state is kept). A volume that fails
+(bad input, blocks failing after retries) does not stop the others; the flow then fails at the end with
+the error that failed the first of them (a bad input stays a bad input: exit status 2, failed blocks 3),
+naming every failed volume. The deployment with its cron schedule is defined in ``prefect.yaml`` and
+registered with ``prefect deploy --all``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.preflight import check_run
 from flows.reconstruct import dask_task_runner, reconstruct_flow
-from pipeline.errors import BlockFailure, InputDataError, NeuroreconError
+from pipeline.errors import InputDataError, NeuroreconError
+from pipeline.io.atomic import write_atomic
+from pipeline.io.layout import RunLayout
 from pipeline.io.lock import confine
+from pipeline.metrics.config import EvaluateConfig
 
 __all__ = ["batch_flow", "pending_volumes"]
 
@@ -28,7 +34,7 @@ def pending_volumes(input_dir: Path, output_root: Path) -> list[Path]:
     if not input_dir.is_dir():
         raise InputDataError(f"input_dir {input_dir} does not exist or is not a directory")
     stores = sorted(p for p in input_dir.glob("*.zarr") if (p / "zarr.json").is_file())
-    return [p for p in stores if not (output_root / p.stem / "COMPLETE").is_file()]
+    return [p for p in stores if not RunLayout(output_root / p.stem).complete.is_file()]
 
 
 @flow(name="batch", log_prints=True)
@@ -42,14 +48,21 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
     output_root : Path
         Where run directories are created.
     config : Path, optional
-        A YAML config whose ``segment:`` section (raw/out are replaced per volume) and ``dask:`` section
-        apply to every volume; defaults otherwise.
+        A YAML config whose ``segment:`` section (raw/out are replaced per volume) and other sections
+        apply to every volume (ground truth in ``evaluate:`` is not used: it belongs to one volume);
+        defaults otherwise.
 
     Returns
     -------
     list of str
         The report paths of the volumes processed by this run.
+
+    Raises
+    ------
+    NeuroreconError
+        Of the class of the first volume's failure, naming every failed volume, if any failed.
     """
+    from pipeline.config import OutputConfig
     from pipeline.io.config import load_config
     from pipeline.segment.config import SegmentConfig
 
@@ -59,24 +72,44 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
     base = cfg.segment.model_dump() if cfg.segment is not None else {}
     todo = pending_volumes(Path(input_dir), Path(output_root))
     logger.info("%d volume(s) to process in %s", len(todo), input_dir)
-    reports, failed = [], {}
+    reports: list[str] = []
+    failed: dict[str, NeuroreconError] = {}
     for store in todo:
-        run_dir = Path(output_root) / store.stem
-        segment = SegmentConfig.model_validate({**base, "raw": store, "out": run_dir})
+        run = RunLayout(Path(output_root) / store.stem)
         start = time.time()
         try:
-            report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(segment)
+            volume = cfg.model_copy(update={
+                "segment": SegmentConfig.model_validate({**base, "raw": store, "out": run.root}),
+                "evaluate": EvaluateConfig(),
+                "output": OutputConfig(root=cfg.output.root),
+            })
+            inputs = check_run(volume)
+            report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(volume, inputs=inputs)
         except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end
             logger.error("%s failed: %s", store.name, exc)
-            failed[store.name] = str(exc)
+            failed[store.name] = exc
             continue
-        (run_dir / "COMPLETE").write_text(json.dumps({"report": str(report), "seconds": time.time() - start}))
+        write_atomic(run.complete, json.dumps({"report": str(report), "seconds": time.time() - start}))
         logger.info("%s done: %s", store.name, report)
         reports.append(str(report))
     if failed:
-        raise BlockFailure(
+        first = next(iter(failed.values()))
+        message = (
             f"{len(failed)} of {len(todo)} volume(s) failed: "
-            + "; ".join(f"{name}: {msg}" for name, msg in failed.items())
+            + "; ".join(f"{name}: {exc}" for name, exc in failed.items())
             + ". The others finished; fix the causes and rerun (finished volumes are skipped)"
         )
+        raise _like(first, message)
     return reports
+
+
+def _like(exc: NeuroreconError, message: str) -> NeuroreconError:
+    """An error of the class of ``exc`` (its exit status) with ``message`` (and its failed blocks)."""
+    from pipeline.errors import BlockFailure
+
+    if isinstance(exc, BlockFailure):
+        return BlockFailure(message, stage=exc.stage, errors=exc.errors)
+    try:
+        return type(exc)(message)
+    except TypeError:  # an error class with another constructor
+        return NeuroreconError(message)

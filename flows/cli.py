@@ -1,10 +1,12 @@
-"""The ``neurorecon`` command line.
+"""The ``neurorecon`` command line: commands only — parse, call a stage driver or flow, print.
 
-Every command has ``--help``. Failures caused by input or configuration print one message (what is
-wrong and how to fix it) and exit with status 2; blocks that still fail after their retries exit with
-status 3 (their ids are in the message, the log and the run's report). No traceback unless ``--debug``
-is given.
-Heavy imports (torch, prefect, dask) happen inside the commands so ``--help`` stays fast.
+Every command has ``--help``. Settings come from the config (``--config``, ``NEURORECON__SECTION__KEY``
+environment overrides); an option of the same name overrides its key for one run and reads its default
+from the config model, never restating it. Failures caused by input or configuration print one message
+(what is wrong and how to fix it) and exit with status 2; blocks that still fail after their retries
+exit with status 3 (their ids are in the message, the log and the run's report). No traceback unless
+``--debug`` is given. Heavy imports (torch, prefect, dask) happen inside the commands so ``--help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from pipeline.errors import BlockFailure, NeuroreconError
+from pipeline.metrics.config import EvaluateConfig
+from pipeline.report.config import ReportConfig
+from pipeline.skeleton.config import SkeletonizeConfig
+from pipeline.skeleton.params import TeasarParams
 
 app = typer.Typer(
     name="neurorecon",
@@ -35,6 +42,21 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config (see configs/); NEURORECON__SECTION__KEY env vars override it."),
 ]
+LabelImageArg = (
+    "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
+    "(volume.zarr/labels/NAME)."
+)
+
+
+def _setting(model: type[BaseModel], key: str, section: str, *flags: str, text: str | None = None) -> Any:
+    """The option overriding config key ``section.key``: its help is ``text`` (default: the key's
+    description) and the model's default, which the option reads and never restates."""
+    field = model.model_fields[key]
+    value = field.default
+    shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+    description = text or field.description or key
+    help_text = description[:1].upper() + description[1:]
+    return typer.Option(*flags, help=f"{help_text} (default: {shown}; config key {section}.{key}).")
 
 
 @app.callback()
@@ -73,20 +95,11 @@ def synth(
     <name>_gt/: skeletons/<label>.swc (µm), lengths.csv, dropout_gaps.csv, params.json and COMPLETE.
     """
     from pipeline.io.config import load_config
-
-    cfg = load_config(config)
-    params = cfg.synth
-    updates: dict[str, Any] = {}
-    if seed is not None:
-        updates["seed"] = seed
-    if shape is not None:
-        updates["shape"] = _parse_triple(shape, "--shape")
-    if swc:
-        updates["swc_files"] = tuple(swc)
-    if updates:
-        params = _revalidate(params, updates)
     from pipeline.io.phantom import write_phantom
 
+    cfg = load_config(config)
+    params = _override(cfg.synth, seed=seed, shape=_parse_triple(shape, "--shape", int),
+                       swc_files=tuple(swc) if swc else None)
     out = _confined(out, cfg, "--out")
     result = write_phantom(out, params, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {result.store}  (raw + labels/ground_truth)")
@@ -107,13 +120,12 @@ def train(
     """
     from pipeline.errors import ConfigError
     from pipeline.io.config import load_config
+    from pipeline.io.lock import output_lock
+    from pipeline.train import train as run_training
 
     cfg = load_config(config)
     if cfg.train is None:
         raise ConfigError(f"{config} has no train: section; see configs/train_tiny.yaml for an example")
-    from pipeline.io.lock import output_lock
-    from pipeline.train import train as run_training
-
     with output_lock(_confined(out, cfg, "--out")):
         result = run_training(cfg.train, out_dir=out, resume=not fresh, progress=True)
     typer.echo(f"{'finished' if result.finished else 'stopped'} at step {result.step}; "
@@ -132,25 +144,17 @@ def segment(
     Runs on a local Dask cluster, or on the cluster at dask.address. Writes affinities.zarr,
     fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped.
     """
-    from pipeline.errors import ConfigError
+    from flows.preflight import check_run, require_segment
+    from flows.stages.runner import dask_client
+    from flows.stages.segment import segment_raw
     from pipeline.io.config import load_config
-
-    cfg = load_config(config)
-    if cfg.segment is None:
-        raise ConfigError(f"{config} has no segment: section; see configs/segment_phantom.yaml for an example")
-    from flows.blockwise import dask_client
-    from flows.preflight import check_segment_config
-    from flows.segment import segment_raw
     from pipeline.io.lock import output_lock
 
-    check_segment_config(cfg.segment)
-    d = cfg.dask
-    with (
-        output_lock(cfg.segment.out),
-        dask_client(d.address, n_workers=d.n_workers, threads_per_worker=d.threads_per_worker,
-                    memory_limit=d.memory_limit) as client,
-    ):
-        outputs = segment_raw(cfg.segment, client=client, progress=True)
+    cfg = load_config(config)
+    seg = require_segment(cfg, config)
+    inputs = check_run(cfg, evaluate=False)
+    with output_lock(seg.out), dask_client(cfg.dask) as client:
+        outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client, progress=True)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
     typer.echo(f"segmentation: {outputs.segmentation}")
@@ -159,11 +163,11 @@ def segment(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
-    seed: Annotated[int, typer.Option(help="Phantom seed.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Phantom seed (default: the demo's own).")] = None,
 ) -> None:
     """The main job on embedded defaults: a light-sheet phantom with signal dropout, reconstructed.
 
-    Generates OUT/volume.zarr, then runs the reconstruct flow (Prefect without a server, Dask
+    Generates OUT/volume.zarr, then runs the reconstruct flow (a temporary Prefect server, Dask
     LocalCluster, the shipped model): affinities -> segmentation -> skeletons -> lengths -> metrics
     against the phantom's ground truth -> OUT/report.html. Prints where the report is.
     """
@@ -186,96 +190,17 @@ def run(
 ) -> None:
     """Reconstruct any OME-Zarr volume: the reconstruct flow on the config's Dask cluster.
 
-    raw -> affinities -> segmentation -> skeletons -> lengths -> metrics (if segment.gt_labels is
-    set) -> report, in segment.out. Rerunning resumes where it stopped.
+    raw -> affinities -> segmentation -> skeletons -> lengths -> metrics (if evaluate.gt_labels is
+    set) -> report, in segment.out, with the skeletonize:, evaluate: and report: sections. Rerunning
+    resumes where it stopped.
     """
-    from pipeline.errors import ConfigError
+    from flows.preflight import require_segment
+    from flows.reconstruct import run_reconstruct
     from pipeline.io.config import load_config
 
     cfg = load_config(config)
-    if cfg.segment is None:
-        raise ConfigError(f"{config} has no segment: section; see configs/segment_phantom.yaml for an example")
-    from flows.preflight import check_segment_config
-    from flows.reconstruct import run_reconstruct
-    from pipeline.io.lock import output_lock
-
-    check_segment_config(cfg.segment)
-    with output_lock(cfg.segment.out):  # before Prefect and Dask start: a second run is refused at once
-        report = run_reconstruct(cfg.segment, cfg.dask)
-    typer.echo(f"report: {report}")
-
-
-def _parse_triple(text: str, name: str) -> tuple[int, int, int]:
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise typer.BadParameter(f"{name} must be three integers Z,Y,X; got {text!r}") from None
-    if len(values) != 3:
-        raise typer.BadParameter(f"{name} must be three integers Z,Y,X; got {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def _confined(path: Path, cfg: Any, what: str) -> Path:
-    """``path``, checked to lie inside the configured ``output.root``."""
-    from pipeline.io.lock import confine
-
-    confine(path, cfg.output.root, what=what)
-    return path
-
-
-def _revalidate(model: Any, updates: dict[str, Any]) -> Any:
-    from pipeline.errors import ConfigError
-
-    try:
-        return type(model).model_validate({**model.model_dump(), **updates})
-    except Exception as exc:  # pydantic.ValidationError
-        raise ConfigError(f"invalid command-line option: {exc}") from None
-
-
-def main() -> None:
-    """Console entry point: run the app, turning domain errors into one clear message."""
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
-
-    try:
-        app(standalone_mode=False)
-    except NeuroreconError as exc:
-        if _state["debug"]:
-            raise
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(3 if isinstance(exc, BlockFailure) else 2)
-    except NoArgsIsHelpError as exc:
-        exc.show()
-        sys.exit(0)
-    except ClickException as exc:  # usage errors: bad option values, unknown options
-        exc.show()
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
-
-
-# -- analysis: skeletonize, evaluate, report (flows/analysis.py) -------------------------------------------
-
-LabelImageArg = (
-    "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
-    "(volume.zarr/labels/NAME)."
-)
-
-
-def _parse_float_triple(text: str | None, name: str) -> tuple[float, float, float] | None:
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise typer.BadParameter(f"{name} must be three numbers Z,Y,X in µm; got {text!r}") from None
-    if len(values) != 3 or not all(v > 0 for v in values):
-        raise typer.BadParameter(f"{name} must be three positive numbers Z,Y,X in µm; got {text!r}")
-    return values  # type: ignore[return-value]
+    require_segment(cfg, config)
+    typer.echo(f"report: {run_reconstruct(cfg)}")
 
 
 @app.command()
@@ -286,44 +211,25 @@ def skeletonize(
         typer.Option("--out", "-o", help="Run directory: skeletons/, skeletons_precomputed/, lengths.csv."),
     ],
     block_shape: Annotated[
-        str | None,
-        typer.Option(
-            help="Block (write region) shape Z,Y,X in voxels (default: 128,256,256, clipped to the volume)."
-        ),
+        str | None, _setting(SkeletonizeConfig, "block_shape", "skeletonize", text="Block shape Z,Y,X, voxels")
     ] = None,
-    halo_um: Annotated[
-        float,
-        typer.Option(
-            "--halo-um",
-            help="Context read around each block, µm: about scale x the radius of the "
-            "thickest objects + const-um.",
-        ),
-    ] = 3.0,
+    halo_um: Annotated[float | None, _setting(SkeletonizeConfig, "halo_um", "skeletonize", "--halo-um")] = None,
     voxel_size: Annotated[
         str | None,
         typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the image metadata."),
     ] = None,
-    scale: Annotated[
-        float, typer.Option(help="TEASAR invalidation radius = scale x distance-to-boundary + const-um.")
-    ] = 1.5,
-    const_um: Annotated[
-        float, typer.Option("--const-um", help="TEASAR constant invalidation radius, µm.")
-    ] = 1.0,
-    soma: Annotated[
-        bool, typer.Option(help="Enable kimimaro's soma handling (off for AIS and neurites).")
-    ] = False,
+    scale: Annotated[float | None, _setting(TeasarParams, "scale", "skeletonize.teasar", text=(
+        "TEASAR invalidation radius = scale x distance-to-boundary + const-um"))] = None,
+    const_um: Annotated[float | None, _setting(TeasarParams, "const_um", "skeletonize.teasar", "--const-um",
+                                               text="TEASAR constant invalidation radius, µm")] = None,
+    soma: Annotated[bool | None, _setting(TeasarParams, "soma", "skeletonize.teasar", "--soma/--no-soma",
+                                          text="kimimaro's soma handling (off for AIS and neurites)")] = None,
     tick_threshold_um: Annotated[
-        float,
-        typer.Option("--tick-threshold-um", help="Remove end branches shorter than this, µm (0: keep all)."),
-    ] = 0.0,
+        float | None, _setting(SkeletonizeConfig, "tick_threshold_um", "skeletonize", "--tick-threshold-um")
+    ] = None,
     one_piece_max_voxels: Annotated[
         int | None,
-        typer.Option(
-            "--one-piece-max-voxels",
-            min=0,
-            help="Objects crossing a block seam whose bounding box holds at most this many voxels are "
-            "skeletonized in one piece, as in a one-block run (default: a block's read region; 0: never).",
-        ),
+        _setting(SkeletonizeConfig, "one_piece_max_voxels", "skeletonize", "--one-piece-max-voxels"),
     ] = None,
     workers: Annotated[
         int | None,
@@ -341,46 +247,31 @@ def skeletonize(
     border are flagged: they are cut by the field of view and left out of length distributions. Blocks run
     on a local Dask cluster (or dask.address of the config); a rerun resumes.
     """
+    from flows.stages.runner import dask_client
+    from flows.stages.skeletonize import skeletonize_volume
     from pipeline.io.config import load_config
-    from pipeline.skeleton.blockwise import TeasarParams
-
-    cfg = load_config(config)
-    blocks = _parse_triple(block_shape, "--block-shape") if block_shape else None
-    vs = _parse_float_triple(voxel_size, "--voxel-size")
-    try:
-        params = TeasarParams(scale=scale, const_um=const_um, soma=soma)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    from flows.analysis import open_label_image, skeletonize_volume
-    from flows.blockwise import dask_client
+    from pipeline.io.labels import open_label_image
     from pipeline.io.lock import output_lock
 
+    cfg = load_config(config)
+    teasar = _override(cfg.skeletonize.teasar, scale=scale, const_um=const_um, soma=soma)
+    settings = _override(
+        cfg.skeletonize, block_shape=_parse_triple(block_shape, "--block-shape", int), halo_um=halo_um,
+        tick_threshold_um=tick_threshold_um, one_piece_max_voxels=one_piece_max_voxels, teasar=teasar,
+    )
     out = _confined(out, cfg, "--out")
     open_label_image(segmentation)  # bad input fails here, before a Dask cluster starts
-    n_workers = cfg.dask.n_workers if workers is None else workers
     kwargs: dict[str, Any] = dict(
-        out=out,
-        block_shape=blocks,
-        halo_um=halo_um,
-        voxel_size_um=vs,
-        params=params,
-        tick_threshold_um=tick_threshold_um,
-        one_piece_max_voxels=one_piece_max_voxels,
-        progress=True,
-        overwrite=overwrite,
+        out=out, settings=settings, max_retries=cfg.dask.max_retries,
+        voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float), progress=True, overwrite=overwrite,
     )
-    if n_workers == 0 and not cfg.dask.address:
-        with output_lock(out):
+    n_workers = cfg.dask.n_workers if workers is None else workers
+    with output_lock(out):
+        if n_workers == 0 and not cfg.dask.address:
             result = skeletonize_volume(segmentation, client=None, **kwargs)
-    else:
-        d = cfg.dask
-        with output_lock(out), dask_client(
-            d.address,
-            n_workers=max(n_workers, 1),
-            threads_per_worker=d.threads_per_worker,
-            memory_limit=d.memory_limit,
-        ) as client:
-            result = skeletonize_volume(segmentation, client=client, **kwargs)
+        else:
+            with dask_client(cfg.dask, n_workers=max(n_workers, 1)) as client:
+                result = skeletonize_volume(segmentation, client=client, **kwargs)
     typer.echo(f"{result.n_skeletons} skeletons of {result.n_objects} objects")
     typer.echo(f"wrote {result.swc_dir}/  (SWC, µm)")
     typer.echo(f"wrote {result.precomputed_dir}/  (neuroglancer precomputed, nm)")
@@ -390,21 +281,9 @@ def skeletonize(
 @app.command()
 def evaluate(
     segmentation: Annotated[Path, typer.Option("--segmentation", "-s", help=LabelImageArg)],
-    gt_labels: Annotated[
-        Path,
-        typer.Option(
-            "--gt-labels", "-g", help="Ground-truth label image, e.g. volume.zarr/labels/ground_truth."
-        ),
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; metrics.json is written there.")],
-    gt_swc: Annotated[
-        Path | None,
-        typer.Option(
-            "--gt-swc",
-            help="Folder of ground-truth <label>.swc (µm, volume frame) (default: the "
-            "phantom's <store>_gt/skeletons if present).",
-        ),
-    ] = None,
+    gt_labels: Annotated[Path | None, _setting(EvaluateConfig, "gt_labels", "evaluate", "--gt-labels", "-g")] = None,
+    gt_swc: Annotated[Path | None, _setting(EvaluateConfig, "gt_swc", "evaluate", "--gt-swc")] = None,
     voxel_size: Annotated[
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
@@ -416,22 +295,23 @@ def evaluate(
     skeletons; instance precision/recall and Wasserstein/SSMD of the length distributions (AIS continuity
     paper, 2.4-2.5). Both label images are read whole. Writes OUT/metrics.json.
     """
-    import json as _json
+    import json
 
-    from flows.analysis import evaluate_run
+    from flows.stages.evaluate import evaluate_run
+    from pipeline.errors import ConfigError
     from pipeline.io.config import load_config
     from pipeline.io.lock import output_lock
 
-    out = _confined(out, load_config(config), "--out")
+    cfg = load_config(config)
+    settings = _override(cfg.evaluate, gt_labels=gt_labels, gt_swc=gt_swc)
+    if settings.gt_labels is None:
+        raise ConfigError("no ground truth to evaluate against: pass --gt-labels (-g) or set evaluate.gt_labels "
+                          "in the config")
+    out = _confined(out, cfg, "--out")
     with output_lock(out):
-        path = evaluate_run(
-            segmentation,
-            gt_labels,
-            out=out,
-            gt_swc=gt_swc,
-            voxel_size_um=_parse_float_triple(voxel_size, "--voxel-size"),
-        )
-    metrics = _json.loads(path.read_text())
+        path = evaluate_run(segmentation, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
+                            voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float))
+    metrics = json.loads(path.read_text())
     v, k, ln = metrics.get("voxel", {}), metrics.get("skeleton", {}), metrics.get("length", {})
 
     def f(section: dict, key: str, fmt: str = "{:.3f}") -> str:
@@ -472,7 +352,7 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write the report (default: RUN_DIR).")
     ] = None,
-    figures: Annotated[bool, typer.Option(help="Also write the figures as PNG files.")] = False,
+    figures: Annotated[bool | None, _setting(ReportConfig, "figures", "report", "--figures/--no-figures")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained) and report.pdf: lengths, projections, metrics, provenance.
@@ -480,16 +360,81 @@ def report(
     Uses RUN_DIR/lengths.csv, and skeletonize.json, metrics.json (from `neurorecon evaluate`) and skeletons/
     where present.
     """
-    from flows.analysis import report_run
+    from flows.stages.report import report_run
     from pipeline.io.config import load_config
     from pipeline.io.lock import output_lock
 
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
-    target = _confined(out if out is not None else run_dir, load_config(config), "--out")
+    cfg = load_config(config)
+    settings = _override(cfg.report, figures=figures)
+    target = _confined(out if out is not None else run_dir, cfg, "--out")
     with output_lock(target):
-        written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=figures)
+        written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=settings.figures)
     for path in written.values():
         typer.echo(f"wrote {path}")
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _parse_triple(text: str | None, name: str, kind: type) -> tuple | None:
+    """``Z,Y,X`` (or ``ZxYxX``) as three ``kind`` values, or None; values are checked where they are used."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    what = "integers" if kind is int else "numbers (µm)"
+    try:
+        values = tuple(kind(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be three {what} Z,Y,X; got {text!r}") from None
+    if len(values) != 3:
+        raise typer.BadParameter(f"{name} must be three {what} Z,Y,X; got {text!r}")
+    return values
+
+
+def _override(model: Any, **updates: Any) -> Any:
+    """``model`` with the options the user gave (those not None), validated like the config file."""
+    from pipeline.errors import ConfigError
+
+    given = {k: v for k, v in updates.items() if v is not None}
+    if not given:
+        return model
+    try:
+        return type(model).model_validate({**model.model_dump(), **given})
+    except Exception as exc:  # pydantic.ValidationError
+        raise ConfigError(f"invalid command-line option: {exc}") from None
+
+
+def _confined(path: Path, cfg: Any, what: str) -> Path:
+    """``path``, checked to lie inside the configured ``output.root``."""
+    from pipeline.io.lock import confine
+
+    confine(path, cfg.output.root, what=what)
+    return path
+
+
+def main() -> None:
+    """Console entry point: run the app, turning domain errors into one clear message."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        app(standalone_mode=False)
+    except NeuroreconError as exc:
+        if _state["debug"]:
+            raise
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(3 if isinstance(exc, BlockFailure) else 2)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except ClickException as exc:  # usage errors: bad option values, unknown options
+        exc.show()
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.secho("interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,37 +1,78 @@
-"""Check a run's inputs and output location before anything is written or any cluster starts.
+"""Check a run's inputs and output location once, before anything is written or any cluster starts.
 
 A run over terabytes should fail in its first second, not after hours, when the raw image, the model,
 the ground truth, the block layout or the output directory cannot work; and a refused run must leave
-every existing output as it was. :func:`check_segment_config` reads only metadata (and the checkpoint),
-never the volume: per-block problems (NaN intensities, unreadable chunks) are caught by the blocks.
+every existing output as it was. :func:`check_run` reads only metadata (and the checkpoint, once), never
+the volume: per-block problems (NaN intensities, unreadable chunks) are caught by the blocks. What it
+learnt (the model's metadata) is handed to the stages in :class:`RunInputs`, so nothing is checked or
+loaded twice. The same check functions serve a stage called on its own (:func:`check_model`,
+:func:`check_model_fits_raw`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pipeline.errors import InputDataError
-from pipeline.io.lock import check_writable_dir
-from pipeline.io.omezarr import open_image
+import numpy as np
 
-__all__ = ["check_segment_config"]
+from pipeline.config import NeuroreconConfig
+from pipeline.errors import ConfigError, InputDataError
+from pipeline.io.checkpoint import ModelMetadata
+from pipeline.io.labels import open_label_image
+from pipeline.io.lock import check_writable_dir, confine
+from pipeline.io.omezarr import OmeArray, open_image
+from pipeline.segment.blockwise import check_halo_vx
+from pipeline.segment.config import SegmentConfig
+
+__all__ = ["RunInputs", "check_model", "check_model_fits_raw", "check_run", "model_path", "require_segment"]
 
 
-def check_segment_config(cfg: Any) -> None:
-    """Validate a :class:`~pipeline.segment.config.SegmentConfig` against the files it names.
+@dataclass(frozen=True)
+class RunInputs:
+    """What :func:`check_run` established, for the stages of the run.
+
+    Attributes
+    ----------
+    model : Path
+        The checkpoint the run uses (``segment.model``, or the shipped model).
+    model_meta : ModelMetadata
+        Its metadata (how to prepare the raw data), read once.
+    """
+
+    model: Path
+    model_meta: ModelMetadata
+
+
+def require_segment(config: NeuroreconConfig, source: str | Path | None) -> SegmentConfig:
+    """The ``segment:`` section, or a :class:`ConfigError` naming ``source`` and an example."""
+    if config.segment is None:
+        raise ConfigError(f"{source or 'the configuration'} has no segment: section; "
+                          "see configs/segment_phantom.yaml for an example")
+    return config.segment
+
+
+def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
+    """Validate a run's configuration against the files it names (``neurorecon segment`` / ``run``).
+
+    Checks the ``segment:`` section (raw image, block layout, halo, model, output directory inside
+    ``output.root``) and, with ``evaluate``, the ground truth of the ``evaluate:`` section.
 
     Raises
     ------
+    ConfigError
+        If there is no ``segment:`` section.
     InputDataError
         If the raw image is missing, not a non-empty 3-D (z, y, x) image of integers or floats, the
-        block shape does not cover whole chunks or is smaller than the halo, or the ground truth does
+        block shape does not cover whole chunks or the halo does not fit it, or the ground truth does
         not match the raw image.
     CheckpointError
         If the model checkpoint is missing, corrupt or not a 3-channel affinity model.
     OutputError
-        If the output directory cannot be written.
+        If the output directory lies outside ``output.root`` or cannot be written.
     """
+    cfg = require_segment(config, None)
+    confine(cfg.out, config.output.root, what="segment.out")
     raw = open_image(cfg.raw)
     if raw.axes != ("z", "y", "x"):
         raise InputDataError(
@@ -46,46 +87,85 @@ def check_segment_config(cfg: Any) -> None:
     if min(raw.spatial_shape) == 0:
         raise InputDataError(f"segment.raw {cfg.raw} is empty (shape {raw.spatial_shape}); nothing to segment")
     chunks = tuple(int(c) for c in raw.chunks)
-    for axis, (b, c, h) in enumerate(zip(cfg.block_shape, chunks, cfg.halo, strict=True)):
+    for axis, (b, c) in enumerate(zip(cfg.block_shape, chunks, strict=True)):
         if b % c:
             fit = tuple(max(1, bb // cc) * cc for bb, cc in zip(cfg.block_shape, chunks, strict=True))
             raise InputDataError(
                 f"segment.block_shape {tuple(cfg.block_shape)} is not a multiple of the raw chunks {chunks} "
                 f"along {'zyx'[axis]}; choose a multiple (e.g. {fit}) so that no two blocks write the same chunk"
             )
-        if b < h:
-            raise InputDataError(
-                f"segment.block_shape {tuple(cfg.block_shape)} is smaller than segment.halo {tuple(cfg.halo)} "
-                f"along {'zyx'[axis]}; use blocks of at least the halo (several times it is efficient) "
-                "or a smaller halo"
-            )
-    _check_model(cfg.model)
-    if cfg.gt_labels is not None:
-        _check_ground_truth(Path(cfg.gt_labels), raw.spatial_shape)
-    if cfg.gt_swc is not None and not Path(cfg.gt_swc).is_dir():
-        raise InputDataError(f"segment.gt_swc {cfg.gt_swc} is not a folder; expected a folder of <label>.swc files")
+    try:
+        check_halo_vx(cfg.halo_vx, block_shape=cfg.block_shape, volume_shape=raw.spatial_shape,
+                      name="segment.halo_vx", block_name="segment.block_shape")
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from None
+    path = model_path(cfg)
+    meta = check_model(path, what="segment.model")
+    check_model_fits_raw(meta, raw, what="segment.raw")
+    if evaluate:
+        check_ground_truth(config, raw.spatial_shape)
     check_writable_dir(cfg.out, what="segment.out")
+    return RunInputs(model=path, model_meta=meta)
 
 
-def _check_model(model: Path | None) -> None:
-    from pipeline.io.checkpoint import load_model
+def model_path(cfg: SegmentConfig) -> Path:
+    """``segment.model``, or the shipped phantom model when it is null."""
     from pipeline.model import DEMO_MODEL
 
-    path = Path(model) if model is not None else DEMO_MODEL
-    net, meta = load_model(path)  # missing, corrupt or not fitting its architecture: CheckpointError
+    return Path(cfg.model) if cfg.model is not None else DEMO_MODEL
+
+
+def check_model(path: str | Path, *, what: str = "model") -> ModelMetadata:
+    """Load a checkpoint once and check that it predicts 3-channel affinities; return its metadata.
+
+    Raises
+    ------
+    CheckpointError
+        If the checkpoint is missing, corrupt or does not fit its architecture.
+    InputDataError
+        If it is not a 3-channel affinity model.
+    """
+    from pipeline.io.checkpoint import load_model
+
+    net, meta = load_model(path)
     if meta.target != "affinities" or net.out_channels != 3:
         raise InputDataError(
-            f"segment.model {path} predicts {meta.target} ({net.out_channels} channels); segmentation needs a "
+            f"{what} {path} predicts {meta.target} ({net.out_channels} channels); segmentation needs a "
             "3-channel affinity model (trained with train.data.target: affinities)"
+        )
+    return meta
+
+
+def check_model_fits_raw(meta: ModelMetadata, raw: OmeArray, *, what: str = "raw image") -> None:
+    """Refuse a raw image whose voxel size differs from the model's training data by more than 25 %.
+
+    Raises
+    ------
+    InputDataError
+        Naming both voxel sizes and the fix (predictions would be unreliable).
+    """
+    trained_vs = meta.input.get("voxel_size_um")
+    if trained_vs is None:
+        return
+    ratio = np.asarray(raw.voxel_size_um) / np.asarray(trained_vs, float)
+    if np.any(np.abs(ratio - 1) > 0.25):
+        raise InputDataError(
+            f"{what} {raw.path} has voxel size {raw.voxel_size_um} µm, which differs from the model's training "
+            f"data {tuple(trained_vs)} µm by more than 25 %; resample the volume or train on matching data"
         )
 
 
-def _check_ground_truth(path: Path, shape: tuple[int, ...]) -> None:
-    from flows.analysis import open_label_image
-
-    gt = open_label_image(path, what="segment.gt_labels")
-    if gt.spatial_shape != tuple(shape):  # open_label_image has checked the axes and the integer dtype
+def check_ground_truth(config: NeuroreconConfig, shape: tuple[int, int, int]) -> None:
+    """Check the ``evaluate:`` section's ground truth against a raw image of ``shape`` (if it is set)."""
+    ev = config.evaluate
+    if ev.gt_labels is not None:
+        gt: OmeArray = open_label_image(ev.gt_labels, what="evaluate.gt_labels")
+        if gt.spatial_shape != tuple(shape):  # open_label_image has checked the axes and the integer dtype
+            raise InputDataError(
+                f"evaluate.gt_labels {ev.gt_labels} has shape {gt.spatial_shape} but segment.raw has "
+                f"{tuple(shape)}; ground truth must cover the raw image voxel for voxel"
+            )
+    if ev.gt_swc is not None and not Path(ev.gt_swc).is_dir():
         raise InputDataError(
-            f"segment.gt_labels {path} has shape {gt.spatial_shape} but segment.raw has {tuple(shape)}; "
-            "ground truth must cover the raw image voxel for voxel"
+            f"evaluate.gt_swc {ev.gt_swc} is not a folder; expected a folder of <label>.swc files"
         )

@@ -1,26 +1,16 @@
 """Prefect flows: train, predict, segment, skeletonize, evaluate and the whole chain, reconstruct.
 
-Each flow is thin: load -> compute (the stage functions in :mod:`flows.predict`, :mod:`flows.segment`,
-:mod:`flows.analysis`, which run their blocks on Dask) -> save. Flows take typed parameters (the config
-models). Tasks run on Prefect's ``DaskTaskRunner``: a ``LocalCluster`` by default, or the cluster at
-``dask.address``; inside a task, :func:`prefect_dask.get_dask_client` hands the same cluster to the
-block-wise stages, whose GPU blocks ask for the worker resource ``GPU=1``. Tasks are retried only on
-I/O errors (``OSError`` that is not one of neurorecon's own refusals).
+Each flow is thin: its tasks call the stage drivers of :mod:`flows.stages`, which run their blocks on
+Dask. Flows take typed parameters (the config models). Tasks run on Prefect's ``DaskTaskRunner``: a
+``LocalCluster`` by default, or the cluster at ``dask.address``; inside a task,
+:func:`prefect_dask.get_dask_client` hands the same cluster to the block-wise stages, whose GPU blocks ask
+for the worker resource ``GPU=1``. Tasks are retried only on I/O errors (``OSError`` that is not one of
+neurorecon's own refusals); blocks are retried ``dask.max_retries`` times by Dask.
 
-Run layout of ``reconstruct`` (``segment.out``)::
-
-    affinities.zarr  fragments.zarr  segmentation.zarr   OME-Zarr (see flows.segment)
-    skeletons/<label>.swc  skeletons_precomputed/        skeletons (µm; neuroglancer precomputed)
-    lengths.csv                                          per-object lengths, border flags
-    metrics.json                                         when ground truth is given
-    report.html  report.pdf                              the report
-    state/                                               per-block progress (resume)
-    failed_blocks.json                                   only while blocks fail (report.html then says so)
-    .neurorecon.lock                                     held while a run writes here
-
-Each flow holds the output directory's lock (:func:`pipeline.io.lock.output_lock`) while it runs: a
-second run on the same output is refused. If blocks still fail after their retries, ``reconstruct``
-writes ``failed_blocks.json`` and a report page listing them by id, then fails (the command exits 3).
+The run directory (``segment.out``) is laid out as :class:`pipeline.io.layout.RunLayout` says. Each flow
+holds the output directory's lock (:func:`pipeline.io.lock.output_lock`) while it runs: a second run on
+the same output is refused. If blocks still fail after their retries, ``reconstruct`` writes
+``failed_blocks.json`` and a report page listing them by id, then fails (the command exits 3).
 """
 
 from __future__ import annotations
@@ -35,18 +25,24 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.config import DaskConfig
+from flows.preflight import RunInputs, check_run, require_segment
+from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, NeuroreconError
+from pipeline.io.layout import RunLayout
 from pipeline.io.lock import output_lock
+from pipeline.metrics.config import EvaluateConfig
+from pipeline.report.config import ReportConfig
 from pipeline.segment.config import SegmentConfig
+from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.train.config import TrainConfig
 
 __all__ = [
     "dask_task_runner",
-    "run_demo",
     "evaluate_flow",
     "predict_flow",
     "reconstruct_flow",
+    "record_block_failure",
+    "run_demo",
     "run_reconstruct",
     "segment_flow",
     "skeletonize_flow",
@@ -119,60 +115,50 @@ def train_task(config: TrainConfig, out_dir: Path) -> str:
 
 
 @task(name="predict", **_task)
-def predict_task(cfg: SegmentConfig) -> str:
-    from flows.predict import predict_volume
-    from pipeline.model import DEMO_MODEL
+def predict_task(segment: SegmentConfig, inputs: RunInputs, max_retries: int) -> str:
+    from flows.stages.predict import predict_run
 
-    out = Path(cfg.out)
     with _client() as client:
-        return str(predict_volume(
-            cfg.raw, cfg.model or DEMO_MODEL, out / "affinities.zarr", state_dir=out / "state",
-            block_shape=cfg.block_shape, tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device,
-            dtype=cfg.affinity_dtype, client=client, max_retries=cfg.max_retries, progress=False,
-        ))
+        return str(predict_run(segment, inputs=inputs, max_retries=max_retries, client=client, progress=False))
 
 
 @task(name="segment", **_task)
-def segment_task(cfg: SegmentConfig, affinities: str) -> str:
-    from flows.segment import segment_volume
+def segment_task(segment: SegmentConfig, affinities: str, max_retries: int) -> str:
+    from flows.stages.segment import segment_run
 
-    out = Path(cfg.out)
     with _client() as client:
-        return str(segment_volume(
-            affinities, fragments_out=out / "fragments.zarr", segmentation_out=out / "segmentation.zarr",
-            state_dir=out / "state", block_shape=cfg.block_shape, threshold=cfg.threshold, halo=cfg.halo,
-            background_threshold=cfg.background_threshold, client=client, max_retries=cfg.max_retries,
-            progress=False,
-        ))
+        return str(segment_run(segment, affinities, max_retries=max_retries, client=client, progress=False))
 
 
 @task(name="skeletonize", **_task)
-def skeletonize_task(segmentation: str, out: Path, block_shape: tuple[int, int, int]) -> str:
-    from flows.analysis import skeletonize_volume
+def skeletonize_task(segmentation: str, out: Path, settings: SkeletonizeConfig, max_retries: int) -> str:
+    from flows.stages.skeletonize import skeletonize_volume
 
     with _client() as client:
         # The flow owns its run directory: a rerun replaces the skeleton files (blocks resume from state).
-        result = skeletonize_volume(segmentation, out=out, block_shape=block_shape, client=client, progress=False,
-                                    overwrite=True)
+        result = skeletonize_volume(segmentation, out=out, settings=settings, max_retries=max_retries,
+                                    client=client, progress=False, overwrite=True)
     return str(result.lengths_csv)
 
 
 @task(name="evaluate", **_task)
-def evaluate_task(segmentation: str, gt_labels: Path, out: Path, gt_swc: Path | None) -> str:
-    from flows.analysis import evaluate_run
+def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig) -> str:
+    from flows.stages.evaluate import evaluate_run
 
-    return str(evaluate_run(segmentation, gt_labels, out=out, gt_swc=gt_swc))
+    if evaluate.gt_labels is None:
+        raise ValueError("evaluate.gt_labels is not set: nothing to evaluate against")
+    return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc))
 
 
 @task(name="report", **_task)
-def report_task(run_dir: Path, segmentation: str, raw: Path) -> str:
+def report_task(run_dir: Path, segmentation: str, raw: Path, report: ReportConfig) -> str:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from flows.analysis import report_run
+    from flows.stages.report import report_run
     from pipeline.io.skeletons import read_lengths_csv
 
-    paths = report_run(run_dir, segmentation=segmentation, raw=raw)
-    rows = read_lengths_csv(Path(run_dir) / "lengths.csv")
+    paths = report_run(run_dir, segmentation=segmentation, raw=raw, figures=report.figures)
+    rows = read_lengths_csv(RunLayout(run_dir).lengths_csv)
     table = [{k: getattr(r, k) for k in ("label", "length_um", "cable_length_um", "n_voxels", "touches_border")}
              for r in rows]
     create_table_artifact(table[:500], key="lengths", description=f"object lengths (µm) of {run_dir}")
@@ -197,69 +183,67 @@ def train_flow(config: TrainConfig, out_dir: Path) -> str:
 
 
 @flow(name="predict", log_prints=True)
-def predict_flow(segment: SegmentConfig) -> str:
-    """Raw OME-Zarr -> affinities, block by block."""
-    from flows.preflight import check_segment_config
-
-    check_segment_config(segment)
+def predict_flow(config: NeuroreconConfig) -> str:
+    """Raw OME-Zarr -> affinities, block by block (the ``segment:`` and ``dask:`` sections)."""
+    inputs = check_run(config, evaluate=False)
+    segment = require_segment(config, None)
     with output_lock(segment.out):
-        return predict_task.submit(segment).result()
+        return predict_task.submit(segment, inputs, config.dask.max_retries).result()
 
 
 @flow(name="segment", log_prints=True)
-def segment_flow(segment: SegmentConfig) -> str:
+def segment_flow(config: NeuroreconConfig) -> str:
     """Raw OME-Zarr -> affinities -> segmentation, block by block."""
-    from flows.preflight import check_segment_config
-
-    check_segment_config(segment)
+    inputs = check_run(config, evaluate=False)
+    segment = require_segment(config, None)
     with output_lock(segment.out):
-        affinities = predict_task.submit(segment).result()
-        return segment_task.submit(segment, affinities).result()
+        affinities = predict_task.submit(segment, inputs, config.dask.max_retries).result()
+        return segment_task.submit(segment, affinities, config.dask.max_retries).result()
 
 
 @flow(name="skeletonize", log_prints=True)
-def skeletonize_flow(segmentation: Path, out: Path, block_shape: tuple[int, int, int] = (64, 256, 256)) -> str:
-    """Segmentation -> skeletons (SWC, precomputed) and lengths.csv."""
+def skeletonize_flow(segmentation: Path, out: Path, config: NeuroreconConfig | None = None) -> str:
+    """Segmentation -> skeletons (SWC, precomputed) and lengths.csv, with the ``skeletonize:`` section."""
+    config = NeuroreconConfig() if config is None else config
     with output_lock(out):
-        return skeletonize_task.submit(str(segmentation), out, block_shape).result()
+        return skeletonize_task.submit(str(segmentation), out, config.skeletonize, config.dask.max_retries).result()
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(segmentation: Path, gt_labels: Path, out: Path, gt_swc: Path | None = None) -> str:
-    """Segmentation vs ground truth -> metrics.json."""
+def evaluate_flow(segmentation: Path, out: Path, config: NeuroreconConfig) -> str:
+    """Segmentation vs the ``evaluate:`` section's ground truth -> metrics.json."""
     with output_lock(out):
-        return evaluate_task.submit(str(segmentation), gt_labels, out, gt_swc).result()
+        return evaluate_task.submit(str(segmentation), out, config.evaluate).result()
 
 
 @flow(name="reconstruct", log_prints=True)
-def reconstruct_flow(segment: SegmentConfig) -> str:
+def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) -> str:
     """The whole chain: raw -> affinities -> segmentation -> skeletons -> lengths -> metrics -> report.
 
-    Metrics are computed when ``segment.gt_labels`` is set. Returns the path of ``report.html``.
-    Raises :class:`~pipeline.errors.BlockFailure` (after writing ``failed_blocks.json`` and a report
-    page listing the failed blocks) if blocks still fail after their retries.
+    Metrics are computed when ``evaluate.gt_labels`` is set. ``inputs`` is what the caller's preflight
+    (:func:`flows.preflight.check_run`) established; without it the flow checks its inputs first. Returns
+    the path of ``report.html``. Raises :class:`~pipeline.errors.BlockFailure` (after writing
+    ``failed_blocks.json`` and a report page listing the failed blocks) if blocks still fail after their
+    retries.
     """
-    from flows.preflight import check_segment_config
-
-    check_segment_config(segment)
-    out = Path(segment.out)
-    with output_lock(out):
+    inputs = check_run(config) if inputs is None else inputs
+    segment = require_segment(config, None)
+    retries = config.dask.max_retries
+    run = RunLayout(segment.out)
+    with output_lock(run.root):
         try:
-            affinities = predict_task.submit(segment).result()
-            segmentation = segment_task.submit(segment, affinities).result()
-            skeletonize_task.submit(segmentation, out, segment.block_shape).result()
-            if segment.gt_labels is not None:
-                evaluate_task.submit(segmentation, segment.gt_labels, out, segment.gt_swc).result()
-            report = report_task.submit(out, segmentation, segment.raw).result()
+            affinities = predict_task.submit(segment, inputs, retries).result()
+            segmentation = segment_task.submit(segment, affinities, retries).result()
+            skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
+            if config.evaluate.gt_labels is not None:
+                evaluate_task.submit(segmentation, run.root, config.evaluate).result()
+            report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
         except BlockFailure as exc:
-            page = record_block_failure(out, exc)
+            page = record_block_failure(run.root, exc)
             log.error("%s; failed blocks listed in %s", exc, page)
             raise
-        (out / FAILED_BLOCKS).unlink(missing_ok=True)
+        run.failed_blocks.unlink(missing_ok=True)
         return report
-
-
-FAILED_BLOCKS = "failed_blocks.json"
 
 
 def record_block_failure(out: Path, exc: BlockFailure) -> Path:
@@ -270,19 +254,23 @@ def record_block_failure(out: Path, exc: BlockFailure) -> Path:
     from pipeline.report.failure import failure_page
     from pipeline.report.versions import software_versions
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / FAILED_BLOCKS, json.dumps(
+    run = RunLayout(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_atomic(run.failed_blocks, json.dumps(
         {"stage": exc.stage, "block_ids": sorted(exc.errors), "message": str(exc),
          "errors": {str(k): v for k, v in sorted(exc.errors.items())}}, indent=1))
-    (out / "report.pdf").unlink(missing_ok=True)  # a report of an earlier state must not survive
-    return write_atomic(out / "report.html",
-                        failure_page(str(out.resolve()), exc.stage, exc.errors, software_versions()))
+    run.report_pdf.unlink(missing_ok=True)  # a report of an earlier state must not survive
+    return write_atomic(run.report_html,
+                        failure_page(str(run.root.resolve()), exc.stage, exc.errors, software_versions()))
 
 
-def run_reconstruct(segment: SegmentConfig, dask: DaskConfig) -> Path:
-    """Run :func:`reconstruct_flow` on the Dask cluster the config names; return the report path."""
-    with shared_prefect_api():
-        return Path(reconstruct_flow.with_options(task_runner=dask_task_runner(dask))(segment))
+def run_reconstruct(config: NeuroreconConfig) -> Path:
+    """Check the run's inputs once, lock its output, and run :func:`reconstruct_flow` on the Dask cluster
+    the config names; return the report path (``neurorecon run``)."""
+    inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
+    with output_lock(require_segment(config, None).out), shared_prefect_api():
+        runner = dask_task_runner(config.dask)
+        return Path(reconstruct_flow.with_options(task_runner=runner)(config, inputs=inputs))
 
 
 @contextlib.contextmanager
@@ -313,17 +301,38 @@ def shared_prefect_api() -> Iterator[None]:
         os.environ.pop("PREFECT_API_URL", None)
 
 
-def run_demo(out: Path, *, seed: int = 1, dask: DaskConfig | None = None) -> Path:
+#: The demo's phantom seed (its embedded setting; ``neurorecon demo --seed`` chooses another).
+DEMO_SEED = 1
+
+
+def demo_config(out: Path) -> NeuroreconConfig:
+    """The embedded configuration of the demo: the shipped model on ``out/volume.zarr``, evaluated against
+    its ground truth, on a local cluster of two workers."""
+    from pipeline.config import OutputConfig
+    from pipeline.io.phantom import ground_truth_dir
+
+    store = out / "volume.zarr"
+    return NeuroreconConfig(
+        segment=SegmentConfig(raw=store, out=out, block_shape=(32, 256, 256), halo_vx=(4, 16, 16)),
+        skeletonize=SkeletonizeConfig(block_shape=(32, 256, 256)),
+        evaluate=EvaluateConfig(gt_labels=store / "labels" / "ground_truth",
+                                gt_swc=ground_truth_dir(store) / "skeletons"),
+        dask=DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="5GiB"),
+        output=OutputConfig(root=out),
+    )
+
+
+def run_demo(out: Path, *, seed: int | None) -> Path:
     """The main job on embedded defaults: a phantom with signal dropout, reconstructed and evaluated.
 
     Writes ``out/volume.zarr`` (raw + labels/ground_truth), ``out/volume_gt/`` (true skeletons and
     lengths) and the reconstruction of :func:`reconstruct_flow` in ``out``; returns the report path.
+    ``seed`` is the phantom's (None: the demo's own, :data:`DEMO_SEED`).
     """
     from pipeline.io.phantom import write_phantom
     from pipeline.synth import PhantomParams
 
-    phantom = write_phantom(out / "volume.zarr", PhantomParams(seed=seed), overwrite=True, progress=True)
-    segment = SegmentConfig(raw=phantom.store, out=out, block_shape=(32, 256, 256), halo=(4, 16, 16),
-                            gt_labels=phantom.store / "labels" / "ground_truth", gt_swc=phantom.skeleton_dir)
-    dask = dask or DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="5GiB")
-    return run_reconstruct(segment, dask)
+    config = demo_config(out)
+    params = PhantomParams(seed=DEMO_SEED if seed is None else seed)
+    write_phantom(require_segment(config, None).raw, params, overwrite=True, progress=True)
+    return run_reconstruct(config)

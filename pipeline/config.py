@@ -1,11 +1,18 @@
-"""Configuration models: frozen pydantic models, unknown keys rejected.
+"""Configuration models: the schema of the YAML files in ``configs/``.
 
 Configuration is read once, at the edge (the command line or a flow's entry), by
 :func:`pipeline.io.config.load_config`; library functions take plain keyword arguments. Physical units
 are explicit in the field names (``voxel_size_um`` is (z, y, x) in micrometres).
 
-Each stage owns its section model beside its code (``pipeline.synth.PhantomParams``); this module
-assembles them into :class:`NeuroreconConfig`, the schema of the YAML files in ``configs/``.
+Each stage owns its section model beside its code — ``synth:`` :class:`pipeline.synth.PhantomParams`,
+``train:`` :class:`pipeline.train.config.TrainConfig`, ``segment:``
+:class:`pipeline.segment.config.SegmentConfig`, ``skeletonize:``
+:class:`pipeline.skeleton.config.SkeletonizeConfig`, ``evaluate:``
+:class:`pipeline.metrics.config.EvaluateConfig`, ``report:`` :class:`pipeline.report.config.ReportConfig`
+— and every setting has its one default there (the command-line options read it, never restate it).
+This module assembles them into :class:`NeuroreconConfig` and adds the run-wide ``dask:`` and
+``output:`` sections. Validators here never touch the file system: checks against files run in the
+preflight of a run (:mod:`flows.preflight`).
 """
 
 from __future__ import annotations
@@ -13,33 +20,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
+from pipeline.metrics.config import EvaluateConfig
+from pipeline.report.config import ReportConfig
 from pipeline.segment.config import SegmentConfig
+from pipeline.settings import StrictModel
+from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth.params import PhantomParams
 from pipeline.train.config import TrainConfig
 
 __all__ = ["DaskConfig", "NeuroreconConfig", "OutputConfig", "StrictModel"]
 
 
-class StrictModel(BaseModel):
-    """Base of every config model: immutable, and unknown keys are an error."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class DaskConfig(StrictModel):
-    """Where block-wise work runs.
+    """Where block-wise work runs, and how often a failed block is tried again.
 
     With ``address`` unset a ``LocalCluster`` is started on this machine; otherwise the scheduler at
     ``address`` (e.g. ``tcp://scheduler:8786``) of an existing cluster is used and the local settings
-    are ignored.
+    (``n_workers``, ``threads_per_worker``, ``memory_limit``) are ignored.
     """
 
     address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
     n_workers: Annotated[int, Field(ge=1)] = 2
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = Field("4GiB", description="per local worker, as Dask parses it")
+    max_retries: Annotated[int, Field(ge=0)] = Field(2, description="extra attempts per failed block, every stage")
 
 
 class OutputConfig(StrictModel):
@@ -56,17 +62,9 @@ class NeuroreconConfig(StrictModel):
 
     synth: PhantomParams = PhantomParams()
     train: TrainConfig | None = Field(None, description="training run; required by `neurorecon train`")
-    segment: SegmentConfig | None = Field(None, description="required by `neurorecon segment`")
+    segment: SegmentConfig | None = Field(None, description="required by `neurorecon segment` and `run`")
+    skeletonize: SkeletonizeConfig = SkeletonizeConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    report: ReportConfig = ReportConfig()
     dask: DaskConfig = DaskConfig()
     output: OutputConfig = OutputConfig()
-
-    @model_validator(mode="after")
-    def _outputs_inside_root(self) -> NeuroreconConfig:
-        if self.segment is not None:
-            from pipeline.io.lock import confine
-
-            try:
-                confine(self.segment.out, self.output.root, what="segment.out")
-            except OSError as exc:  # OutputError: reported as a configuration error naming the key
-                raise ValueError(str(exc)) from None
-        return self

@@ -80,9 +80,10 @@ def block_grid(
     chunks : sequence of 3 int, optional
         The output array's chunk shape; defaults to ``block_shape``.
     halo : sequence of 3 int
-        Context in voxels added on each side of the write region to form the read region. It must
-        not exceed the block shape (a block would then read more than three blocks' worth of data
-        per axis; use bigger blocks).
+        Context in voxels added on each side of the write region to form the read region (clipped to
+        the volume). Along an axis split into several blocks it must not exceed the block shape (a
+        block would then read more than three blocks' worth of data per axis; use bigger blocks);
+        along an axis that one block covers it changes nothing.
 
     Returns
     -------
@@ -93,7 +94,7 @@ def block_grid(
     ------
     ValueError
         For non-positive sizes, a block shape that is not a multiple of the chunk shape, or a halo
-        larger than the block shape.
+        larger than the block shape along an axis split into several blocks.
 
     Examples
     --------
@@ -111,8 +112,8 @@ def block_grid(
                 f"block_shape {block_t} is not a multiple of the chunk shape {chunks_t} along axis {'zyx'[axis]}; "
                 "blocks must cover whole chunks so no two blocks write the same chunk"
             )
-    for axis, (b, h) in enumerate(zip(block_t, halo_t, strict=True)):
-        if h > b:
+    for axis, (b, h, s) in enumerate(zip(block_t, halo_t, shape_t, strict=True)):
+        if h > b and s > b:
             raise ValueError(
                 f"halo {halo_t} is larger than block_shape {block_t} along axis {'zyx'[axis]}; "
                 "use a block shape of at least the halo (blocks several times the halo are efficient)"

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import CheckpointError, OutputError
+from pipeline.io.atomic import atomic_file, write_atomic
 from pipeline.model import UNet
 
 __all__ = [
@@ -105,17 +105,11 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
         raise ValueError(f"checkpoint payload lacks {', '.join(missing)}")
     path = Path(path)
     data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        with atomic_file(path, fsync=True) as fh:
             torch.save(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write checkpoint {path}: {exc}") from None
     return path
 
@@ -318,9 +312,7 @@ class TrainingLog:
         writer = csv.DictWriter(buf, self.fieldnames)
         writer.writeheader()
         writer.writerows(rows)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,15 +352,3 @@ def _cell(value: Any) -> Any:
         return f"{float(value):.6g}"
     return value
 
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -29,6 +29,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from pipeline.errors import OutputError
+from pipeline.io.atomic import write_atomic
 
 __all__ = ["LOCK_NAME", "check_writable_dir", "confine", "output_lock"]
 
@@ -125,7 +126,7 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     holder = directory / _HOLDER_NAME
     info = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:300]}
-    holder.write_text(json.dumps(info))
+    write_atomic(holder, json.dumps(info))
     _held[directory] = 1
     try:
         yield directory / LOCK_NAME

@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 from pipeline.blocks import block_grid
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.atomic import atomic_file, write_atomic
+from pipeline.io.labels import image_of_labels
 from pipeline.io.omezarr import create_image, create_labels, write_region
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.synth import (
@@ -42,7 +44,9 @@ from pipeline.synth import (
     render_region,
 )
 
-__all__ = ["GAPS_COLUMNS", "PhantomResult", "ground_truth_dir", "phantom_complete", "write_phantom"]
+__all__ = [
+    "GAPS_COLUMNS", "PhantomResult", "ground_truth_dir", "phantom_complete", "phantom_skeletons", "write_phantom",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,15 @@ def ground_truth_dir(store: str | Path) -> Path:
     store = Path(store)
     stem = store.name[: -len(".zarr")] if store.name.endswith(".zarr") else store.name
     return store.with_name(stem + "_gt")
+
+
+def phantom_skeletons(gt_labels: str | Path) -> Path | None:
+    """The phantom's ``<store>_gt/skeletons`` for its label image ``<store>.zarr/labels/<name>``, if it exists."""
+    store = image_of_labels(gt_labels)
+    if store is None:
+        return None
+    candidate = ground_truth_dir(store) / "skeletons"
+    return candidate if candidate.is_dir() else None
 
 
 def phantom_complete(store: str | Path) -> bool:
@@ -210,11 +223,10 @@ def write_phantom(
         ],
     )
     try:
-        (gt_dir / "params.json").write_text(params.model_dump_json(indent=2), encoding="utf-8")
-        (gt_dir / COMPLETE_MARKER).write_text(
-            json.dumps({"store": str(store), "n_objects": phantom.n_objects, "n_gaps": len(phantom.gaps)})
-            + "\n",
-            encoding="utf-8",
+        write_atomic(gt_dir / "params.json", params.model_dump_json(indent=2))
+        write_atomic(
+            gt_dir / COMPLETE_MARKER,
+            json.dumps({"store": str(store), "n_objects": phantom.n_objects, "n_gaps": len(phantom.gaps)}) + "\n",
         )
     except OSError as exc:
         raise OutputError(f"cannot write to {gt_dir}: {exc}") from None
@@ -251,7 +263,7 @@ def _format_row(values: tuple) -> list[str]:
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> None:
     try:
-        with path.open("w", newline="", encoding="utf-8") as fh:
+        with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(columns)
             writer.writerows(rows)

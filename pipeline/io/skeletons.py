@@ -1,6 +1,6 @@
 """Skeleton outputs: a folder of SWC files, neuroglancer precomputed skeletons, and the lengths table.
 
-Layout written by ``neurorecon skeletonize`` (see :mod:`flows.analysis`)::
+Layout written by ``neurorecon skeletonize`` (see :mod:`flows.stages.skeletonize`)::
 
     RUN/skeletons/<label>.swc              one SWC file per object, µm, volume frame (x y z in the file)
     RUN/skeletons_precomputed/info         {"@type": "neuroglancer_skeletons", ...}
@@ -25,7 +25,7 @@ This is osteoid's ``Skeleton.to_precomputed()`` encoding, which writes it (and
 ``precomputed://file:///.../RUN/skeletons_precomputed`` in a segmentation layer's skeleton source.
 
 In memory a skeleton is a ``networkx.Graph`` with ``pos_um`` (z, y, x) and ``radius_um`` node
-attributes, as :func:`pipeline.skeleton.skeletonize` returns; the axis reordering to x, y, z and the
+attributes, as :func:`pipeline.skeleton.teasar` returns; the axis reordering to x, y, z and the
 µm -> nm conversion happen only here.
 """
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -44,7 +43,7 @@ import numpy as np
 from osteoid import Skeleton
 
 from pipeline.errors import InputDataError, OutputError
-from pipeline.io.atomic import write_atomic
+from pipeline.io.atomic import atomic_file, write_atomic
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.skeleton.lengths import ObjectRow
 
@@ -301,8 +300,7 @@ def write_lengths_csv(path: str | Path, rows: Iterable[ObjectRow]) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(LENGTHS_COLUMNS)
             for r in rows:
@@ -316,7 +314,6 @@ def write_lengths_csv(path: str | Path, rows: Iterable[ObjectRow]) -> Path:
                         r.n_endpoints,
                     ]
                 )
-        os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write lengths table {path}: {exc}") from None
     return path

@@ -21,6 +21,7 @@ import networkx as nx
 import numpy as np
 
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.atomic import write_atomic
 
 __all__ = ["read_swc", "write_swc"]
 
@@ -126,9 +127,7 @@ def write_swc(path: str | Path, graph: nx.Graph, *, comments: Iterable[str] = ()
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, "\n".join(lines) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write SWC file {path}: {exc}") from None
 

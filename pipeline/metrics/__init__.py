@@ -5,67 +5,30 @@ Stable entry points other stages rely on:
 * ``skeleton_metrics(skeletons, segmentation, *, voxel_size_um)`` — splits per neuron, omit / merged
   edge percentages, edge accuracy and (normalized) expected run length against ground-truth skeletons;
 * ``length_metrics(pred_labels, true_labels, *, voxel_size_um)`` — instance precision / recall,
-  overlapping instances and Wasserstein / SSMD distances between length distributions.
+  overlapping instances and Wasserstein / SSMD distances between length distributions;
+* ``evaluate_arrays(segmentation, gt_labels, *, voxel_size_um, gt_skeletons)`` — all of them, as the
+  sections of ``metrics.json``.
 
-Arrays are (z, y, x); lengths are in µm. Every function states its definition in its docstring.
+Arrays are (z, y, x); lengths are in µm. Every function states its definition in its docstring. The
+``evaluate:`` config section is :class:`pipeline.metrics.config.EvaluateConfig`. Names are imported
+from their submodule on first use (:mod:`pipeline.lazy`).
 """
 
-from pipeline.metrics.length import (
-    LengthMetrics,
-    MatchedPair,
-    connected_instances,
-    instance_overlaps,
-    length_metrics,
-    length_metrics_from_overlaps,
-    match_instances,
-)
-from pipeline.metrics.skeleton import (
-    NeuronRecord,
-    SkeletonMetrics,
-    correct_misalignment,
-    sample_node_labels,
-    skeleton_metrics,
-    skeleton_metrics_from_node_labels,
-)
-from pipeline.metrics.voxel import (
-    BettiError,
-    BettiNumbers,
-    VariationOfInformation,
-    accuracy,
-    adjusted_rand_index,
-    betti_error,
-    betti_numbers,
-    contingency_table,
-    dice,
-    euler_characteristic,
-    patchwise_betti_error,
-    variation_of_information,
-)
+from pipeline.lazy import attach
 
-__all__ = [
-    "BettiError",
-    "BettiNumbers",
-    "LengthMetrics",
-    "MatchedPair",
-    "NeuronRecord",
-    "SkeletonMetrics",
-    "VariationOfInformation",
-    "accuracy",
-    "adjusted_rand_index",
-    "betti_error",
-    "betti_numbers",
-    "connected_instances",
-    "contingency_table",
-    "correct_misalignment",
-    "dice",
-    "euler_characteristic",
-    "instance_overlaps",
-    "length_metrics",
-    "length_metrics_from_overlaps",
-    "match_instances",
-    "patchwise_betti_error",
-    "sample_node_labels",
-    "skeleton_metrics",
-    "skeleton_metrics_from_node_labels",
-    "variation_of_information",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "evaluate": ["evaluate_arrays"],
+    "length": [
+        "LengthMetrics", "MatchedPair", "connected_instances", "instance_overlaps", "length_metrics",
+        "length_metrics_from_overlaps", "match_instances",
+    ],
+    "skeleton": [
+        "NeuronRecord", "SkeletonMetrics", "correct_misalignment", "sample_node_labels", "skeleton_metrics",
+        "skeleton_metrics_from_node_labels",
+    ],
+    "voxel": [
+        "BettiError", "BettiNumbers", "VariationOfInformation", "accuracy", "adjusted_rand_index", "betti_error",
+        "betti_numbers", "contingency_table", "dice", "euler_characteristic", "patchwise_betti_error",
+        "variation_of_information",
+    ],
+})

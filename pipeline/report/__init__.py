@@ -1,28 +1,17 @@
 """Run reports: a self-contained HTML page and a PDF with lengths, projections, metrics and provenance.
 
 Compute only (figures -> PNG bytes, page -> str, PDF -> bytes); :mod:`pipeline.io.report` writes the
-files and :mod:`flows.analysis` gathers a run's inputs.
+files and :mod:`flows.stages.report` gathers a run's inputs. The ``report:`` config section is
+:class:`pipeline.report.config.ReportConfig`. Names are imported from their submodule on first use
+(:mod:`pipeline.lazy`).
 """
 
-from pipeline.report.content import METRICS_SCHEMA, Summary, summarize
-from pipeline.report.figures import figure_png, label_colours, length_figure, projection_figure
-from pipeline.report.projection import ZProjection, combine_projections, z_projection
-from pipeline.report.report import Report, ReportData, build_report
-from pipeline.report.versions import software_versions
+from pipeline.lazy import attach
 
-__all__ = [
-    "METRICS_SCHEMA",
-    "Report",
-    "ReportData",
-    "Summary",
-    "ZProjection",
-    "build_report",
-    "combine_projections",
-    "figure_png",
-    "label_colours",
-    "length_figure",
-    "projection_figure",
-    "software_versions",
-    "summarize",
-    "z_projection",
-]
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "content": ["METRICS_SCHEMA", "Summary", "summarize"],
+    "figures": ["figure_png", "label_colours", "length_figure", "projection_figure"],
+    "projection": ["ZProjection", "combine_projections", "z_projection"],
+    "report": ["Report", "ReportData", "build_report"],
+    "versions": ["software_versions"],
+})

@@ -1,7 +1,13 @@
-"""Affinities to segmentation: one waterz call per block, merge decisions by ownership, global union."""
+"""Affinities to segmentation: one waterz call per block, merge decisions by ownership, global union.
 
-from pipeline.segment.agglomerate import union_lut
-from pipeline.segment.blockwise import segment_blockwise
-from pipeline.segment.fragments import waterz_segment
+The ``segment:`` config section is :class:`pipeline.segment.config.SegmentConfig`. Names are imported
+from their submodule on first use (:mod:`pipeline.lazy`).
+"""
 
-__all__ = ["segment_blockwise", "union_lut", "waterz_segment"]
+from pipeline.lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "agglomerate": ["union_lut"],
+    "blockwise": ["segment_blockwise"],
+    "fragments": ["waterz_segment"],
+})

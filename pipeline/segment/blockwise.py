@@ -1,7 +1,7 @@
 """Block-wise segmentation: one waterz call per block, decisions by edge ownership, global union, relabel.
 
 The per-block functions here are what both paths run: :func:`segment_blockwise` (serial, in memory,
-the reference and the public API) and the Zarr/Dask path (:mod:`flows.segment`), which calls the same
+the reference and the public API) and the Zarr/Dask path (:mod:`flows.stages.segment`), which calls the same
 functions on regions read from and written to the stores.
 
 1. **Fragments and local agglomeration** (:func:`block_segment`): one waterz call on the block's *read*
@@ -39,22 +39,21 @@ import numpy as np
 from pipeline._checks import check_array
 from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.segment.agglomerate import union_lut
+from pipeline.segment.config import DEFAULT_BACKGROUND_THRESHOLD, DEFAULT_HALO_VX
 from pipeline.segment.fragments import waterz_segment
 
 __all__ = [
-    "DEFAULT_HALO",
+    "BlockDecisions",
     "BlockSegment",
     "FacePlane",
     "Lut",
     "block_segment",
-    "clip_halo",
+    "check_halo_vx",
     "face_pairs",
     "lower_neighbour",
     "relabel_block",
     "segment_blockwise",
 ]
-
-DEFAULT_HALO = (4, 16, 16)
 
 
 @dataclass(frozen=True)
@@ -85,6 +84,21 @@ Faces = tuple[FacePlane | None, FacePlane | None, FacePlane | None]
 
 
 @dataclass(frozen=True)
+class BlockDecisions:
+    """A block's merge decisions: what later stages need of it (its state record).
+
+    Attributes
+    ----------
+    merges, lower, upper
+        As in :class:`BlockSegment`.
+    """
+
+    merges: np.ndarray
+    lower: Faces
+    upper: Faces
+
+
+@dataclass(frozen=True)
 class BlockSegment:
     """What one block contributes.
 
@@ -112,6 +126,11 @@ class BlockSegment:
     lower: Faces
     upper: Faces
 
+    @property
+    def decisions(self) -> BlockDecisions:
+        """The merge decisions alone (without the fragments)."""
+        return BlockDecisions(self.merges, self.lower, self.upper)
+
 
 def block_segment(
     affinities_read: np.ndarray,
@@ -119,7 +138,7 @@ def block_segment(
     *,
     id_offset: int,
     threshold: float,
-    background_threshold: float = 0.5,
+    background_threshold: float = DEFAULT_BACKGROUND_THRESHOLD,
 ) -> BlockSegment:
     """Fragments and merge decisions of one block from one waterz call on its read region.
 
@@ -224,13 +243,23 @@ def face_pairs(lower: FacePlane, upper_of_neighbour: FacePlane) -> np.ndarray:
     return np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0).astype(np.uint64)
 
 
+@dataclass(frozen=True, eq=False)
 class Lut:
-    """A fragment -> segment lookup table, stored as sorted arrays (vectorized lookups)."""
+    """A fragment -> segment lookup table, stored as arrays sorted by fragment (vectorized lookups).
 
-    def __init__(self, fragments: np.ndarray, segments: np.ndarray) -> None:
-        order = np.argsort(fragments)
-        self.fragments = np.asarray(fragments, np.uint64)[order]
-        self.segments = np.asarray(segments, np.uint64)[order]
+    Attributes
+    ----------
+    fragments, segments : numpy.ndarray
+        (N,) uint64 fragment ids (sorted on construction) and their segment ids.
+    """
+
+    fragments: np.ndarray
+    segments: np.ndarray
+
+    def __post_init__(self) -> None:
+        order = np.argsort(self.fragments, kind="stable")
+        object.__setattr__(self, "fragments", np.asarray(self.fragments, np.uint64)[order])
+        object.__setattr__(self, "segments", np.asarray(self.segments, np.uint64)[order])
 
     def __len__(self) -> int:
         return int(self.fragments.size)
@@ -257,9 +286,47 @@ def relabel_block(fragments: np.ndarray, lut: Lut) -> np.ndarray:
     return out
 
 
-def clip_halo(halo: Sequence[int], block_shape: Sequence[int]) -> tuple[int, int, int]:
-    """At least 1 (a block must see the plane across each lower face), at most the block shape."""
-    return tuple(max(1, min(int(h), int(b))) for h, b in zip(halo, block_shape, strict=True))  # type: ignore[return-value]
+def check_halo_vx(
+    halo_vx: Sequence[int],
+    *,
+    block_shape: Sequence[int],
+    volume_shape: Sequence[int],
+    name: str = "halo_vx",
+    block_name: str = "block_shape",
+) -> tuple[int, int, int]:
+    """The segmentation's halo rule: at least one voxel per side (a block must see the plane across each
+    of its lower faces), at most the block shape along an axis split into several blocks.
+
+    Invalid values are refused, never clipped. ``name`` and ``block_name`` are how the halo and the
+    block shape are named in the message.
+
+    Raises
+    ------
+    ValueError
+        If the halo is not three integers >= 1, or larger than the block where that matters.
+
+    Examples
+    --------
+    >>> check_halo_vx((4, 16, 16), block_shape=(32, 256, 256), volume_shape=(64, 512, 512))
+    (4, 16, 16)
+    """
+    try:
+        halo = tuple(int(h) for h in halo_vx)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be three integers >= 1 (z, y, x voxels); got {halo_vx!r}") from None
+    if len(halo) != 3 or min(halo) < 1 or any(isinstance(h, bool) for h in halo_vx):
+        raise ValueError(
+            f"{name} must be three integers >= 1 (z, y, x voxels): a block must see across each of its "
+            f"faces; got {tuple(halo_vx)!r} (the default is {DEFAULT_HALO_VX})"
+        )
+    blocks = tuple(int(b) for b in block_shape)
+    for axis, (h, b, n) in enumerate(zip(halo, blocks, volume_shape, strict=True)):
+        if h > b and n > b:
+            raise ValueError(
+                f"{block_name} {blocks} is smaller than {name} {halo} along {'zyx'[axis]}; use blocks of at "
+                "least the halo (several times it is efficient) or a smaller halo"
+            )
+    return halo  # type: ignore[return-value]
 
 
 def segment_blockwise(
@@ -267,8 +334,8 @@ def segment_blockwise(
     *,
     block_shape: Sequence[int],
     threshold: float,
-    halo: Sequence[int] = DEFAULT_HALO,
-    background_threshold: float = 0.5,
+    halo_vx: Sequence[int] = DEFAULT_HALO_VX,
+    background_threshold: float = DEFAULT_BACKGROUND_THRESHOLD,
 ) -> np.ndarray:
     """Segment an in-memory affinity volume block by block (serially).
 
@@ -285,8 +352,8 @@ def segment_blockwise(
         Write-region shape of the blocks (z, y, x).
     threshold : float
         Agglomeration threshold on ``1 - mean affinity`` (waterz semantics), in [0, 1].
-    halo : sequence of 3 int
-        Context around each block (clipped to [1, block shape]).
+    halo_vx : sequence of 3 int
+        Watershed context around each block, voxels (see :func:`check_halo_vx`).
     background_threshold : float
         Voxels whose incident affinities are all below this are background.
 
@@ -300,7 +367,7 @@ def segment_blockwise(
     --------
     >>> aff = np.zeros((3, 1, 1, 6), np.float32)
     >>> aff[2, 0, 0, [1, 2, 4, 5]] = 0.9          # x-edges: 0-1-2 and 3-4-5 linked, 2|3 cut
-    >>> segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5).ravel().tolist()
+    >>> segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5, halo_vx=(1, 1, 3)).ravel().tolist()
     [1, 1, 1, 2, 2, 2]
     """
     affinities = check_array(affinities, "affinities", ndim=4, kinds="f", finite=True)
@@ -310,7 +377,8 @@ def segment_blockwise(
         raise ValueError(f"threshold must be in [0, 1] (waterz's 1 - mean affinity); got {threshold}")
     spatial = affinities.shape[1:]
     block_shape = tuple(min(int(b), s) for b, s in zip(block_shape, spatial, strict=True))
-    blocks = block_grid(spatial, block_shape=block_shape, halo=clip_halo(halo, block_shape))
+    halo = check_halo_vx(halo_vx, block_shape=block_shape, volume_shape=spatial)
+    blocks = block_grid(spatial, block_shape=block_shape, halo=halo)
     per_block = int(np.prod(block_shape))
 
     grid = grid_shape(blocks)

@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline._checks import check_array
 from pipeline.segment._quiet import quiet_stdout
+from pipeline.segment.config import DEFAULT_BACKGROUND_THRESHOLD
 
 __all__ = ["SCORING_FUNCTION", "foreground_mask", "waterz_segment"]
 
@@ -50,7 +51,7 @@ def waterz_segment(
     affinities: np.ndarray,
     *,
     threshold: float,
-    background_threshold: float = 0.5,
+    background_threshold: float = DEFAULT_BACKGROUND_THRESHOLD,
     aff_threshold_low: float = 0.0001,
     aff_threshold_high: float = 0.9999,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from pipeline._checks import as_voxel_size, check_array
-from pipeline.skeleton.skeletonize import skeletonize
+from pipeline.skeleton.teasar import TeasarParams, skeletonize
 
 __all__ = [
     "ObjectRow",
@@ -49,7 +49,7 @@ __all__ = [
     "smooth_skeleton",
 ]
 
-_EXACT_MAX_NODES = 4000
+EXACT_MAX_NODES = 4000
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def cable_length_um(graph: nx.Graph) -> float:
 # diameter
 
 
-def graph_diameter_um(graph: nx.Graph, *, exact_max_nodes: int = _EXACT_MAX_NODES) -> float:
+def graph_diameter_um(graph: nx.Graph, *, exact_max_nodes: int = EXACT_MAX_NODES) -> float:
     """Diameter of a skeleton graph in µm: the longest shortest path, edges weighted by length.
 
     Edge weight = Euclidean distance between the end nodes' ``pos_um`` (µm; z spacing included).
@@ -414,11 +414,9 @@ def object_table(
     *,
     voxel_size_um: Sequence[float],
     smooth_sigma_um: float | None = None,
-    scale: float = 1.5,
-    const_um: float = 1.0,
+    params: TeasarParams | None = None,
     dust_threshold_um3: float = 0.0,
-    soma: bool = False,
-    exact_max_nodes: int = _EXACT_MAX_NODES,
+    exact_max_nodes: int = EXACT_MAX_NODES,
     parallel: int = 1,
 ) -> tuple[ObjectRow, ...]:
     """Per-object skeleton lengths and descriptors of a (z, y, x) label volume.
@@ -438,8 +436,9 @@ def object_table(
     smooth_sigma_um : float, optional
         Gaussian smoothing along skeleton chains before measuring, see :func:`smooth_skeleton`.
         Default: ``max(1.0, max(voxel_size_um))`` µm. 0 disables smoothing (lattice staircase included).
-    scale, const_um, dust_threshold_um3, soma, parallel
-        Passed to :func:`~pipeline.skeleton.skeletonize`.
+    params, dust_threshold_um3, parallel
+        Passed to :func:`~pipeline.skeleton.teasar` (``params``: TEASAR settings, default
+        ``TeasarParams()``).
     exact_max_nodes : int
         Passed to :func:`graph_diameter_um`.
 
@@ -481,10 +480,8 @@ def object_table(
     graphs = skeletonize(
         arr,
         voxel_size_um=vs,
-        scale=scale,
-        const_um=const_um,
+        params=params,
         dust_threshold_um3=dust_threshold_um3,
-        soma=soma,
         parallel=parallel,
     )
     rows = []

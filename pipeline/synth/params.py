@@ -12,7 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import Field, PositiveFloat, model_validator
+
+from pipeline.settings import StrictModel
 
 __all__ = ["AISParams", "DropoutParams", "ImagingParams", "NeuronParams", "PhantomParams"]
 
@@ -29,9 +31,7 @@ NonNegRange = tuple[NonNegFloat, NonNegFloat]
 MIN_CHUNK_VOXELS = 512
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Params(StrictModel):
     def _check_ranges(self, *names: str) -> None:
         for name in names:
             lo, hi = getattr(self, name)

@@ -21,8 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from pipeline.settings import StrictModel
 from pipeline.synth.params import PhantomParams
 
 __all__ = [
@@ -42,11 +43,7 @@ FloatRange = tuple[float, float]
 LossKind = Literal["bce_dice", "cldice", "negative_centerline", "simplified_topology", "supervoxel"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VolumeConfig(_Section):
+class VolumeConfig(StrictModel):
     """One OME-Zarr volume (raw image + a label image) to sample patches from."""
 
     path: Path = Field(description="OME-Zarr image store (its level-0 array is the raw)")
@@ -59,7 +56,7 @@ class VolumeConfig(_Section):
     )
 
 
-class DataConfig(_Section):
+class DataConfig(StrictModel):
     """Where patches come from and what they look like.
 
     Training data are ``volumes`` (OME-Zarr stores) or a ``phantom`` generated into
@@ -109,7 +106,7 @@ class DataConfig(_Section):
         return self
 
 
-class ModelConfig(_Section):
+class ModelConfig(StrictModel):
     """The U-Net (see :class:`pipeline.model.UNet`); in/out channels follow from the data."""
 
     ndim: Literal[2, 3] = 3
@@ -137,7 +134,7 @@ class ModelConfig(_Section):
         return self
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(StrictModel):
     """Augmentation of training patches (see :class:`pipeline.data.Augmentation`); ranges are (min, max)."""
 
     enabled: bool = True
@@ -158,7 +155,7 @@ class AugmentConfig(_Section):
     )
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(StrictModel):
     """The papers' schedule: pretrain with BCE (+ Dice), then fine-tune with a topology loss.
 
     One learning-rate schedule (linear warm-up, then cosine / step / constant) spans both phases.
@@ -199,7 +196,7 @@ class ScheduleConfig(_Section):
         return self
 
 
-class ValidationConfig(_Section):
+class ValidationConfig(StrictModel):
     """Validation on a fixed, seeded set of held-out patches (no augmentation)."""
 
     every_steps: PositiveInt = 100
@@ -212,7 +209,7 @@ class ValidationConfig(_Section):
     foreground_fraction: Fraction | None = Field(None, description="None = data.foreground_fraction")
 
 
-class TrainConfig(_Section):
+class TrainConfig(StrictModel):
     """Everything that determines a training run (the ``train:`` section of a config file)."""
 
     seed: NonNegInt = 0

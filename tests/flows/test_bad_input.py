@@ -81,11 +81,15 @@ def _run_cli(argv: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple
     return int(info.value.code or 0), capsys.readouterr().err
 
 
-def _segment_config(work: Path, name: str = "seg.yaml", **segment) -> Path:
+def _segment_config(work: Path, name: str = "seg.yaml", **keys) -> Path:
+    """A config with a segment: section (``gt_labels`` goes to evaluate:, ``max_retries`` to dask:)."""
+    keys = {k: (str(v) if isinstance(v, Path) else v) for k, v in keys.items()}
+    evaluate = {k: keys.pop(k) for k in ("gt_labels", "gt_swc") if k in keys}
+    dask = {"n_workers": 1, **({"max_retries": keys.pop("max_retries")} if "max_retries" in keys else {})}
     body = {"raw": str(work / "phantom.zarr"), "out": str(work / "existing_run"), "block_shape": [16, 32, 32],
-            "halo": [2, 8, 8], **{k: (str(v) if isinstance(v, Path) else v) for k, v in segment.items()}}
+            "halo_vx": [2, 8, 8], **keys}
     path = work / name
-    path.write_text(json.dumps({"segment": body, "dask": {"n_workers": 1}}))  # JSON is YAML
+    path.write_text(json.dumps({"segment": body, "evaluate": evaluate, "dask": dask}))  # JSON is YAML
     return path
 
 
@@ -165,14 +169,14 @@ def missing_level0_array(work):
 
 def missing_label_image(work):
     cfg = _segment_config(work, gt_labels=work / "phantom.zarr" / "labels" / "truth")
-    return Case(["run", str(cfg)], r"segment\.gt_labels .*truth.*(does not exist|label images)")
+    return Case(["run", str(cfg)], r"evaluate\.gt_labels .*truth.*(does not exist|label images)")
 
 
 def raw_label_shape_mismatch(work):
     other = _image(work, "small.zarr", _raw(work)[:, :32])
     write_labels(other, "ground_truth", np.ones((16, 32, 64), np.uint32))
     cfg = _segment_config(work, gt_labels=other / "labels" / "ground_truth")
-    return Case(["run", str(cfg)], r"segment\.gt_labels .* shape \(16, 32, 64\) but segment\.raw has \(16, 64, 64\)")
+    return Case(["run", str(cfg)], r"evaluate\.gt_labels .* shape \(16, 32, 64\) but segment\.raw has \(16, 64, 64\)")
 
 
 def zero_voxel_size(work):
@@ -239,8 +243,8 @@ def corrupt_chunk(work):
 
 
 def block_smaller_than_halo(work):
-    cfg = _segment_config(work, block_shape=[16, 32, 32], halo=[2, 40, 8])
-    return Case(["segment", str(cfg)], r"segment\.block_shape \(16, 32, 32\) is smaller than segment\.halo")
+    cfg = _segment_config(work, block_shape=[16, 32, 32], halo_vx=[2, 40, 8])
+    return Case(["segment", str(cfg)], r"segment\.block_shape \(16, 32, 32\) is smaller than segment\.halo_vx")
 
 
 def block_not_multiple_of_chunks(work):

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from flows.reconstruct import reconstruct_flow, retry_on_io, run_reconstruct
-from pipeline.config import DaskConfig
+from pipeline.config import DaskConfig, NeuroreconConfig, OutputConfig
 from pipeline.errors import InputDataError
 from pipeline.io.omezarr import open_image
 from pipeline.io.phantom import write_phantom
+from pipeline.metrics.config import EvaluateConfig
 from pipeline.segment.config import SegmentConfig
+from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth import PhantomParams
 
 pytestmark = pytest.mark.slow
@@ -38,9 +40,14 @@ def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path
     monkeypatch.setenv("POSTGRES_PASSWORD", canary)
     phantom = write_phantom(tmp_path / "volume.zarr",
                             PhantomParams(shape=(32, 128, 128), chunks=(32, 128, 128), seed=11), progress=False)
-    segment = SegmentConfig(raw=phantom.store, out=tmp_path / "run", block_shape=(32, 128, 128),
-                            gt_labels=phantom.store / "labels" / "ground_truth", gt_swc=phantom.skeleton_dir)
-    report = run_reconstruct(segment, DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="6GiB"))
+    config = NeuroreconConfig(
+        segment=SegmentConfig(raw=phantom.store, out=tmp_path / "run", block_shape=(32, 128, 128)),
+        skeletonize=SkeletonizeConfig(block_shape=(32, 128, 128)),
+        evaluate=EvaluateConfig(gt_labels=phantom.store / "labels" / "ground_truth", gt_swc=phantom.skeleton_dir),
+        dask=DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="6GiB"),
+        output=OutputConfig(root=tmp_path),
+    )
+    report = run_reconstruct(config)
     run = tmp_path / "run"
     assert report == run / "report.html" and report.is_file()
     for name in ("affinities.zarr", "fragments.zarr", "segmentation.zarr"):
@@ -53,7 +60,7 @@ def test_reconstruct_flow_writes_the_documented_run_layout(prefect_api, tmp_path
     assert seg.max() > 0 and np.count_nonzero(seg) > 1000
     # A second run resumes: every block is done, the segmentation is unchanged; a stale failure record goes.
     (run / "failed_blocks.json").write_text("{}")
-    run_reconstruct(segment, DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="6GiB"))
+    run_reconstruct(config)
     np.testing.assert_array_equal(open_image(run / "segmentation.zarr").array[...], seg)
     assert not (run / "failed_blocks.json").exists()
     assert callable(reconstruct_flow.fn)
@@ -74,11 +81,14 @@ def test_failed_blocks_are_listed_in_the_report_and_the_run_fails(prefect_api, t
     raw = np.asarray(open_image(phantom.store).array[...]).astype(np.float32)
     raw[5, 10, 100] = np.inf  # in block 1 (x 64..128); block 0 reads it only if its context reaches x = 100
     write_image(tmp_path / "raw.zarr", raw, voxel_size_um=(1.5, 0.5, 0.5), chunks=(32, 64, 64))
-    segment = SegmentConfig(raw=tmp_path / "raw.zarr", out=tmp_path / "run", block_shape=(32, 64, 64),
-                            halo=(4, 16, 16), max_retries=1)
-    dask = DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="4GiB")
+    config = NeuroreconConfig(
+        segment=SegmentConfig(raw=tmp_path / "raw.zarr", out=tmp_path / "run", block_shape=(32, 64, 64),
+                              halo_vx=(4, 16, 16)),
+        dask=DaskConfig(n_workers=1, threads_per_worker=1, memory_limit="4GiB", max_retries=1),
+        output=OutputConfig(root=tmp_path),
+    )
     with pytest.raises(BlockFailure) as info:
-        run_reconstruct(segment, dask)
+        run_reconstruct(config)
     run = tmp_path / "run"
     record = json.loads((run / "failed_blocks.json").read_text())
     assert record["stage"] == "predict" and 1 in record["block_ids"]

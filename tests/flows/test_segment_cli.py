@@ -28,7 +28,7 @@ def test_segment_command_writes_affinities_and_segmentation_and_resumes(tmp_path
     cfg = tmp_path / "seg.yaml"
     cfg.write_text(
         f"segment:\n  raw: {tmp_path / 'phantom.zarr'}\n  out: {tmp_path / 'run'}\n  model: {tmp_path / 'model.pt'}\n"
-        "  block_shape: [8, 32, 32]\n  halo: [2, 8, 8]\n"
+        "  block_shape: [8, 32, 32]\n  halo_vx: [2, 8, 8]\n"
         "dask:\n  n_workers: 2\n  memory_limit: 1GiB\n"
     )
     first = run_cli("segment", str(cfg))

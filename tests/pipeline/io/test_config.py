@@ -37,7 +37,7 @@ def test_env_override_beats_file(tmp_path):
     ("text", "match"),
     [
         ("synth:\n  seeed: 3\n", r"unknown key 'synth.seeed'; did you mean 'seed'\? Allowed keys in synth: .*seed"),
-        ("synht:\n  seed: 3\n", r"unknown key 'synht'; did you mean 'synth'\? Allowed keys: dask, output, segment, synth, train"),
+        ("synht:\n  seed: 3\n", r"unknown key 'synht'; did you mean 'synth'\? Allowed keys: dask, evaluate, output, report, segment, skeletonize, synth, train"),
         ("synth:\n  voxel_size_um: [1, 0, 1]\n", r"synth.voxel_size_um.1: .*greater than 0"),
         ("synth:\n  shape: [4, 4]\n", r"synth.shape"),
         ("synth:\n  seed: [\n", r"not valid YAML at line"),

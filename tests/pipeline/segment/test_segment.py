@@ -76,7 +76,8 @@ def test_clean_affinities_recover_the_labels_with_any_blocking():
     labels = tube_labels((20, 32, 32), 5, seed=7)
     aff = affinities_from_labels(labels).affinities
     for block_shape in [(20, 32, 32), (10, 16, 16), (7, 11, 9), (5, 8, 8)]:
-        seg = segment_blockwise(aff, block_shape=block_shape, threshold=0.5)
+        halo_vx = tuple(min(h, b) for h, b in zip((4, 16, 16), block_shape, strict=True))
+        seg = segment_blockwise(aff, block_shape=block_shape, threshold=0.5, halo_vx=halo_vx)
         # Single-voxel-thin bits have no internal edges: compare on voxels with an inside edge.
         assert same_partition(seg, labels), block_shape
 
@@ -93,7 +94,15 @@ def test_bad_arguments():
     bad[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         segment_blockwise(bad, block_shape=(4, 4, 4), threshold=0.5)
-    assert segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5).max() == 0
+    assert segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5, halo_vx=(2, 2, 2)).max() == 0
+    # one halo rule: at least one voxel, at most the block where the volume holds several blocks; refused,
+    # never clipped
+    with pytest.raises(ValueError, match=r"halo_vx must be three integers >= 1 .*got \(0, 1, 1\)"):
+        segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5, halo_vx=(0, 1, 1))
+    with pytest.raises(ValueError, match=r"block_shape \(2, 2, 2\) is smaller than halo_vx \(3, 1, 1\) along z"):
+        segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5, halo_vx=(3, 1, 1))
+    # along an axis that one block covers the halo changes nothing and is accepted as given
+    assert segment_blockwise(aff, block_shape=(4, 2, 2), threshold=0.5, halo_vx=(9, 2, 2)).max() == 0
 
 
 @pytest.mark.parametrize("blocks_per_axis", [2, 3, 4])
@@ -134,5 +143,5 @@ def test_face_planes_and_pairs_by_hand():
 def test_an_object_across_a_face_is_one_segment():
     aff = np.zeros((3, 1, 1, 6), np.float32)
     aff[2, 0, 0, 1:] = 0.9  # x-edges 0-1-...-5 all linked; blocks of 3 cut the chain between 2 and 3
-    seg = segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5)
+    seg = segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5, halo_vx=(1, 1, 3))
     assert seg.ravel().tolist() == [1, 1, 1, 1, 1, 1]

@@ -10,22 +10,26 @@ import numpy as np
 import pytest
 
 from pipeline.blocks import block_grid
-from pipeline.skeleton import cable_length_um, graph_diameter_um, object_table, skeletonize, smooth_skeleton
-from pipeline.skeleton.blockwise import (
+from pipeline.io.blockstate import BlockState
+from pipeline.skeleton import (
     BlockLabels,
     BlockSkeletons,
-    OnePiecePlan,
     TeasarParams,
     block_labels,
+    cable_length_um,
     fuse_block_skeletons,
+    graph_diameter_um,
     halo_voxels,
     label_statistics,
+    object_table,
     object_table_blocks,
     plan_one_piece,
     skeleton_grid,
+    skeletonize,
     skeletonize_block,
     skeletonize_blocks,
     skeletonize_objects,
+    smooth_skeleton,
 )
 from pipeline.synth import PhantomParams, generate_phantom, render_volume
 from tests.pipeline.skeleton.shapes import helix, tubes
@@ -180,7 +184,7 @@ def test_phantom_objects_inside_the_volume_are_exactly_one_block_or_fused_within
         assert large, "no object is larger than a block: the fused path is not checked"
 
 
-def test_statistics_and_plan_on_hand_made_objects():
+def test_statistics_and_plan_on_hand_made_objects(tmp_path):
     labels = np.zeros((8, 16, 32), np.uint64)
     labels[1:3, 2:4, 3:6] = 2**40 + 7  # inside block 0 (x < 16)
     labels[1:3, 2:4, 12:20] = 5  # crosses the x seam at 16, box 2 x 2 x 8
@@ -206,9 +210,9 @@ def test_statistics_and_plan_on_hand_made_objects():
     assert plan.in_region((slice(0, 8), slice(0, 16), slice(24, 32))) == {}
     assert plan_one_piece(stats, grid, max_voxels=159).labels.tolist() == []
     assert plan_one_piece(stats, grid, max_voxels=0).labels.tolist() == []
-    again = OnePiecePlan.from_arrays(dict(np.load(_save(plan))))
+    again = _round_trip(plan, tmp_path)
     assert again.labels.tolist() == [5] and again.max_voxels == 767
-    assert BlockLabels.from_arrays(dict(np.load(_save(pieces[1])))).box_stop.tolist() == [[3, 4, 20], [8, 9, 32]]
+    assert _round_trip(pieces[1], tmp_path).box_stop.tolist() == [[3, 4, 20], [8, 9, 32]]
 
 
 def test_statistics_match_the_whole_volume():
@@ -276,23 +280,23 @@ def test_statistics_match_the_whole_volume_and_object_table():
     assert long and all(relative(b.length_um, o.length_um) <= 0.02 for b, o in long)
 
 
-def test_block_pieces_round_trip_through_arrays():
+def test_block_pieces_round_trip_through_block_state(tmp_path):
     labels = phantom_labels(1)
     block = skeleton_grid(labels.shape, block_shape=(24, 64, 64), voxel_size_um=VS)[4]
     piece = skeletonize_block(labels[block.read], block=block, volume_shape=labels.shape, voxel_size_um=VS)
-    again = BlockSkeletons.from_arrays(dict(np.load(_save(piece))))
-    assert again.block_id == piece.block_id
-    for name, value in again.as_arrays().items():
-        np.testing.assert_array_equal(piece.as_arrays()[name], value)
+    again = _round_trip(piece, tmp_path)
+    assert isinstance(again, BlockSkeletons) and again.block_id == piece.block_id
+    for name in ("write_start", "write_stop", "volume_shape", "vertices_vx", "vertex_labels", "radii_um", "edges",
+                 "cut"):
+        np.testing.assert_array_equal(getattr(piece, name), getattr(again, name))
+        assert getattr(piece, name).dtype == getattr(again, name).dtype
 
 
-def _save(piece):
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **piece.as_arrays())
-    buf.seek(0)
-    return buf
+def _round_trip(record, tmp_path):
+    """``record`` saved as block state and loaded back (the path every stage's records take)."""
+    state = BlockState(tmp_path, "records")
+    state.save_records(7, record=record)
+    return state.load_record(7, type(record), "record")
 
 
 def test_every_owned_edge_midpoint_lies_in_its_write_region():
@@ -350,7 +354,11 @@ def test_dust_threshold_applies_to_whole_objects():
 
 def test_halo_conversion():
     assert halo_voxels(3.0, voxel_size_um=VS) == (2, 6, 6)
-    assert halo_voxels(0.0, voxel_size_um=VS) == (1, 1, 1)
+    assert halo_voxels(0.1, voxel_size_um=VS) == (1, 1, 1)
+    with pytest.raises(ValueError, match=r"halo_um must be a number > 0"):  # refused, not clipped to 1 voxel
+        halo_voxels(0.0, voxel_size_um=VS)
+    # larger than the block only matters along an axis split into several blocks
+    assert halo_voxels(10.0, voxel_size_um=VS, block_shape=(4, 64, 64), volume_shape=(4, 128, 128)) == (7, 20, 20)
     assert halo_voxels((1.5, 1.0, 0.2), voxel_size_um=VS) == (1, 2, 1)
     with pytest.raises(ValueError, match="more than block_shape"):
         halo_voxels(10.0, voxel_size_um=VS, block_shape=(4, 64, 64))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.skeleton import (
+    TeasarParams,
     dust_threshold_voxels,
     graph_to_skeleton,
     skeleton_to_graph,
@@ -55,13 +56,13 @@ def test_teasar_parameters_are_in_physical_units():
     labels = np.zeros((5, 40, 40), np.uint8)
     labels[2, 5:35, 19:22] = 1  # bar along y, 1.5 x 1.5 µm cross-section
     labels[2, 19:22, 5:35] = 1  # bar along x: a plus sign with four arms of 7.5 µm
-    a = skeletonize(labels, voxel_size_um=VS, const_um=2.0)[1]
-    b = skeletonize(labels, voxel_size_um=tuple(v * 1000 for v in VS), const_um=2000.0)[1]
+    a = skeletonize(labels, voxel_size_um=VS, params=TeasarParams(const_um=2.0))[1]
+    b = skeletonize(labels, voxel_size_um=tuple(v * 1000 for v in VS), params=TeasarParams(const_um=2000.0))[1]
     assert a.number_of_nodes() == b.number_of_nodes()
     np.testing.assert_allclose(_positions(b), _positions(a) * 1000, rtol=1e-5)
     # and const_um is in µm: an invalidation radius longer than the 7.5 µm arms leaves only the
     # root-to-farthest path, a shorter one keeps all four tips
-    c = skeletonize(labels, voxel_size_um=VS, const_um=10.0)[1]
+    c = skeletonize(labels, voxel_size_um=VS, params=TeasarParams(const_um=10.0))[1]
     assert sum(1 for _, d in c.degree if d == 1) == 2
     assert sum(1 for _, d in a.degree if d == 1) == 4
 
@@ -105,7 +106,7 @@ def test_soma_mode_places_a_node_near_the_soma_centre():
     ball = (z - 7.5) ** 2 + (y - 10) ** 2 + (x - 10) ** 2 <= 5.0**2
     axon = (np.abs(z - 7.5) <= 0.5) & (np.abs(y - 10) <= 0.5) & (x >= 10) & (x <= 28)
     labels = (ball | axon).astype(np.uint8)
-    graph = skeletonize(labels, voxel_size_um=(0.5, 0.5, 0.5), soma=True)[1]
+    graph = skeletonize(labels, voxel_size_um=(0.5, 0.5, 0.5), params=TeasarParams(soma=True))[1]
     pos = _positions(graph)
     assert np.linalg.norm(pos - [7.5, 10, 10], axis=1).min() <= 0.75
 
@@ -146,12 +147,15 @@ def test_skeleton_to_graph_rejects_voxel_space():
         ({"labels": np.zeros((4, 4, 4), np.float32)}, TypeError, "dtype float32"),
         ({"voxel_size_um": (1.0, 1.0)}, ValueError, "3 entries"),
         ({"voxel_size_um": (1.0, 0.0, 1.0)}, ValueError, "positive"),
-        ({"const_um": -1.0}, ValueError, "const_um"),
-        ({"pdrf_exponent": 0}, ValueError, "pdrf_exponent"),
+        ({"teasar": {"const_um": -1.0}}, ValueError, "const_um"),
+        ({"teasar": {"pdrf_exponent": 0}}, ValueError, "pdrf_exponent"),
+        ({"params": {"const_um": 1.0}}, TypeError, "params must be a TeasarParams"),
     ],
 )
 def test_input_validation(kwargs, exc, match):
     args = {"labels": np.zeros((4, 4, 4), np.uint8), "voxel_size_um": VS} | kwargs
     labels = args.pop("labels")
     with pytest.raises(exc, match=match):
+        if "teasar" in args:  # invalid settings are refused where they are made
+            args["params"] = TeasarParams(**args.pop("teasar"))
         skeletonize(labels, **args)

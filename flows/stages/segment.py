@@ -1,14 +1,15 @@
-"""Segment an OME-Zarr affinity volume block by block on Dask.
+"""The segment stage: an OME-Zarr affinity volume -> fragments -> segmentation, block by block on Dask.
 
 Load -> compute -> save per block, around the compute of :mod:`pipeline.segment.blockwise` (the same
 functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). Stages:
 
 1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``fragments``
-   and the block's merge decisions (``<state>/blocks/<id>.npz``);
+   and the block's merge decisions (a :class:`~pipeline.segment.blockwise.BlockDecisions` record in
+   ``<state>/blocks/<id>.npz``);
 2. ``faces``: the decisions across each block's lower faces, as fragment pairs (``faces/<id>.npz``),
    from the face planes stage 1 saved for the block and its lower neighbours (no volume reads);
-3. ``union``: connected components of all decisions -> ``<state>/union/lut.npz`` (in the client: the
-   fragment graph, not the volume, is in memory);
+3. ``union``: connected components of all decisions -> the :class:`~pipeline.segment.blockwise.Lut`
+   record ``<state>/union/lut.npz`` (in the client: the fragment graph, not the volume, is in memory);
 4. ``relabel``: ``segmentation`` = lut[fragments].
 
 Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragments`` and
@@ -16,7 +17,9 @@ Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragmen
 finished blocks of every stage and recomputes the union only if a block of stage 1 or 2 was redone;
 the result is bit-identical. The stages' parameters are recorded, and a rerun with others is refused.
 
-Affinities may be stored as float16/float32 in [0, 1] or as uint8 quantized to ``round(255 * a)``.
+Affinities may be stored as float16/float32 in [0, 1] or as uint8 quantized to ``round(255 * a)``
+(:mod:`pipeline.io.affinities`). :func:`segment_raw` runs the predict stage and this one
+(``neurorecon segment``).
 """
 
 from __future__ import annotations
@@ -31,34 +34,31 @@ from typing import Any
 
 import numpy as np
 
-from flows.blockwise import run_blocks
+from flows.preflight import RunInputs
+from flows.stages.predict import predict_run
+from flows.stages.runner import run_blocks
 from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.errors import InputDataError
+from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
+from pipeline.io.layout import RunLayout
 from pipeline.io.omezarr import create_label_image, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
-    DEFAULT_HALO,
     FacePlane,
+    Faces,
     Lut,
     block_segment,
-    clip_halo,
+    check_halo_vx,
     face_pairs,
     lower_neighbour,
     relabel_block,
 )
+from pipeline.segment.config import SegmentConfig
 
-__all__ = ["SegmentOutputs", "read_affinities", "segment_raw", "segment_volume"]
+__all__ = ["SegmentOutputs", "segment_raw", "segment_volume"]
 
 log = logging.getLogger(__name__)
-
-
-def read_affinities(array: Any, region: Sequence[slice]) -> np.ndarray:
-    """Read (3, *region) affinities as float32 in [0, 1] from a float or uint8-quantized array."""
-    data = np.asarray(array[(slice(None), *region)])
-    if data.dtype == np.uint8:
-        return data.astype(np.float32) / np.float32(255)
-    return data.astype(np.float32, copy=False)
 
 
 def segment_volume(
@@ -68,11 +68,11 @@ def segment_volume(
     segmentation_out: str | Path,
     state_dir: str | Path,
     block_shape: Sequence[int],
+    halo_vx: Sequence[int],
     threshold: float,
-    halo: Sequence[int] = DEFAULT_HALO,
-    background_threshold: float = 0.5,
+    background_threshold: float,
+    max_retries: int,
     client: Any = None,
-    max_retries: int = 2,
     progress: bool = True,
 ) -> Path:
     """Segment an affinity image into the label images ``fragments_out`` and ``segmentation_out``.
@@ -86,10 +86,13 @@ def segment_volume(
         OME-Zarr label images to create (or resume): waterz fragments and final segments, uint64.
     state_dir : path
         Where per-block completion state is kept (resume).
-    block_shape, halo : sequence of 3 int
-        Write-region shape (a multiple of the affinities' chunks) and watershed context, in voxels.
+    block_shape, halo_vx : sequence of 3 int
+        Write-region shape (a multiple of the affinities' chunks) and watershed context, in voxels
+        (:func:`~pipeline.segment.blockwise.check_halo_vx`).
     threshold, background_threshold : float
         Agglomeration threshold (waterz's ``1 - mean affinity``) and background mask threshold.
+    max_retries : int
+        Extra attempts per failed block.
     client : distributed.Client, optional
         Dask client; serial if None.
 
@@ -101,27 +104,27 @@ def segment_volume(
     Raises
     ------
     InputDataError
-        If the affinities are not an OME-Zarr (3, Z, Y, X) image of float or uint8 values.
+        If the affinities are not an OME-Zarr (3, Z, Y, X) image of float or uint8 values, or the halo
+        does not fit the blocks.
     BlockFailure
         If blocks still fail after their retries (finished blocks are kept for the rerun).
     """
-    aff = open_image(affinities)
-    if aff.axes != ("c", "z", "y", "x") or aff.shape[0] != 3:
-        raise InputDataError(f"affinities {affinities} have axes {aff.axes} and shape {aff.shape}; expected (3, Z, Y, X)")
-    if aff.dtype.kind not in "fu":
-        raise InputDataError(f"affinities {affinities} have dtype {aff.dtype}; expected float or uint8")
+    aff = open_affinities(affinities)
     chunks = tuple(aff.chunks[-3:])
     block_shape = tuple(int(b) for b in block_shape)
-    blocks = block_grid(aff.spatial_shape, block_shape=block_shape, chunks=chunks,
-                        halo=clip_halo(halo, block_shape))
+    try:
+        halo = check_halo_vx(halo_vx, block_shape=block_shape, volume_shape=aff.spatial_shape)
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from None
+    blocks = block_grid(aff.spatial_shape, block_shape=block_shape, chunks=chunks, halo=halo)
     params = {
         "affinities": str(Path(affinities).resolve()),
         "shape": list(aff.spatial_shape),
         "block_shape": list(block_shape),
-        "halo": list(clip_halo(halo, block_shape)),
+        "halo_vx": list(halo),
         "threshold": float(threshold),
         "background_threshold": float(background_threshold),
-        "state_format": 2,  # 2: sparse face planes in blocks/<id>.npz
+        "state_format": 3,  # 3: BlockDecisions records in blocks/<id>.npz
     }
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
@@ -146,31 +149,32 @@ def segment_volume(
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
-    lut_path = states["union"].dir / "lut.npz"
+    lut_path = states["union"].dir / f"{_LUT}.npz"
     if not lut_path.is_file() or (states["blocks"].done_ids(), states["faces"].done_ids()) != before:
         ids = np.concatenate([
             np.arange(b.id * per_block + 1, b.id * per_block + states["blocks"].info(b.id)["n_fragments"] + 1,
                       dtype=np.uint64)
             for b in blocks
         ])
-        pairs = [states["blocks"].load_arrays(b.id)["merges"] for b in blocks]
-        pairs += [states["faces"].load_arrays(b.id)["pairs"] for b in blocks]
-        frags, segs = union_lut(ids, pairs)
-        tmp = lut_path.with_name(".lut.tmp.npz")
-        np.savez(tmp, fragments=frags, segments=segs)
-        tmp.replace(lut_path)
+        pairs = [states["blocks"].load_record(b.id, np.ndarray, "decisions.merges") for b in blocks]
+        pairs += [states["faces"].load_record(b.id, np.ndarray, "pairs") for b in blocks]
+        lut = Lut(*union_lut(ids, pairs))
+        states["union"].save_records(_LUT, lut=lut)
         states["relabel"].check_params(params, reset=True)  # a new table invalidates relabelled blocks
-        log.info("union: %d fragments -> %d segments", frags.size, int(segs.max()) if segs.size else 0)
+        log.info("union: %d fragments -> %d segments", len(lut), int(lut.segments.max()) if len(lut) else 0)
     run_blocks(
         "relabel", blocks,
         functools.partial(_relabel_block, fragments=str(fragments_out), segmentation=str(segmentation_out),
-                          lut_path=str(lut_path)),
+                          state_root=str(state_dir)),
         state=states["relabel"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     return Path(segmentation_out)
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
+
+
+_LUT = "lut"  # the union's fragment -> segment table, a stage record of "union"
 
 
 def _segment_block(
@@ -181,55 +185,42 @@ def _segment_block(
     res = block_segment(aff, block, id_offset=block.id * per_block, threshold=threshold,
                         background_threshold=background_threshold)
     write_region(open_image(fragments, mode="r+").array, block.write, res.fragments)
-    faces = {}
-    for side in ("lower", "upper"):
-        for d, face in enumerate(getattr(res, side)):
-            if face is not None:
-                faces[f"{side}_{d}_index"], faces[f"{side}_{d}_fragments"] = face.index, face.fragments
-    BlockState(state_root, "blocks").save_arrays(block.id, merges=res.merges, **faces)
+    BlockState(state_root, "blocks").save_records(block.id, decisions=res.decisions)
     return {"n_fragments": res.n, "n_merges": int(len(res.merges))}
-
-
-def _face(saved: dict[str, np.ndarray], side: str, d: int) -> FacePlane | None:
-    if f"{side}_{d}_index" not in saved:
-        return None
-    return FacePlane(saved[f"{side}_{d}_index"], saved[f"{side}_{d}_fragments"])
 
 
 def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -> dict[str, Any]:
     state = BlockState(state_root, "blocks")
-    saved = state.load_arrays(block.id)
+    lower_faces = state.load_record(block.id, Faces, "decisions.lower")
     pairs = []
-    for d in range(3):
-        lower = _face(saved, "lower", d)
+    for d, lower in enumerate(lower_faces):
         if lower is None:
             continue
         neighbour = lower_neighbour(block, d, grid)
-        upper = _face(state.load_arrays(neighbour, (f"upper_{d}_index", f"upper_{d}_fragments")), "upper", d)
+        upper = state.load_record(neighbour, FacePlane, f"decisions.upper.{d}", optional=True)
         if upper is None:  # the neighbour's read region ended at its write region: no halo
             raise InputDataError(f"block {block.id}'s lower neighbour along {'zyx'[d]} saved no upper face; "
                                  f"delete {state_root} and rerun")
         pairs.append(face_pairs(lower, upper))
     merged = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.uint64)
-    BlockState(state_root, "faces").save_arrays(block.id, pairs=merged)
+    BlockState(state_root, "faces").save_records(block.id, pairs=merged)
     return {"n_pairs": int(len(merged))}
 
 
-def _relabel_block(block: Block, *, fragments: str, segmentation: str, lut_path: str) -> dict[str, Any]:
-    lut = _load_lut(lut_path)
+def _relabel_block(block: Block, *, fragments: str, segmentation: str, state_root: str) -> dict[str, Any]:
+    lut = _load_lut(state_root)
     frag = np.asarray(open_image(fragments).array[block.write])
     write_region(open_image(segmentation, mode="r+").array, block.write, relabel_block(frag, lut))
     return {}
 
 
-def _load_lut(path: str) -> Lut:
-    return _load_lut_version(path, os.stat(path).st_mtime_ns)
+def _load_lut(state_root: str) -> Lut:
+    return _load_lut_version(state_root, os.stat(Path(state_root) / "union" / f"{_LUT}.npz").st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_lut_version(path: str, _mtime_ns: int) -> Lut:
-    with np.load(path) as data:
-        return Lut(data["fragments"], data["segments"])
+def _load_lut_version(state_root: str, _mtime_ns: int) -> Lut:
+    return BlockState(state_root, "union").load_record(_LUT, Lut, "lut")
 
 
 @dataclass(frozen=True)
@@ -241,30 +232,34 @@ class SegmentOutputs:
     segmentation: Path
 
 
-def segment_raw(cfg: Any, *, client: Any = None, progress: bool = True) -> SegmentOutputs:
+def segment_raw(
+    cfg: SegmentConfig, *, inputs: RunInputs, max_retries: int, client: Any = None, progress: bool = True
+) -> SegmentOutputs:
     """Raw OME-Zarr -> affinities -> fragments -> segmentation, block by block (``neurorecon segment``).
 
     Parameters
     ----------
-    cfg : pipeline.segment.config.SegmentConfig
-        The ``segment:`` section.
+    cfg : SegmentConfig
+        The ``segment:`` section; outputs go to ``cfg.out`` (:class:`~pipeline.io.layout.RunLayout`).
+    inputs : RunInputs
+        What the run's preflight (:func:`flows.preflight.check_run`) established.
+    max_retries : int
+        Extra attempts per failed block (``dask.max_retries``).
     client : distributed.Client, optional
         Dask client; serial if None.
     """
-    from flows.predict import predict_volume
-    from pipeline.model import DEMO_MODEL
+    affinities = predict_run(cfg, inputs=inputs, max_retries=max_retries, client=client, progress=progress)
+    segmentation = segment_run(cfg, affinities, max_retries=max_retries, client=client, progress=progress)
+    return SegmentOutputs(affinities, RunLayout(cfg.out).fragments, segmentation)
 
-    out = Path(cfg.out)
-    model = Path(cfg.model) if cfg.model is not None else DEMO_MODEL
-    affinities = predict_volume(
-        cfg.raw, model, out / "affinities.zarr", state_dir=out / "state", block_shape=cfg.block_shape,
-        tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.affinity_dtype,
-        client=client, max_retries=cfg.max_retries, progress=progress,
+
+def segment_run(
+    cfg: SegmentConfig, affinities: str | Path, *, max_retries: int, client: Any = None, progress: bool = True
+) -> Path:
+    """:func:`segment_volume` of a run's affinities with the ``segment:`` settings, into the run directory."""
+    run = RunLayout(cfg.out)
+    return segment_volume(
+        affinities, fragments_out=run.fragments, segmentation_out=run.segmentation, state_dir=run.state,
+        block_shape=cfg.block_shape, halo_vx=cfg.halo_vx, threshold=cfg.threshold,
+        background_threshold=cfg.background_threshold, max_retries=max_retries, client=client, progress=progress,
     )
-    segmentation = segment_volume(
-        affinities, fragments_out=out / "fragments.zarr", segmentation_out=out / "segmentation.zarr",
-        state_dir=out / "state", block_shape=cfg.block_shape, threshold=cfg.threshold, halo=cfg.halo,
-        background_threshold=cfg.background_threshold, client=client, max_retries=cfg.max_retries,
-        progress=progress,
-    )
-    return SegmentOutputs(affinities, out / "fragments.zarr", segmentation)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import kimimaro
 import networkx as nx
@@ -31,14 +30,9 @@ import numpy as np
 from osteoid import Skeleton
 
 from pipeline._checks import as_voxel_size, check_array
+from pipeline.skeleton.params import TeasarParams
 
 __all__ = ["dust_threshold_voxels", "graph_to_skeleton", "skeleton_to_graph", "skeletonize"]
-
-# kimimaro's soma defaults (nm in its README) expressed in µm.
-_SOMA_DETECTION_UM = 0.75
-_SOMA_ACCEPTANCE_UM = 3.5
-_SOMA_INVALIDATION_CONST_UM = 0.3
-
 
 def dust_threshold_voxels(dust_threshold_um3: float, voxel_size_um: Sequence[float]) -> int:
     """Convert a dust threshold in µm³ to kimimaro's voxel count.
@@ -76,17 +70,8 @@ def skeletonize(
     labels: np.ndarray,
     *,
     voxel_size_um: Sequence[float],
-    scale: float = 1.5,
-    const_um: float = 1.0,
-    pdrf_scale: float = 100000.0,
-    pdrf_exponent: int = 4,
+    params: TeasarParams | None = None,
     dust_threshold_um3: float = 0.0,
-    soma: bool = False,
-    soma_detection_threshold_um: float = _SOMA_DETECTION_UM,
-    soma_acceptance_threshold_um: float = _SOMA_ACCEPTANCE_UM,
-    soma_invalidation_scale: float = 2.0,
-    soma_invalidation_const_um: float = _SOMA_INVALIDATION_CONST_UM,
-    fix_branching: bool = True,
     fix_borders: bool = True,
     fill_holes: bool = False,
     parallel: int = 1,
@@ -102,22 +87,13 @@ def skeletonize(
     voxel_size_um : sequence of 3 float
         Voxel size in µm, (z, y, x). Passed to kimimaro as ``anisotropy`` unchanged (see the module
         docstring for why no reordering is needed).
-    scale, const_um : float
-        TEASAR rolling-ball invalidation radius ``scale * DBF + const_um`` (DBF = distance to the
-        boundary in µm). Side branches shorter than about this radius are not traced.
-    pdrf_scale, pdrf_exponent : float, int
-        Weight and exponent of the penalty that keeps paths near the centreline (unit-free).
+    params : TeasarParams, optional
+        TEASAR settings in µm (invalidation radius, centreline penalty, soma handling); default
+        ``TeasarParams()``.
     dust_threshold_um3 : float
         Connected components with a volume of at most this many µm³ are not skeletonized
         (converted with :func:`dust_threshold_voxels`). Default 0: every component is kept.
-    soma : bool
-        If False (default), soma detection is disabled (thresholds set to infinity): the right choice
-        for axon initial segments and other thin processes. If True the ``soma_*`` thresholds apply.
-    soma_detection_threshold_um, soma_acceptance_threshold_um : float
-        DBF (µm) above which a soma is looked for / accepted; kimimaro's defaults converted to µm.
-    soma_invalidation_scale, soma_invalidation_const_um : float
-        Invalidation radius around an accepted soma root, ``scale * DBF + const_um``.
-    fix_branching, fix_borders, fill_holes : bool
+    fix_borders, fill_holes : bool
         Passed to kimimaro. ``fix_borders`` places an endpoint at the centre of each place where an
         object is cut by the volume border.
     parallel : int
@@ -135,9 +111,9 @@ def skeletonize(
     Raises
     ------
     TypeError
-        If ``labels`` is not an integer or bool array.
+        If ``labels`` is not an integer or bool array, or ``params`` is not a :class:`TeasarParams`.
     ValueError
-        If ``labels`` is not 3-D, or ``voxel_size_um`` or a parameter is invalid.
+        If ``labels`` is not 3-D, or ``voxel_size_um`` or ``dust_threshold_um3`` is invalid.
 
     Examples
     --------
@@ -149,46 +125,21 @@ def skeletonize(
     """
     arr = check_array(labels, "labels", ndim=3, kinds="biu")
     vs = as_voxel_size(voxel_size_um)
-    for name, value in (
-        ("scale", scale),
-        ("const_um", const_um),
-        ("pdrf_scale", pdrf_scale),
-        ("soma_invalidation_scale", soma_invalidation_scale),
-        ("soma_invalidation_const_um", soma_invalidation_const_um),
-    ):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
-    if not (isinstance(pdrf_exponent, int | np.integer) and pdrf_exponent >= 1):
-        raise ValueError(f"pdrf_exponent must be a positive integer; got {pdrf_exponent!r}")
+    params = TeasarParams() if params is None else params
+    if not isinstance(params, TeasarParams):
+        raise TypeError(f"params must be a TeasarParams; got {type(params).__name__}")
     if not isinstance(parallel, int | np.integer):
         raise TypeError(f"parallel must be an int; got {type(parallel).__name__}")
     dust_voxels = dust_threshold_voxels(dust_threshold_um3, vs)
-
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
-
-    teasar: dict[str, Any] = {
-        "scale": float(scale),
-        "const": float(const_um),
-        "pdrf_scale": float(pdrf_scale),
-        "pdrf_exponent": int(pdrf_exponent),
-        "soma_invalidation_scale": float(soma_invalidation_scale),
-        "soma_invalidation_const": float(soma_invalidation_const_um),
-    }
-    if soma:
-        teasar["soma_detection_threshold"] = float(soma_detection_threshold_um)
-        teasar["soma_acceptance_threshold"] = float(soma_acceptance_threshold_um)
-    else:
-        teasar["soma_detection_threshold"] = math.inf
-        teasar["soma_acceptance_threshold"] = math.inf
-
     skeletons = kimimaro.skeletonize(
         arr,
-        teasar_params=teasar,
+        teasar_params=params.kimimaro(),
         anisotropy=vs,
         dust_threshold=dust_voxels,
         progress=False,
-        fix_branching=fix_branching,
+        fix_branching=params.fix_branching,
         fix_borders=fix_borders,
         fill_holes=fill_holes,
         parallel=int(parallel),

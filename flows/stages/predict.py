@@ -1,14 +1,10 @@
-"""Predict affinities for an OME-Zarr raw volume block by block on Dask.
+"""The predict stage: affinities for an OME-Zarr raw volume, block by block on Dask.
 
 Load -> compute -> save per block around :func:`pipeline.inference.predict_region`: each block reads its
 write region plus the network's context (mirrored at the volume border), normalizes it as the training
 data were (the checkpoint records how), predicts in tiles on a global grid — so for a given tile shape
-the result does not depend on the block shape — and writes its write region of the affinity image.
-
-Output: an OME-Zarr image ``affinities.zarr`` with axes (c, z, y, x), 3 channels (z, y, x affinities,
-waterz convention: ``aff[d][p]`` links ``p`` and ``p - e_d``), stored as **uint8 quantized**
-``round(255 * a)`` — a quarter of float32's size, and an error (< 0.002) far below what changes a waterz
-merge decision; :func:`flows.segment.read_affinities` decodes it. ``dtype="float16"`` keeps more precision.
+the result does not depend on the block shape — and writes its write region of the affinity image
+(:mod:`pipeline.io.affinities`: (c, z, y, x), 3 channels, uint8-quantized or float16).
 
 GPU work: pass ``device="cuda"``; on a Dask cluster the blocks then ask for the worker resource
 ``GPU=1`` (start GPU workers with ``--resources GPU=1``), so only GPU workers run them.
@@ -24,13 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from flows.blockwise import run_blocks
+from flows.preflight import RunInputs, check_model, check_model_fits_raw
+from flows.stages.runner import run_blocks
 from pipeline.blocks import Block, block_grid
 from pipeline.errors import InputDataError
+from pipeline.io.affinities import AffinityDtype, create_affinity_image, encode_affinities
 from pipeline.io.blockstate import BlockState
-from pipeline.io.omezarr import create_image, open_image, write_region
+from pipeline.io.checkpoint import ModelMetadata
+from pipeline.io.layout import RunLayout
+from pipeline.io.omezarr import open_image, write_region
+from pipeline.segment.config import SegmentConfig
 
-__all__ = ["predict_volume"]
+__all__ = ["predict_run", "predict_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ def predict_volume(
     *,
     state_dir: str | Path,
     block_shape: Sequence[int],
-    tile_shape: Sequence[int] | None = None,
-    batch_size: int = 1,
-    device: str = "cpu",
-    dtype: str = "uint8",
+    tile_shape: Sequence[int] | None,
+    batch_size: int,
+    device: str,
+    dtype: AffinityDtype,
+    max_retries: int,
+    model_meta: ModelMetadata | None = None,
     client: Any = None,
-    max_retries: int = 2,
     progress: bool = True,
 ) -> Path:
     """Write the affinity image ``out`` for the OME-Zarr raw image ``raw``.
@@ -64,8 +66,8 @@ def predict_volume(
         Per-block completion state (resume).
     block_shape : sequence of 3 int
         Write-region shape, a multiple of the raw image's chunks.
-    tile_shape : sequence of 3 int, optional
-        Network output size per tile (default: the block shape; smaller tiles use less memory but
+    tile_shape : sequence of 3 int or None
+        Network output size per tile (None: the block shape; smaller tiles use less memory but
         recompute the network's context around each tile).
     batch_size : int
         Tiles per forward pass.
@@ -73,6 +75,11 @@ def predict_volume(
         Where the network runs (AMP on CUDA).
     dtype : {"uint8", "float16"}
         Storage of the affinities.
+    max_retries : int
+        Extra attempts per failed block.
+    model_meta : ModelMetadata, optional
+        The checkpoint's metadata as :func:`flows.preflight.check_model` returned it (the run's
+        preflight); without it the checkpoint is loaded and checked here.
     client : distributed.Client, optional
         Dask client; serial if None.
 
@@ -92,25 +99,12 @@ def predict_volume(
         If blocks still fail after their retries.
     """
     from pipeline.data.normalize import intensity_range
-    from pipeline.io.checkpoint import load_model
 
-    if dtype not in ("uint8", "float16"):
-        raise ValueError(f"dtype must be 'uint8' or 'float16'; got {dtype!r}")
     image = open_image(raw)
     if image.axes != ("z", "y", "x"):
         raise InputDataError(f"raw image {raw} has axes {image.axes}; expected (z, y, x)")
-    model, meta = load_model(checkpoint)
-    if meta.target != "affinities" or model.out_channels != 3:
-        raise InputDataError(f"checkpoint {checkpoint} predicts {meta.target} ({model.out_channels} channels); "
-                             "segmentation needs a 3-channel affinity model")
-    trained_vs = meta.input.get("voxel_size_um")
-    if trained_vs is not None:
-        ratio = np.asarray(image.voxel_size_um) / np.asarray(trained_vs, float)
-        if np.any(np.abs(ratio - 1) > 0.25):
-            raise InputDataError(
-                f"raw voxel size {image.voxel_size_um} µm differs from the model's training data "
-                f"{tuple(trained_vs)} µm by more than 25 %; resample the volume or train on matching data"
-            )
+    meta = check_model(checkpoint) if model_meta is None else model_meta
+    check_model_fits_raw(meta, image, what="raw image")
     method = meta.input.get("normalization", "percentile")
     rng = intensity_range(image.reader, method=method,
                           percentiles=tuple(meta.input.get("percentiles", (1.0, 99.9))))
@@ -121,8 +115,7 @@ def predict_volume(
         )
     # Large tiles: each tile reads the network's context around it, so small tiles recompute a lot.
     tile = tuple(int(t) for t in (tile_shape or block_shape))
-    chunks = tuple(image.chunks)
-    blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=chunks)
+    blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=tuple(image.chunks))
     params = {
         "raw": str(Path(raw).resolve()), "checkpoint": str(Path(checkpoint).resolve()), "shape": list(image.shape),
         "block_shape": [int(b) for b in block_shape], "tile_shape": list(tile), "dtype": dtype,
@@ -130,8 +123,7 @@ def predict_volume(
     }
     state = BlockState(state_dir, "predict")
     state.check_params(params)
-    create_image(out, shape=image.spatial_shape, dtype=dtype, chunks=chunks, voxel_size_um=image.voxel_size_um,
-                 name="affinities", channels=3, exist_ok=True, codec="lz4")
+    create_affinity_image(out, like=image, dtype=dtype)
     task = functools.partial(
         _predict_block, raw=str(raw), checkpoint=str(checkpoint), out=str(out), low=rng.low, high=rng.high,
         tile=tile, batch_size=batch_size, device=device, dtype=dtype, downscale_xy=params["downscale_xy"],
@@ -139,6 +131,18 @@ def predict_volume(
     run_blocks("predict", blocks, task, state=state, client=client, max_retries=max_retries,
                resources={"GPU": 1} if device.startswith("cuda") else None, progress=progress).raise_if_failed()
     return Path(out)
+
+
+def predict_run(
+    cfg: SegmentConfig, *, inputs: RunInputs, max_retries: int, client: Any = None, progress: bool = True
+) -> Path:
+    """:func:`predict_volume` with the ``segment:`` settings, into the run directory ``cfg.out``."""
+    run = RunLayout(cfg.out)
+    return predict_volume(
+        cfg.raw, inputs.model, run.affinities, state_dir=run.state, block_shape=cfg.block_shape,
+        tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.affinity_dtype,
+        max_retries=max_retries, model_meta=inputs.model_meta, client=client, progress=progress,
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -151,7 +155,7 @@ def _cached_model(checkpoint: str, device: str) -> Any:
 
 def _predict_block(
     block: Block, *, raw: str, checkpoint: str, out: str, low: float, high: float, tile: tuple[int, ...],
-    batch_size: int, device: str, dtype: str, downscale_xy: int,
+    batch_size: int, device: str, dtype: AffinityDtype, downscale_xy: int,
 ) -> dict[str, Any]:
     from pipeline.data.normalize import normalize_intensity
     from pipeline.inference import predict_region
@@ -172,6 +176,5 @@ def _predict_block(
 
     aff = predict_region(model, read, volume_shape=array.shape, region=block.write, tile_shape=tile,
                          batch_size=batch_size, device=device, downscale_xy=downscale_xy)
-    data = np.round(aff * 255).astype(np.uint8) if dtype == "uint8" else aff.astype(np.float16)
-    write_region(open_image(out, mode="r+").array, (slice(None), *block.write), data)
+    write_region(open_image(out, mode="r+").array, (slice(None), *block.write), encode_affinities(aff, dtype))
     return {"mean_affinity": float(aff.mean())}

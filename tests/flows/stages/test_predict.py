@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flows.predict import predict_volume
+from flows.stages.predict import predict_volume
 from pipeline.errors import InputDataError
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import export_model, load_model, save_checkpoint
@@ -15,6 +15,7 @@ from pipeline.io.omezarr import open_image, write_image
 from pipeline.model import UNet
 
 VS = (1.5, 0.5, 0.5)
+SETTINGS = {"batch_size": 1, "device": "cpu", "dtype": "uint8", "max_retries": 2, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
     for block in [(8, 16, 16), (16, 32, 48)]:
         out = tmp_path / f"aff{block[0]}.zarr"
         predict_volume(raw, checkpoint, out, state_dir=tmp_path / f"state{block[0]}", block_shape=block,
-                       tile_shape=(8, 16, 16), progress=False)
+                       tile_shape=(8, 16, 16), **SETTINGS)
         img = open_image(out)
         assert img.axes == ("c", "z", "y", "x") and img.dtype == np.uint8 and img.voxel_size_um == VS
         # read up to 27 times by the segmentation's halos: fast to decode
@@ -57,7 +58,7 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
     for bid in sorted(state.done_ids())[::2]:
         state.forget(bid)
     predict_volume(raw, checkpoint, tmp_path / "aff8.zarr", state_dir=tmp_path / "state8", block_shape=(8, 16, 16),
-                   tile_shape=(8, 16, 16), progress=False)
+                   tile_shape=(8, 16, 16), **SETTINGS)
     np.testing.assert_array_equal(open_image(tmp_path / "aff8.zarr").array[...], outs[(8, 16, 16)])
 
 
@@ -76,5 +77,31 @@ def test_voxel_size_far_from_training_is_refused(tmp_path, checkpoint):
     write_image(other, np.zeros((8, 16, 16), np.uint16), voxel_size_um=(3.0, 1.0, 1.0))
     with pytest.raises(InputDataError, match="differs from the model's training data"):
         predict_volume(other, checkpoint, tmp_path / "x.zarr", state_dir=tmp_path / "s", block_shape=(8, 16, 16),
-                       progress=False)
+                       tile_shape=None, **SETTINGS)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_run_checks_and_loads_the_checkpoint_once_before_its_blocks(tmp_path, raw, checkpoint, monkeypatch):
+    import pipeline.io.checkpoint as ckpt
+    from flows.preflight import check_run
+    from flows.stages import predict as stage
+    from pipeline.config import NeuroreconConfig, OutputConfig
+    from pipeline.segment.config import SegmentConfig
+
+    calls = []
+    real = ckpt.load_model
+
+    def counting(path, **kwargs):
+        calls.append(str(path))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(ckpt, "load_model", counting)
+    stage._cached_model.cache_clear()
+    config = NeuroreconConfig(
+        segment=SegmentConfig(raw=raw, out=tmp_path / "run", model=checkpoint, block_shape=(8, 16, 16)),
+        output=OutputConfig(root=tmp_path),
+    )
+    inputs = check_run(config, evaluate=False)
+    assert calls == [str(checkpoint)]  # the preflight
+    stage.predict_run(config.segment, inputs=inputs, max_retries=0, progress=False)  # serial: 6 blocks here
+    assert calls == [str(checkpoint)] * 2  # + one load for all the blocks of this process (a worker: likewise)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import zarr
 
-from flows.blockwise import dask_client, run_blocks
-from flows.segment import segment_volume
+from flows.stages.runner import dask_client, run_blocks
+from flows.stages.segment import segment_volume
 from pipeline.blocks import block_grid
+from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure, OutputError
 from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import open_image, write_image
@@ -35,7 +36,8 @@ def volume(tmp_path_factory):
 
 def run(root, name, **kwargs):
     """Segment the module's affinities into <root>/<name>_{fragments,segmentation}.zarr."""
-    args = {"block_shape": BLOCK, "threshold": 0.5, "progress": False, "state_dir": root / f"{name}_state"} | kwargs
+    args = {"block_shape": BLOCK, "halo_vx": (4, 16, 16), "threshold": 0.5, "background_threshold": 0.5,
+            "max_retries": 2, "progress": False, "state_dir": root / f"{name}_state"} | kwargs
     return segment_volume(root / "aff.zarr", fragments_out=root / f"{name}_fragments.zarr",
                           segmentation_out=root / f"{name}_segmentation.zarr", **args)
 
@@ -56,7 +58,7 @@ def test_serial_zarr_path_equals_in_memory_algorithm(volume):
 def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
     root, expected = volume
     state = root / "dask_state"
-    with dask_client(n_workers=2, memory_limit="2GiB") as client:
+    with dask_client(DaskConfig(n_workers=2, memory_limit="2GiB")) as client:
         run(root, "dask", client=client)
         first = segmentation(root, "dask")
         np.testing.assert_array_equal(first, expected)
@@ -95,5 +97,6 @@ def test_failed_blocks_are_reported_by_id_and_done_ones_kept(tmp_path):
     with pytest.raises(BlockFailure, match=r"2 of 8 blocks failed.*\[1, 5\].*disk on fire"):
         report.raise_if_failed()
     assert state.done_ids() == {0, 2, 3, 4, 6, 7}
-    again = run_blocks("stage", blocks, functools.partial(_flaky, bad=set()), state=state, progress=False)
+    again = run_blocks("stage", blocks, functools.partial(_flaky, bad=set()), state=state, max_retries=2,
+                       progress=False)
     assert again.skipped == 6 and again.done == 2 and again.ok

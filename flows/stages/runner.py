@@ -1,5 +1,7 @@
 """Run a stage's blocks on Dask (or serially), skipping finished blocks, retrying failed ones.
 
+Every stage driver in :mod:`flows.stages` hands its per-block function to :func:`run_blocks`.
+
 This is the only scheduler code in neurorecon, and it schedules nothing itself: blocks are submitted
 to a ``dask.distributed`` client — a ``LocalCluster`` by default, or an existing cluster by address —
 with Dask's own ``retries``. A block is marked done (``pipeline.io.blockstate``) on the worker, after
@@ -23,10 +25,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from pipeline.blocks import Block
+from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["BlockRunReport", "dask_client", "return_freed_memory", "run_blocks"]
+__all__ = ["BlockRunReport", "dask_client", "one_malloc_arena", "return_freed_memory", "run_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ def run_blocks(
     *,
     state: BlockState,
     client: Any = None,
-    max_retries: int = 2,
+    max_retries: int,
     resources: Mapping[str, float] | None = None,
     progress: bool = True,
 ) -> BlockRunReport:
@@ -107,6 +110,7 @@ def run_blocks(
                leave=False)
     try:
         if client is None:
+            one_malloc_arena()
             for b in todo:
                 error = None
                 for _attempt in range(max_retries + 1):
@@ -157,19 +161,18 @@ def _libc() -> Any:
         return None
 
 
-def _one_malloc_arena() -> bool:
+@functools.cache
+def one_malloc_arena() -> bool:
     """Let threads started from now on share glibc's main arena (``mallopt(M_ARENA_MAX, 1)``).
 
     Zarr decodes chunks on a pool of threads; with an arena per thread, a buffer freed by one thread
     is not reused by another, and a block's peak RSS carried every thread's buffers (measured on the
-    segmentation benchmark: peak 260-290 MB with per-thread arenas, 180 MB with one). Set when this
-    module is imported, before Zarr's threads exist. Returns whether it applied (glibc only).
+    segmentation benchmark: peak 260-290 MB with per-thread arenas, 180 MB with one). Applied once per
+    process where blocks run — when the serial runner starts, and in a Dask worker before its first
+    block — never at import. Returns whether it applied (glibc only).
     """
     libc = _libc()
     return bool(libc is not None and libc.mallopt(-8, 1))  # M_ARENA_MAX
-
-
-_one_malloc_arena()
 
 
 def return_freed_memory() -> bool:
@@ -190,6 +193,7 @@ def return_freed_memory() -> bool:
 
 
 def _process_and_mark(process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block) -> None:
+    one_malloc_arena()  # once per process (cached); a no-op after the first block
     try:
         info = process(block)
     finally:
@@ -199,22 +203,17 @@ def _process_and_mark(process: Callable[[Block], Mapping[str, Any] | None], stat
 
 @contextlib.contextmanager
 def dask_client(
-    address: str | None = None,
-    *,
-    n_workers: int = 2,
-    threads_per_worker: int = 1,
-    memory_limit: str = "4GiB",
-    resources: Mapping[str, float] | None = None,
+    dask: DaskConfig, *, n_workers: int | None = None, resources: Mapping[str, float] | None = None
 ) -> Iterator[Any]:
-    """A ``distributed.Client``: to the cluster at ``address``, or to a new ``LocalCluster``.
+    """A ``distributed.Client``: to the cluster at ``dask.address``, or to a new ``LocalCluster``.
 
-    The local cluster uses processes (waterz and kimimaro hold the GIL) and is closed on exit; a
-    remote cluster is left running.
+    The local cluster uses processes (waterz and kimimaro hold the GIL), ``dask.n_workers`` of them
+    unless ``n_workers`` is given, and is closed on exit; a remote cluster is left running.
     """
     from distributed import Client, LocalCluster
 
-    if address:
-        client = Client(address)
+    if dask.address:
+        client = Client(dask.address)
         try:
             yield client
         finally:
@@ -222,8 +221,9 @@ def dask_client(
         return
     with (
         LocalCluster(
-            n_workers=n_workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-            processes=True, dashboard_address=None, resources=dict(resources) if resources else None,
+            n_workers=dask.n_workers if n_workers is None else n_workers,
+            threads_per_worker=dask.threads_per_worker, memory_limit=dask.memory_limit, processes=True,
+            dashboard_address=None, resources=dict(resources) if resources else None,
         ) as cluster,
         Client(cluster) as client,
     ):

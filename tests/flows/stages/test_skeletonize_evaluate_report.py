@@ -9,16 +9,27 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from flows.analysis import evaluate_arrays, evaluate_run, report_run, skeletonize_volume
+from flows.stages.evaluate import evaluate_run
+from flows.stages.report import report_run
+from flows.stages.skeletonize import skeletonize_volume as _skeletonize_volume
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import create_label_image, open_image
 from pipeline.io.phantom import write_phantom
 from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, read_swc_folder
-from pipeline.skeleton import object_table
+from pipeline.metrics.evaluate import evaluate_arrays
+from pipeline.skeleton import OnePiecePlan, object_table
+from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth import PhantomParams
 from tests.flows.test_cli import run_cli
 
 VS = (1.5, 0.5, 0.5)
+def skeletonize_volume(segmentation, *, block_shape=(128, 256, 256), **kwargs):
+    """The stage with the ``skeletonize:`` defaults but ``block_shape``, serially, quietly."""
+    kwargs = {"max_retries": 2, "progress": False} | kwargs
+    return _skeletonize_volume(segmentation, settings=SkeletonizeConfig(block_shape=block_shape), **kwargs)
+
+
 pytestmark = pytest.mark.filterwarnings("ignore:.*skeleton node.*outside the segmentation volume:UserWarning")
 
 
@@ -56,8 +67,8 @@ def test_skeletonize_writes_skeletons_and_a_table_matching_the_whole_volume(phan
     assert [(r.label, r.n_voxels, r.touches_border) for r in rows] == [
         (r.label, r.n_voxels, r.touches_border) for r in whole
     ]
-    with np.load(tmp_path / "run" / "state" / "skeletonize_plan.npz") as plan:
-        one_piece = set(plan["labels"].tolist())
+    plan = BlockState(tmp_path / "run" / "state", "skeletonize").load_record("plan", OnePiecePlan, "plan")
+    one_piece = set(plan.labels.tolist())
     assert one_piece, "no object crosses a seam: nothing checked"
     for b, w in zip(rows, whole, strict=True):
         if w.touches_border:
@@ -128,13 +139,13 @@ def test_report_of_a_run(phantom, tmp_path):
     run = tmp_path / "run"
     skeletonize_volume(seg_path, out=run, block_shape=(32, 128, 128), progress=False)
     evaluate_run(seg_path, gt_path, out=run)
-    written = report_run(run, raw=root / "volume.zarr")
+    written = report_run(run, raw=root / "volume.zarr", figures=False)
     page = written["html"].read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2
     assert "Edge accuracy" in page and "segmentation.zarr" in page
     assert written["pdf"].read_bytes().startswith(b"%PDF")
     with pytest.raises(InputDataError, match="run `neurorecon skeletonize` first"):
-        report_run(tmp_path)
+        report_run(tmp_path, figures=False)
 
 
 def test_errors_name_the_input(phantom, tmp_path):

@@ -1,0 +1,87 @@
+"""The evaluate stage: a segmentation against ground truth -> ``metrics.json``.
+
+Load -> compute -> save around :func:`pipeline.metrics.evaluate.evaluate_arrays`: voxel metrics on the
+label images, skeleton metrics against ground-truth SWC skeletons and the length-distribution metrics.
+Both label images are read whole (they must fit in memory together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import InputDataError
+from pipeline.io.labels import open_label_image, voxel_size_of
+from pipeline.io.layout import RunLayout
+from pipeline.io.phantom import phantom_skeletons
+from pipeline.io.report import write_metrics_json
+from pipeline.io.skeletons import read_swc_folder
+from pipeline.metrics.evaluate import evaluate_arrays
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(
+    segmentation: str | Path,
+    gt_labels: str | Path,
+    *,
+    out: str | Path,
+    gt_swc: str | Path | None = None,
+    voxel_size_um: Sequence[float] | None = None,
+) -> Path:
+    """Compare a segmentation with ground-truth labels (and skeletons) and write ``out/metrics.json``.
+
+    Parameters
+    ----------
+    segmentation, gt_labels : path
+        OME-Zarr label images of the same (z, y, x) volume.
+    out : path
+        Run directory.
+    gt_swc : path, optional
+        A folder of ground-truth ``<label>.swc`` (µm, volume frame); None: the phantom's
+        ``<store>_gt/skeletons`` when ``gt_labels`` is ``<store>.zarr/labels/<name>`` and it exists.
+    voxel_size_um : sequence of 3 float, optional
+        Override the segmentation's voxel size (µm, z, y, x).
+
+    Returns
+    -------
+    Path
+        The ``metrics.json`` written.
+
+    Raises
+    ------
+    InputDataError
+        If an input is missing, not an integer label image, the shapes differ, the voxel sizes differ
+        (without ``voxel_size_um``), or the ground truth holds no object.
+    """
+    seg = open_label_image(segmentation, what="segmentation")
+    gt = open_label_image(gt_labels, what="ground-truth labels")
+    if seg.spatial_shape != gt.spatial_shape:
+        raise InputDataError(
+            f"segmentation {segmentation} has shape {seg.spatial_shape} but ground truth {gt_labels} has "
+            f"{gt.spatial_shape}; they must cover the same (z, y, x) volume"
+        )
+    if voxel_size_um is None and not np.allclose(seg.voxel_size_um, gt.voxel_size_um, rtol=1e-6):
+        raise InputDataError(
+            f"segmentation voxel size {seg.voxel_size_um} µm differs from ground truth "
+            f"{gt.voxel_size_um} µm; pass --voxel-size to say which applies"
+        )
+    vs = voxel_size_of(seg, voxel_size_um)
+    truth = np.asarray(gt.array[...])
+    if not truth.any():
+        raise InputDataError(
+            f"ground-truth labels {gt_labels} hold no objects (every voxel is 0); metrics against them are "
+            "undefined: pass the label image that holds the annotated neurons"
+        )
+    swc_dir = Path(gt_swc) if gt_swc is not None else phantom_skeletons(gt_labels)
+    skeletons = list(read_swc_folder(swc_dir).values()) if swc_dir is not None else None
+    metrics = evaluate_arrays(np.asarray(seg.array[...]), truth, voxel_size_um=vs, gt_skeletons=skeletons)
+    metrics["inputs"] = {
+        "segmentation": str(Path(segmentation).resolve()),
+        "gt_labels": str(Path(gt_labels).resolve()),
+        "gt_swc": str(swc_dir.resolve()) if swc_dir is not None else None,
+    }
+    metrics["parameters"] = {"voxel_size_um": list(vs)}
+    return write_metrics_json(RunLayout(out).metrics_json, metrics)

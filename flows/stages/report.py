@@ -1,0 +1,118 @@
+"""The report stage: a run directory -> ``report.html`` (self-contained) and ``report.pdf``.
+
+Load -> compute -> save around :mod:`pipeline.report`: reads ``lengths.csv`` (required) and
+``skeletonize.json``, ``metrics.json`` and ``skeletons/`` where present, and builds the z projections of
+the segmentation over its raw image slab by slab (memory bounded by a slab).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flows.stages.skeletonize import read_skeletonize_record
+from pipeline.errors import InputDataError
+from pipeline.io.labels import image_of_labels, open_label_image
+from pipeline.io.layout import RunLayout
+from pipeline.io.omezarr import OmeArray, open_image
+from pipeline.io.report import read_metrics_json, write_report
+from pipeline.io.skeletons import read_lengths_csv, read_swc_folder
+
+__all__ = ["report_run"]
+
+
+def report_run(
+    run_dir: str | Path,
+    *,
+    figures: bool,
+    segmentation: str | Path | None = None,
+    raw: str | Path | None = None,
+    out: str | Path | None = None,
+) -> dict[str, Path]:
+    """Write ``report.html`` and ``report.pdf`` for a run directory.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory (its ``lengths.csv`` is required).
+    figures : bool
+        Also write the figures as PNG files (``report.figures``).
+    segmentation : path, optional
+        The label image of the projection; default the one recorded by ``skeletonize``.
+    raw : path, optional
+        The raw image under it; default the image store a ``.../labels/NAME`` segmentation belongs to
+        (none otherwise).
+    out : path, optional
+        Where to write; default ``run_dir``.
+
+    Returns what :func:`pipeline.io.report.write_report` wrote (``html``, ``pdf``, figures). Raises
+    :class:`~pipeline.errors.InputDataError` if the run has no ``lengths.csv``, or an input image is
+    missing or its shape differs.
+    """
+    from pipeline.report import ReportData, build_report, software_versions
+
+    run = RunLayout(run_dir)
+    if not run.root.is_dir():
+        raise InputDataError(f"run directory {run.root} does not exist")
+    rows = read_lengths_csv(run.lengths_csv)
+    record = read_skeletonize_record(run.root)
+    metrics = read_metrics_json(run.metrics_json) if run.metrics_json.is_file() else None
+    seg_path = (
+        Path(segmentation)
+        if segmentation is not None
+        else (Path(record["segmentation"]) if "segmentation" in record else None)
+    )
+    seg = open_label_image(seg_path) if seg_path is not None else None
+    raw_path = Path(raw) if raw is not None else (image_of_labels(seg_path) if seg_path is not None else None)
+    raw_image = open_image(raw_path) if raw_path is not None else None
+    if seg is not None and raw_image is not None and raw_image.spatial_shape != seg.spatial_shape:
+        raise InputDataError(
+            f"raw {raw_path} has shape {raw_image.spatial_shape} but segmentation {seg_path} has "
+            f"{seg.spatial_shape}; pass the raw image of this segmentation with --raw"
+        )
+    if "voxel_size_um" in record:
+        vs = tuple(record["voxel_size_um"])
+    elif seg is not None:
+        vs = seg.voxel_size_um
+    else:
+        raise InputDataError(
+            f"{run.root} has no {run.skeletonize_json.name} and no segmentation was given; pass --segmentation"
+        )
+    skeletons = read_swc_folder(run.skeletons) if run.skeletons.is_dir() else None
+    parameters: dict[str, Any] = {k: v for k, v in record.items() if k not in ("segmentation",)}
+    sources = {"segmentation": str(seg_path) if seg_path else "–", "raw": str(raw_path) if raw_path else "–"}
+    if metrics:
+        sources.update({f"metrics.{k}": str(v) for k, v in (metrics.get("inputs") or {}).items()})
+    data = ReportData(
+        title=f"neurorecon report — {run.root.resolve().name}",
+        subtitle=str(run.root.resolve()),
+        rows=rows,
+        voxel_size_um=vs,  # type: ignore[arg-type]
+        metrics=metrics,
+        projection=_projection(seg, raw_image) if seg is not None else None,
+        skeletons=skeletons,
+        parameters=parameters,
+        versions=software_versions(),
+        created=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        sources=sources,
+    )
+    return write_report(Path(out) if out is not None else run.root, build_report(data), figures=figures)
+
+
+def _projection(seg: OmeArray, raw: OmeArray | None, slab: int = 16) -> Any:
+    """The z projections of ``seg`` (over ``raw``), built slab by slab."""
+    from pipeline.report import combine_projections, z_projection
+
+    result = None
+    for z0 in range(0, seg.spatial_shape[0], slab):
+        region = (slice(z0, min(z0 + slab, seg.spatial_shape[0])), slice(None), slice(None))
+        labels = np.asarray(seg.array[region])
+        image = None
+        if raw is not None:
+            image = np.asarray(raw.array[region] if raw.axes == ("z", "y", "x") else raw.array[(0, *region)])
+        part = z_projection(labels, image)
+        result = part if result is None else combine_projections(result, part)
+    return result

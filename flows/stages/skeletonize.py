@@ -1,0 +1,225 @@
+"""The skeletonize stage: a label image -> skeletons and lengths, block by block on Dask.
+
+Load -> compute -> save around :mod:`pipeline.skeleton` (the algorithm is in
+:mod:`pipeline.skeleton.blockwise`). Two block passes: ``skeleton labels`` (label counts and boxes of
+every block, :class:`~pipeline.skeleton.BlockLabels` records) and, after the one-piece plan
+(:class:`~pipeline.skeleton.OnePiecePlan`, a stage record), ``skeletonize`` (each block's pieces and
+the one-piece objects it owns, two :class:`~pipeline.skeleton.BlockSkeletons` records). The driver then
+fuses the pieces and writes, in the run directory (:class:`~pipeline.io.layout.RunLayout`),
+``skeletons/<label>.swc`` (µm), ``skeletons_precomputed/`` (neuroglancer, nm), ``lengths.csv`` and
+``skeletonize.json``; per-block state in ``state/``.
+
+Label images are named by path: a standalone one (``RUN/segmentation.zarr``) or a label group inside an
+image store (``volume.zarr/labels/NAME``), see :func:`pipeline.io.labels.open_label_image`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flows.stages.runner import run_blocks
+from pipeline.blocks import Block
+from pipeline.errors import OutputError
+from pipeline.io.atomic import write_atomic
+from pipeline.io.blockstate import BlockState
+from pipeline.io.labels import open_label_image, voxel_size_of
+from pipeline.io.layout import RunLayout
+from pipeline.io.omezarr import open_image
+from pipeline.io.skeletons import write_lengths_csv, write_precomputed_skeletons, write_swc_folder
+from pipeline.skeleton import (
+    BlockLabels,
+    BlockSkeletons,
+    OnePiecePlan,
+    TeasarParams,
+    block_labels,
+    check_max_voxels,
+    fuse_block_skeletons,
+    label_statistics,
+    object_rows,
+    plan_one_piece,
+    skeleton_grid,
+    skeletonize_block_with_plan,
+)
+from pipeline.skeleton.config import SkeletonizeConfig
+
+__all__ = ["SkeletonizeOutputs", "skeletonize_volume"]
+
+log = logging.getLogger(__name__)
+
+_PLAN = "plan"  # the one-piece plan, a stage record of "skeletonize"
+_STATE_FORMAT = 3  # 3: block records through pipeline.io.blockstate
+
+
+@dataclass(frozen=True)
+class SkeletonizeOutputs:
+    """What :func:`skeletonize_volume` wrote."""
+
+    swc_dir: Path
+    precomputed_dir: Path
+    lengths_csv: Path
+    params_json: Path
+    n_objects: int
+    n_skeletons: int
+
+
+def skeletonize_volume(
+    segmentation: str | Path,
+    *,
+    out: str | Path,
+    settings: SkeletonizeConfig,
+    max_retries: int,
+    voxel_size_um: Sequence[float] | None = None,
+    client: Any = None,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> SkeletonizeOutputs:
+    """Skeletonize a label image block by block and write SWC, precomputed skeletons and ``lengths.csv``.
+
+    Parameters
+    ----------
+    segmentation : path
+        OME-Zarr label image (see :func:`~pipeline.io.labels.open_label_image`).
+    out : path
+        Run directory (see the module docstring for what is written there).
+    settings : SkeletonizeConfig
+        The ``skeletonize:`` section: block shape (clipped to the volume), halo (µm), TEASAR settings,
+        tick threshold and the one-piece bound.
+    max_retries : int
+        Extra attempts per failed block (``dask.max_retries``).
+    voxel_size_um : sequence of 3 float, optional
+        Override the voxel size recorded in the image (µm, z, y, x).
+    client : distributed.Client, optional
+        Dask client; serial in this process if None.
+    overwrite : bool
+        Replace earlier outputs (and their block state) in ``out``.
+
+    Returns
+    -------
+    SkeletonizeOutputs
+
+    Raises
+    ------
+    InputDataError
+        If the segmentation is missing or not an integer (z, y, x) label image, or the voxel size is
+        invalid.
+    OutputError
+        If outputs exist (without ``overwrite``) or an interrupted run used other parameters.
+    BlockFailure
+        If blocks still fail after their retries.
+    ValueError
+        If the halo does not fit the blocks or ``one_piece_max_voxels`` is invalid.
+    """
+    seg = open_label_image(segmentation)
+    vs = voxel_size_of(seg, voxel_size_um)
+    shape = seg.spatial_shape
+    blocks_shape = tuple(min(int(b), s) for b, s in zip(settings.block_shape, shape, strict=True))
+    run = RunLayout(out)
+    if not overwrite:
+        existing = [p for p in (run.skeletons, run.skeletons_precomputed, run.lengths_csv) if p.exists()]
+        if existing:
+            raise OutputError(
+                f"{existing[0]} already exists; pass --overwrite to replace the skeletons in {run.root}, "
+                "or choose another --out"
+            )
+    check_max_voxels(settings.one_piece_max_voxels, "one_piece_max_voxels")
+    grid = skeleton_grid(shape, block_shape=blocks_shape, voxel_size_um=vs, halo_um=settings.halo_um)
+    record = {
+        "segmentation": str(Path(segmentation).resolve()),
+        "shape": list(shape),
+        "voxel_size_um": list(vs),
+        "block_shape": list(blocks_shape),
+        "halo_um": float(settings.halo_um),
+        "teasar": settings.teasar.model_dump(),
+        "tick_threshold_um": float(settings.tick_threshold_um),
+        "one_piece_max_voxels": settings.one_piece_max_voxels,
+        "state_format": _STATE_FORMAT,
+    }
+    # stage 1: label counts and bounding boxes per block (write regions only)
+    labels_state = BlockState(run.state, "skeleton_labels")
+    labels_state.check_params(
+        {k: record[k] for k in ("segmentation", "shape", "block_shape", "state_format")}, reset=overwrite
+    )
+    state = BlockState(run.state, "skeletonize")
+    state.check_params(record, reset=overwrite)
+    run_blocks(
+        "skeleton labels", grid,
+        functools.partial(_skeleton_labels_task, segmentation=str(segmentation), state_root=str(run.state)),
+        state=labels_state, client=client, max_retries=max_retries, progress=progress,
+    ).raise_if_failed()
+    stats = label_statistics(
+        (labels_state.load_record(b.id, BlockLabels, "labels") for b in grid), volume_shape=shape
+    )
+    # stage 2: every block skeletonizes its pieces and the one-piece objects it owns
+    plan = plan_one_piece(stats, grid, max_voxels=settings.one_piece_max_voxels)
+    state.save_records(_PLAN, plan=plan)  # a function of stage 1 and the parameters: rewriting is a no-op
+    log.info("skeletonize: %d objects cross a seam and are skeletonized in one piece", len(plan.labels))
+    task = functools.partial(
+        _skeletonize_block_task, segmentation=str(segmentation), volume_shape=shape, voxel_size_um=vs,
+        teasar=settings.teasar, state_root=str(run.state),
+    )
+    run_blocks(
+        "skeletonize", grid, task, state=state, client=client, max_retries=max_retries, progress=progress
+    ).raise_if_failed()
+
+    pieces = [state.load_record(b.id, BlockSkeletons, name) for b in grid for name in ("pieces", "objects")]
+    graphs = fuse_block_skeletons(pieces, voxel_size_um=vs, tick_threshold_um=settings.tick_threshold_um)
+    rows = object_rows(graphs, stats, voxel_size_um=vs)
+    comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
+    write_swc_folder(run.skeletons, graphs, overwrite=True, comments=comments)
+    write_precomputed_skeletons(run.skeletons_precomputed, graphs, overwrite=True)
+    lengths = write_lengths_csv(run.lengths_csv, rows)
+    try:
+        write_atomic(run.skeletonize_json,
+                     json.dumps({**record, "n_objects": len(rows), "n_skeletons": len(graphs)}, indent=1))
+    except OSError as exc:
+        raise OutputError(f"cannot write {run.skeletonize_json}: {exc}") from None
+    log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), len(graphs), run.root)
+    return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json, len(rows),
+                              len(graphs))
+
+
+def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
+    """The ``skeletonize.json`` of a run (inputs and parameters), or ``{}`` where there is none."""
+    path = RunLayout(run_dir).skeletonize_json
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
+
+
+def _skeleton_labels_task(block: Block, *, segmentation: str, state_root: str) -> dict[str, Any]:
+    piece = block_labels(np.asarray(open_image(segmentation).array[block.write]), block=block)
+    BlockState(state_root, "skeleton_labels").save_records(block.id, labels=piece)
+    return {"n_labels": int(len(piece.labels))}
+
+
+def _skeletonize_block_task(
+    block: Block,
+    *,
+    segmentation: str,
+    volume_shape: tuple[int, int, int],
+    voxel_size_um: tuple[float, ...],
+    teasar: TeasarParams,
+    state_root: str,
+) -> dict[str, Any]:
+    image = open_image(segmentation)
+    state = BlockState(state_root, "skeletonize")
+    plan = state.load_record(_PLAN, OnePiecePlan, "plan")
+    pieces, objects = skeletonize_block_with_plan(
+        lambda region: np.asarray(image.array[region]),
+        block=block,
+        plan=plan,
+        volume_shape=volume_shape,
+        voxel_size_um=voxel_size_um,
+        params=teasar,
+    )
+    state.save_records(block.id, pieces=pieces, objects=objects)
+    return {"n_vertices": int(len(pieces.vertices_vx)), "n_one_piece_vertices": int(len(objects.vertices_vx))}
