@@ -2,8 +2,9 @@
 
 Stable entry points other stages rely on:
 
-* ``skeleton_metrics(skeletons, segmentation, *, voxel_size_um)`` — splits per neuron, omit / merged
-  edge percentages, edge accuracy and (normalized) expected run length against ground-truth skeletons;
+* ``skeleton_metrics(skeletons, segmentation, *, voxel_size_um, min_label_nodes=10)`` — splits per
+  neuron, omit / merged edge percentages, edge accuracy and (normalized) expected run length against
+  ground-truth skeletons, with one ``NeuronRecord`` per skeleton (the per-neuron table);
 * ``length_metrics(pred_labels, true_labels, *, voxel_size_um)`` — instance precision / recall,
   overlapping instances and Wasserstein / SSMD distances between length distributions.
 
@@ -20,9 +21,11 @@ from pipeline.metrics.length import (
     match_instances,
 )
 from pipeline.metrics.skeleton import (
+    MIN_LABEL_NODES,
     NeuronRecord,
     SkeletonMetrics,
     correct_misalignment,
+    resolve_node_labels,
     sample_node_labels,
     skeleton_metrics,
     skeleton_metrics_from_node_labels,
@@ -43,6 +46,7 @@ from pipeline.metrics.voxel import (
 )
 
 __all__ = [
+    "MIN_LABEL_NODES",
     "BettiError",
     "BettiNumbers",
     "LengthMetrics",
@@ -64,6 +68,7 @@ __all__ = [
     "length_metrics_from_overlaps",
     "match_instances",
     "patchwise_betti_error",
+    "resolve_node_labels",
     "sample_node_labels",
     "skeleton_metrics",
     "skeleton_metrics_from_node_labels",
