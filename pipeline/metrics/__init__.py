@@ -5,12 +5,15 @@ Stable entry points other stages rely on:
 * ``skeleton_metrics(skeletons, segmentation, *, voxel_size_um, min_label_nodes=10)`` — splits per
   neuron, omit / merged edge percentages, edge accuracy and (normalized) expected run length against
   ground-truth skeletons, with one ``NeuronRecord`` per skeleton (the per-neuron table);
+* ``gaps_bridged(skeletons, gaps, segmentation, *, voxel_size_um, min_label_nodes=10)`` — the fraction
+  of ground-truth signal-dropout gaps whose two sides lie in one predicted segment;
 * ``length_metrics(pred_labels, true_labels, *, voxel_size_um)`` — instance precision / recall,
   overlapping instances and Wasserstein / SSMD distances between length distributions.
 
 Arrays are (z, y, x); lengths are in µm. Every function states its definition in its docstring.
 """
 
+from pipeline.metrics.gaps import GapOutcome, GapsBridged, gaps_bridged
 from pipeline.metrics.length import (
     LengthMetrics,
     MatchedPair,
@@ -49,6 +52,8 @@ __all__ = [
     "MIN_LABEL_NODES",
     "BettiError",
     "BettiNumbers",
+    "GapOutcome",
+    "GapsBridged",
     "LengthMetrics",
     "MatchedPair",
     "NeuronRecord",
@@ -63,6 +68,7 @@ __all__ = [
     "correct_misalignment",
     "dice",
     "euler_characteristic",
+    "gaps_bridged",
     "instance_overlaps",
     "length_metrics",
     "length_metrics_from_overlaps",
