@@ -8,16 +8,19 @@ Stable entry points other stages rely on:
 * ``gaps_bridged(skeletons, gaps, segmentation, *, voxel_size_um, min_label_nodes=10)`` — the fraction
   of ground-truth signal-dropout gaps whose two sides lie in one predicted segment;
 * ``length_metrics(pred_labels, true_labels, *, voxel_size_um)`` — instance precision / recall,
-  overlapping instances and Wasserstein / SSMD distances between length distributions.
+  overlapping instances and Wasserstein / SSMD distances between length distributions;
+* ``discontinuities(pred_labels, true_labels)`` — predicted pieces per true instance, minus one.
 
 Arrays are (z, y, x); lengths are in µm. Every function states its definition in its docstring.
 """
 
 from pipeline.metrics.gaps import GapOutcome, GapsBridged, gaps_bridged
 from pipeline.metrics.length import (
+    Discontinuities,
     LengthMetrics,
     MatchedPair,
     connected_instances,
+    discontinuities,
     instance_overlaps,
     length_metrics,
     length_metrics_from_overlaps,
@@ -52,6 +55,7 @@ __all__ = [
     "MIN_LABEL_NODES",
     "BettiError",
     "BettiNumbers",
+    "Discontinuities",
     "GapOutcome",
     "GapsBridged",
     "LengthMetrics",
@@ -67,6 +71,7 @@ __all__ = [
     "contingency_table",
     "correct_misalignment",
     "dice",
+    "discontinuities",
     "euler_characteristic",
     "gaps_bridged",
     "instance_overlaps",
