@@ -298,6 +298,15 @@ def test_short_skeletons_keep_their_own_label():
     assert got.per_neuron[0].labels == (4,) and got.per_neuron[1].labels == ()
 
 
+def test_coverage_rule_with_uint64_labels():
+    big = 2**64 - 5  # does not fit int64
+    g = _line(25)
+    labels = {n: (big if n < 25 else big + 1) for n in g}  # a stray tip node of another huge label
+    assert resolve_node_labels([g], [labels])[0][25] == big
+    rec = skeleton_metrics_from_node_labels([g], [labels]).per_neuron[0]
+    assert (rec.labels, rec.matched_label, rec.normalized_erl) == ((big,), big, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # node sampling and misalignment correction
 
