@@ -46,13 +46,13 @@ paper's.
 Why k = 10. In the exact ground truth of the phantom (compartments of a neuron are separate objects
 touching end to end), the stray samples come in runs of 1–2 nodes: end nodes inside the parent
 compartment or the touching neighbour (6 seeds of a 48 x 192 x 192 phantom with 3 neurons and 5 AIS
-each). A skeleton crossing a
-touching tube of radius r with node spacing h puts about 2r/h nodes in it (<= 4 for r = 2 µm, h = 1 µm).
-k = 10 keeps a margin of 2.5x over that, while 10 nodes (10–15 µm of cable at the 1–1.5 µm spacing of
-the phantom's skeletons) is short next to the objects scored (AIS 20–60 µm, neurites longer), so a real
-split piece or merge along >= 10 nodes still counts. The price: on a skeleton of >= 2k nodes a wrong
-fragment or a merge over fewer than k nodes is not scored as a split or merge (it is absorbed, or
-omitted), and a short skeleton lying wholly in a longer skeleton's label is omitted, not merged.
+each). A skeleton crossing a touching tube of radius r with node spacing h puts about 2r/h nodes in it
+(<= 4 for r = 2 µm, h = 1 µm). k = 10 keeps a margin of 2.5x over that, while 10 nodes (10–15 µm of
+cable at the 1–1.5 µm node spacing of the phantom's skeletons) is short next to the objects scored
+(AIS 20–60 µm, neurites longer), so a real split piece or merge along >= 10 nodes still counts. The
+price: on a skeleton of >= 2k nodes a wrong fragment or a merge over fewer than k nodes is not scored
+as a split or merge (it is absorbed, or omitted), and a short skeleton lying wholly in a longer
+skeleton's label is omitted, not merged.
 
 **segmentation-skeleton-metrics** (AllenNeuralDynamics; ``skeleton_metrics.py``, ``graph_classes.py``)
 has no coverage rule for splits: every non-zero label sampled on a skeleton is a segment (``# Splits``
