@@ -3,29 +3,69 @@
 Definitions (supervoxel critical-components paper, appendix "Skeleton-Based Metrics", Figs. 9–10), for
 ground-truth skeletons G_i = (V_i, E_i) whose nodes carry ``pos_um`` = (z, y, x) in µm. Lengths are in
 µm along skeleton edges: len(e) = Euclidean distance between its end nodes, len(G_i) = Σ len(e).
+Step 2 is ours (the paper has no such step; ``min_label_nodes=1`` switches it off); the others are the
+paper's.
 
 1. **Node labels.** Each node takes the segmentation label at its voxel,
    ``index = floor(pos_um / voxel_size_um + 0.5)`` (round half up) clipped to the volume.
-2. **Misalignment correction** (per skeleton, one pass on the sampled labels). If two nodes u, v
+2. **Coverage** (``min_label_nodes`` = k, default :data:`MIN_LABEL_NODES` = 10). Let n_i(L) be the
+   number of nodes of G_i whose label is L ≠ 0. L *counts* on G_i if n_i(L) >= k. On a *short*
+   skeleton, |V_i| < 2k (too short for two labels to reach k, so the count alone could never show a
+   split on it), L also counts if G_i is a *home* of L: no skeleton has more nodes labelled L, and of
+   those with as many none has a larger fraction n_j(L) / |V_j| (all skeletons still tied are homes).
+   A node whose non-zero label does not count on its skeleton is *stray*. Each *stray run* (a
+   connected set of stray nodes of one label) takes label M if M is the only label on the non-stray,
+   non-zero nodes adjacent to it; otherwise its nodes become 0. So a stray tip node, or a stray node
+   between two runs of L, joins its neighbours' label L; a stray run between L and M, or next to
+   nothing but background and other stray runs, is treated as background (then step 3 applies).
+   After this step every non-zero label on G_i counts on G_i.
+3. **Misalignment correction** (per skeleton, one pass on the labels of step 2). If two nodes u, v
    carry the same non-zero label L and a path between them has only label-0 interior nodes, those
    interior nodes take label L. Implementation: for each connected run Z of label-0 nodes and each
    label L, the *terminals* are the label-L nodes adjacent to Z; for every pair of terminals the
    interior of a shortest path (edge count) through Z gets L — in a tree this is *the* path. A node
    that two different labels would claim (two label pairs around one branched 0-run) stays 0.
-3. **Edges.** An edge is *omit* if either end has label 0. A *piece* is a connected set of edges
+4. **Edges.** An edge is *omit* if either end has label 0. A *piece* is a connected set of edges
    whose ends all carry the same non-zero label (connected components of the graph of such edges).
-   A piece is *merged* if its label also occurs on another ground-truth skeleton (after correction).
-   Edges joining two different non-zero labels are neither omit nor merged (they are splits); like
-   the paper, edge accuracy counts them as correct.
-4. **Splits.** splits_i = (number of connected components of the graph on the non-zero nodes with
+   A piece is *merged* if its label also occurs on another ground-truth skeleton after steps 2–3,
+   i.e. if its label counts on another skeleton. Edges joining two different non-zero labels are
+   neither omit nor merged (they are splits); like the paper, edge accuracy counts them as correct.
+5. **Splits.** splits_i = (number of connected components of the graph on the non-zero nodes with
    only the edges whose ends carry the same label) − 1, floored at 0 for a skeleton without non-zero
    nodes. splits_per_neuron = Σ_i w_i · splits_i, w_i = |E_i| / Σ_j |E_j| (edge counts, as the paper).
-5. **Percentages.** omit_pct = 100 · Σ_i #omit edges / Σ_i |E_i|; merged_pct = 100 · Σ_i #edges of
+6. **Percentages.** omit_pct = 100 · Σ_i #omit edges / Σ_i |E_i|; merged_pct = 100 · Σ_i #edges of
    merged pieces / Σ_i |E_i|; edge_accuracy = 100 − omit_pct − merged_pct.
-6. **Run length.** ERL_i = Σ_{non-merged pieces P of G_i} len(P)² / len(G_i) (µm; 0 if len(G_i) = 0);
+7. **Run length.** ERL_i = Σ_{non-merged pieces P of G_i} len(P)² / len(G_i) (µm; 0 if len(G_i) = 0);
    erl_um = Σ_i len(G_i) · ERL_i / Σ_i len(G_i); normalized_erl = Σ_i len(G_i) · (ERL_i / len(G_i)) /
    Σ_i len(G_i) (the length-weighted mean of the per-skeleton fraction, in [0, 1]). Both are NaN if
    every skeleton has zero length.
+8. **Per skeleton** (:class:`NeuronRecord`): merges_i = number of *other* skeletons that share a label
+   with G_i after steps 2–3; the *matched label* is the label whose same-label edges cover the most
+   cable of G_i (ties: the smallest label), and matched_cable_um is that cable (merged or not).
+
+Why k = 10. In the exact ground truth of the phantom (compartments of a neuron are separate objects
+touching end to end), the stray samples come in runs of 1–2 nodes: end nodes inside the parent
+compartment or the touching neighbour (6 seeds of a 48 x 192 x 192 phantom with 3 neurons and 5 AIS
+each). A skeleton crossing a touching tube of radius r with node spacing h puts about 2r/h nodes in it
+(<= 4 for r = 2 µm, h = 1 µm). k = 10 keeps a margin of 2.5x over that, while 10 nodes (10–15 µm of
+cable at the 1–1.5 µm node spacing of the phantom's skeletons) is short next to the objects scored
+(AIS 20–60 µm, neurites longer), so a real split piece or merge along >= 10 nodes still counts. The
+price: on a skeleton of >= 2k nodes a wrong fragment or a merge over fewer than k nodes is not scored
+as a split or merge (it is absorbed, or omitted), and a short skeleton lying wholly in a longer
+skeleton's label is omitted, not merged.
+
+**segmentation-skeleton-metrics** (AllenNeuralDynamics; ``skeleton_metrics.py``, ``graph_classes.py``)
+has no coverage rule for splits: every non-zero label sampled on a skeleton is a segment (``# Splits``
+= distinct labels − 1; ``% Split Edges`` counts every edge joining two labels). For merges, a label
+shared by two ground-truth skeletons is a merge only if it lies on *more than 50* nodes of *each*
+(``MergedEdgePercentMetric.detect_label_intersections``), and its merge-site search ignores a node
+whose same-label component on the skeleton has fewer than 50 nodes (``is_nonmerge_pass_thru``). Its
+misalignment fix gives any label-0 run touched by exactly one label that label, tips included. Ours
+differs: one per-skeleton threshold (k = 10 nodes, not > 50) decides both which labels are segments
+(splits, ERL) and which shared labels are merges (the label must count on both skeletons); stray
+nodes are absorbed into the one neighbouring label or become background instead of being scored as
+segments; label-0 runs keep the paper's rule (an omitted tip stays omitted); skeletons of fewer than
+2k nodes use the home rule instead of never being merged.
 """
 
 from __future__ import annotations
@@ -36,6 +76,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import networkx as nx
 import numpy as np
@@ -45,27 +86,32 @@ from scipy.sparse.csgraph import connected_components
 from pipeline._checks import as_voxel_size, check_array
 
 __all__ = [
+    "MIN_LABEL_NODES",
     "NeuronRecord",
     "SkeletonMetrics",
     "correct_misalignment",
+    "resolve_node_labels",
     "sample_node_labels",
     "skeleton_metrics",
     "skeleton_metrics_from_node_labels",
 ]
 
+#: Default of ``min_label_nodes``: the nodes a label must cover on a skeleton to count there (step 2).
+MIN_LABEL_NODES = 10
+
 
 @dataclass(frozen=True)
 class NeuronRecord:
-    """Per-skeleton details of :func:`skeleton_metrics`.
+    """Per-skeleton details of :func:`skeleton_metrics` (one row of a per-neuron table).
 
     Attributes
     ----------
     index : int
-        Position of the skeleton in the input list.
+        Position of the skeleton in the input (list order, or mapping iteration order).
     n_edges : int
         |E_i|.
     length_um : float
-        len(G_i), µm.
+        len(G_i), the ground-truth cable length, µm.
     splits : int
         splits_i.
     omit_edges, merged_edges : int
@@ -75,7 +121,23 @@ class NeuronRecord:
     normalized_erl : float
         ERL_i / len(G_i) (0.0 if the skeleton has zero length).
     labels : tuple of int
-        The distinct non-zero segment labels on the skeleton after correction, sorted.
+        The distinct non-zero segment labels on the skeleton after steps 2–3 (the labels that count
+        on it), sorted.
+    label : int or None
+        The skeleton's ground-truth label: the mapping key when ``skeletons`` is a mapping, else
+        ``graph.graph["label"]`` (as :func:`pipeline.skeleton.skeleton_to_graph` and the SWC
+        readers set it), else None.
+    merges : int
+        Number of *other* skeletons that share a label with this one after steps 2–3.
+    merged_with : tuple of int
+        Their indices, sorted.
+    matched_label : int
+        The predicted label whose same-label edges cover the most cable of this skeleton (ties: the
+        smallest label); 0 if no edge has the same non-zero label at both ends.
+    matched_cable_um : float
+        That cable, µm (counted whether or not its piece is merged).
+    stray_nodes : int
+        Nodes whose sampled non-zero label does not count on this skeleton (step 2).
     """
 
     index: int
@@ -87,6 +149,12 @@ class NeuronRecord:
     erl_um: float
     normalized_erl: float
     labels: tuple[int, ...]
+    label: int | None
+    merges: int
+    merged_with: tuple[int, ...]
+    matched_label: int
+    matched_cable_um: float
+    stray_nodes: int
 
 
 @dataclass(frozen=True)
@@ -120,43 +188,79 @@ class SkeletonMetrics:
 # helpers
 
 
-def _check_skeletons(skeletons) -> list[nx.Graph]:
-    if isinstance(skeletons, nx.Graph) or not isinstance(skeletons, Sequence):
+def _check_skeletons(skeletons) -> tuple[list[nx.Graph], list[int | None], list[str]]:
+    """Graphs, their ground-truth labels (or None) and their names for messages."""
+    if isinstance(skeletons, Mapping):
+        graphs, labels, names = [], [], []
+        for key, g in skeletons.items():
+            if isinstance(key, bool) or not isinstance(key, int | np.integer):
+                raise TypeError(
+                    f"skeletons is a mapping, so its keys must be integer ground-truth labels; got {key!r}"
+                )
+            graphs.append(g)
+            labels.append(int(key))
+            names.append(f"skeletons[{int(key)}]")
+    elif isinstance(skeletons, nx.Graph) or not isinstance(skeletons, Sequence):
         raise TypeError(
-            f"skeletons must be a list of networkx.Graph; got {type(skeletons).__name__} "
-            "(wrap a single skeleton in a list)"
+            f"skeletons must be a list of networkx.Graph or a mapping label -> networkx.Graph; got "
+            f"{type(skeletons).__name__} (wrap a single skeleton in a list)"
         )
-    if len(skeletons) == 0:
+    else:
+        graphs = list(skeletons)
+        labels = [_graph_label(g) for g in graphs]
+        names = [f"skeletons[{i}]" for i in range(len(graphs))]
+    if len(graphs) == 0:
         raise ValueError("skeletons is empty; expected at least one ground-truth skeleton")
-    for i, g in enumerate(skeletons):
+    for g, name in zip(graphs, names, strict=True):
         if not isinstance(g, nx.Graph) or g.is_directed() or g.is_multigraph():
-            raise TypeError(f"skeletons[{i}] must be an undirected networkx.Graph; got {type(g).__name__}")
-    return list(skeletons)
+            raise TypeError(f"{name} must be an undirected networkx.Graph; got {type(g).__name__}")
+    return graphs, labels, names
 
 
-def _arrays(graph: nx.Graph, i: int) -> tuple[list, np.ndarray, np.ndarray]:
-    """Node list, positions (N, 3) µm and edges (M, 2) (self-loops dropped) of skeleton ``i``."""
+def _graph_label(g) -> int | None:
+    label = getattr(g, "graph", {}).get("label")
+    if isinstance(label, bool) or not isinstance(label, int | np.integer):
+        return None
+    return int(label)
+
+
+def _check_min_label_nodes(min_label_nodes) -> int:
+    if isinstance(min_label_nodes, bool) or not isinstance(min_label_nodes, int | np.integer):
+        raise TypeError(f"min_label_nodes must be an int; got {type(min_label_nodes).__name__}")
+    if min_label_nodes < 1:
+        raise ValueError(
+            f"min_label_nodes must be >= 1 (1 lets every label count, as in the paper); got {min_label_nodes}"
+        )
+    return int(min_label_nodes)
+
+
+def _topology(graph: nx.Graph) -> tuple[list, np.ndarray]:
+    """Node list and edges (M, 2) as node indices (self-loops dropped) of one skeleton."""
     nodes = list(graph.nodes)
     index = {n: k for k, n in enumerate(nodes)}
+    edges = np.array([(index[a], index[b]) for a, b in graph.edges if a != b], dtype=np.int64).reshape(-1, 2)
+    return nodes, edges
+
+
+def _arrays(graph: nx.Graph, name: str) -> tuple[list, np.ndarray, np.ndarray]:
+    """Node list, positions (N, 3) µm and edges (M, 2) (self-loops dropped) of one skeleton."""
+    nodes, edges = _topology(graph)
     pos = np.empty((len(nodes), 3))
     for k, n in enumerate(nodes):
         p = graph.nodes[n].get("pos_um")
         if p is None:
-            raise ValueError(f"skeletons[{i}] node {n!r} has no 'pos_um'; expected (z, y, x) in µm")
+            raise ValueError(f"{name} node {n!r} has no 'pos_um'; expected (z, y, x) in µm")
         p = np.asarray(p, dtype=np.float64)
         if p.shape != (3,) or not np.isfinite(p).all():
-            raise ValueError(
-                f"skeletons[{i}] node {n!r} has pos_um={tuple(np.ravel(p))}; expected 3 finite floats"
-            )
+            raise ValueError(f"{name} node {n!r} has pos_um={tuple(np.ravel(p))}; expected 3 finite floats")
         pos[k] = p
-    edges = np.array([(index[a], index[b]) for a, b in graph.edges if a != b], dtype=np.int64).reshape(-1, 2)
     return nodes, pos, edges
 
 
 def sample_node_labels(
     skeleton: nx.Graph, segmentation: np.ndarray, *, voxel_size_um: Sequence[float]
 ) -> dict[Hashable, int]:
-    """Segmentation label at each skeleton node's voxel.
+    """Segmentation label at each skeleton node's voxel (step 1 of the module docstring).
 
     Parameters
     ----------
@@ -175,7 +279,7 @@ def sample_node_labels(
     """
     seg = check_array(segmentation, "segmentation", ndim=3, kinds="biu")
     vs = as_voxel_size(voxel_size_um)
-    nodes, pos, _ = _arrays(skeleton, 0)
+    nodes, pos, _ = _arrays(skeleton, "skeleton")
     return dict(zip(nodes, _sample(pos, seg, np.asarray(vs)).tolist(), strict=True))
 
 
@@ -198,7 +302,9 @@ def _sample(pos: np.ndarray, seg: np.ndarray, vs: np.ndarray) -> np.ndarray:
 
 
 def correct_misalignment(skeleton: nx.Graph, node_labels: Mapping[Hashable, int]) -> dict[Hashable, int]:
-    """Apply the misalignment correction (step 2 of the module docstring) to one skeleton's labels.
+    """Apply the misalignment correction (step 3 of the module docstring) to one skeleton's labels.
+
+    This is the paper's step alone; :func:`resolve_node_labels` applies the coverage rule first.
 
     Parameters
     ----------
@@ -240,6 +346,69 @@ def _label_array(values: list) -> np.ndarray:
     ints = [int(v) for v in values]
     dtype = np.uint64 if ints and max(ints) > np.iinfo(np.int64).max else np.int64
     return np.array(ints, dtype=dtype).reshape(-1)
+
+
+def _counted_labels(raws: Sequence[np.ndarray], k: int) -> list[np.ndarray]:
+    """Step 2, first half: per skeleton, the sorted non-zero labels that count on it."""
+    uniq = [np.unique(raw[raw != 0], return_counts=True) for raw in raws]
+    short = [i for i, raw in enumerate(raws) if len(raw) < 2 * k]
+    best: dict[int, tuple[int, Fraction]] = {}  # label -> best (count, fraction) over all skeletons
+    if short:
+        wanted = set(itertools.chain.from_iterable(uniq[i][0].tolist() for i in short))
+        for (labs, counts), raw in zip(uniq, raws, strict=True):
+            for lab, cnt in zip(labs.tolist(), counts.tolist(), strict=True):
+                if lab in wanted:
+                    key = (cnt, Fraction(cnt, len(raw)))
+                    if lab not in best or key > best[lab]:
+                        best[lab] = key
+    out = []
+    for (labs, counts), raw in zip(uniq, raws, strict=True):
+        keep = counts >= k
+        if len(raw) < 2 * k:
+            pairs = zip(labs.tolist(), counts.tolist(), strict=True)
+            home = [best[lab] == (cnt, Fraction(cnt, len(raw))) for lab, cnt in pairs]
+            keep |= np.array(home, dtype=bool).reshape(-1)
+        out.append(labs[keep])
+    return out
+
+
+def _absorb_stray(raw: np.ndarray, edges: np.ndarray, counted: np.ndarray) -> tuple[np.ndarray, int]:
+    """Step 2, second half: stray runs take their one neighbouring counted label, else 0."""
+    stray = (raw != 0) & ~np.isin(raw, counted)
+    n_stray = int(stray.sum())
+    out = raw.copy()
+    if n_stray == 0:
+        return out, 0
+    out[stray] = 0
+    if len(edges) == 0:
+        return out, n_stray
+    a, b = edges[:, 0], edges[:, 1]
+    same = stray[a] & stray[b] & (raw[a] == raw[b])
+    run = _components(len(raw), a[same], b[same])
+    fwd = stray[a] & ~stray[b] & (raw[b] != 0)
+    bwd = stray[b] & ~stray[a] & (raw[a] != 0)
+    s_end = np.concatenate([a[fwd], b[bwd]])
+    t_end = np.concatenate([b[fwd], a[bwd]])
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    for r, lab in zip(run[s_end].tolist(), raw[t_end].tolist(), strict=True):
+        neighbours[r].add(lab)
+    take = {r: next(iter(labs)) for r, labs in neighbours.items() if len(labs) == 1}
+    if take:
+        idx = np.flatnonzero(stray)
+        for node, r in zip(idx.tolist(), run[idx].tolist(), strict=True):
+            if r in take:
+                out[node] = take[r]
+    return out, n_stray
+
+
+def _resolve(raws: Sequence[np.ndarray], edges: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, int]]:
+    """Steps 2 and 3 on index arrays: (labels, number of stray nodes) per skeleton."""
+    counted = _counted_labels(raws, k)
+    out = []
+    for raw, e, c in zip(raws, edges, counted, strict=True):
+        labels, n_stray = _absorb_stray(raw, e, c)
+        out.append((_correct(labels, e), n_stray))
+    return out
 
 
 def _correct(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -312,24 +481,30 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def skeleton_metrics(
-    skeletons: Sequence[nx.Graph],
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
     segmentation: np.ndarray,
     *,
     voxel_size_um: Sequence[float],
+    min_label_nodes: int = MIN_LABEL_NODES,
 ) -> SkeletonMetrics:
     """Splits, omits, merges and expected run length of a segmentation against ground-truth skeletons.
 
-    See the module docstring for the exact definitions (node sampling, misalignment correction,
-    omit/merged edges, pieces, splits, ERL).
+    See the module docstring for the exact definitions (node sampling, coverage rule, misalignment
+    correction, omit/merged edges, pieces, splits, ERL).
 
     Parameters
     ----------
-    skeletons : list of networkx.Graph
-        Ground-truth skeletons, one per true object; nodes carry ``pos_um`` = (z, y, x) in µm.
+    skeletons : list of networkx.Graph, or mapping of int to networkx.Graph
+        Ground-truth skeletons, one per true object; nodes carry ``pos_um`` = (z, y, x) in µm. A
+        mapping's keys are the ground-truth labels (``NeuronRecord.label``), e.g. the result of
+        :func:`pipeline.io.skeletons.read_swc_folder`.
     segmentation : ndarray, shape (Z, Y, X), integer or bool
         Predicted segmentation; 0 is background.
     voxel_size_um : sequence of 3 float
         Voxel size in µm, (z, y, x), mapping ``pos_um`` to voxels.
+    min_label_nodes : int, default :data:`MIN_LABEL_NODES` (10)
+        Nodes a predicted label must cover on a skeleton to count there (step 2; the module
+        docstring says why 10). 1 gives the paper's definitions exactly.
 
     Returns
     -------
@@ -340,10 +515,11 @@ def skeleton_metrics(
     Raises
     ------
     TypeError
-        If ``skeletons`` is not a list of undirected graphs or ``segmentation`` is not integer/bool.
+        If ``skeletons`` is not a list (or label mapping) of undirected graphs, ``segmentation`` is
+        not integer/bool or ``min_label_nodes`` is not an int.
     ValueError
         If ``segmentation`` is not 3-D, ``voxel_size_um`` is invalid, a node lacks ``pos_um``,
-        ``skeletons`` is empty or no skeleton has an edge.
+        ``skeletons`` is empty, no skeleton has an edge or ``min_label_nodes`` < 1.
 
     Examples
     --------
@@ -354,29 +530,34 @@ def skeleton_metrics(
     >>> m.splits_per_neuron, m.edge_accuracy, round(m.erl_um, 3)  # two pieces of 1 µm, 3 µm skeleton
     (1.0, 100.0, 0.667)
     """
-    graphs = _check_skeletons(skeletons)
+    graphs, labels, names = _check_skeletons(skeletons)
     seg = check_array(segmentation, "segmentation", ndim=3, kinds="biu")
     vs = np.asarray(as_voxel_size(voxel_size_um))
+    k = _check_min_label_nodes(min_label_nodes)
     data = []
-    for i, g in enumerate(graphs):
-        nodes, pos, edges = _arrays(g, i)
+    for g, name in zip(graphs, names, strict=True):
+        _, pos, edges = _arrays(g, name)
         data.append((pos, edges, _sample(pos, seg, vs)))
-    return _metrics(data)
+    return _metrics(data, labels, k)
 
 
 def skeleton_metrics_from_node_labels(
-    skeletons: Sequence[nx.Graph],
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
     node_labels: Sequence[Mapping[Hashable, int]],
+    *,
+    min_label_nodes: int = MIN_LABEL_NODES,
 ) -> SkeletonMetrics:
-    """:func:`skeleton_metrics` from labels already sampled at the nodes (before correction).
+    """:func:`skeleton_metrics` from labels already sampled at the nodes (before steps 2–3).
 
     Parameters
     ----------
-    skeletons : list of networkx.Graph
+    skeletons : list of networkx.Graph, or mapping of int to networkx.Graph
         Ground-truth skeletons; nodes carry ``pos_um`` (for edge lengths).
     node_labels : list of mapping
-        ``node_labels[i][node]`` = predicted label at that node of ``skeletons[i]`` (0 = background).
-        The misalignment correction is applied here.
+        ``node_labels[i][node]`` = predicted label at that node of the i-th skeleton (0 =
+        background). The coverage rule and the misalignment correction are applied here.
+    min_label_nodes : int, default 10
+        As :func:`skeleton_metrics`.
 
     Returns
     -------
@@ -387,35 +568,86 @@ def skeleton_metrics_from_node_labels(
     TypeError, ValueError
         As :func:`skeleton_metrics`; ValueError if the lists differ in length or a label is missing.
     """
-    graphs = _check_skeletons(skeletons)
+    graphs, labels, names = _check_skeletons(skeletons)
+    k = _check_min_label_nodes(min_label_nodes)
+    return _metrics(_labelled_arrays(graphs, names, node_labels), labels, k)
+
+
+def _labelled_arrays(
+    graphs, names, node_labels, *, positions: bool = True
+) -> list[tuple[np.ndarray | None, np.ndarray, np.ndarray]]:
+    if isinstance(node_labels, Mapping) or not isinstance(node_labels, Sequence):
+        raise TypeError(
+            f"node_labels must be a list of mappings node -> label; got {type(node_labels).__name__}"
+        )
     if len(node_labels) != len(graphs):
         raise ValueError(f"node_labels has {len(node_labels)} entries but skeletons has {len(graphs)}")
     data = []
-    for i, (g, labels) in enumerate(zip(graphs, node_labels, strict=True)):
-        nodes, pos, edges = _arrays(g, i)
+    for i, (g, name, labels) in enumerate(zip(graphs, names, node_labels, strict=True)):
+        if positions:
+            nodes, pos, edges = _arrays(g, name)
+        else:
+            (nodes, edges), pos = _topology(g), None
         missing = [n for n in nodes if n not in labels]
         if missing:
-            raise ValueError(f"node_labels[{i}] has no label for node {missing[0]!r}")
+            raise ValueError(f"node_labels[{i}] has no label for node {missing[0]!r} of {name}")
         data.append((pos, edges, _label_array([labels[n] for n in nodes])))
-    return _metrics(data)
+    return data
 
 
-def _metrics(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> SkeletonMetrics:
+def resolve_node_labels(
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
+    node_labels: Sequence[Mapping[Hashable, int]],
+    *,
+    min_label_nodes: int = MIN_LABEL_NODES,
+) -> list[dict[Hashable, int]]:
+    """The labels :func:`skeleton_metrics` scores: sampled labels after steps 2 (coverage) and 3.
+
+    Parameters
+    ----------
+    skeletons : list of networkx.Graph, or mapping of int to networkx.Graph
+        All ground-truth skeletons (the coverage rule of short skeletons looks at every skeleton).
+    node_labels : list of mapping
+        Sampled labels per skeleton, as :func:`sample_node_labels` returns them.
+    min_label_nodes : int, default 10
+        As :func:`skeleton_metrics`.
+
+    Returns
+    -------
+    list of dict
+        Node → label per skeleton, in input order. Every non-zero label on a skeleton counts on it.
+
+    Examples
+    --------
+    >>> g = nx.path_graph(12)  # a stray tip node (label 9) next to a run of label 4
+    >>> resolve_node_labels([g], [dict(enumerate([4] * 11 + [9]))], min_label_nodes=5)[0][11]
+    4
+    """
+    graphs, _, names = _check_skeletons(skeletons)
+    k = _check_min_label_nodes(min_label_nodes)
+    data = _labelled_arrays(graphs, names, node_labels, positions=False)
+    resolved = _resolve([raw for _, _, raw in data], [e for _, e, _ in data], k)
+    return [
+        {n: int(v) for n, v in zip(g.nodes, labels.tolist(), strict=True)}
+        for g, (labels, _) in zip(graphs, resolved, strict=True)
+    ]
+
+
+def _metrics(
+    data: list[tuple[np.ndarray, np.ndarray, np.ndarray]], gt_labels: list[int | None], k: int
+) -> SkeletonMetrics:
     per = []
     total_edges = sum(len(edges) for _, edges, _ in data)
     if total_edges == 0:
         raise ValueError("no skeleton has an edge; skeleton metrics are undefined")
-    # pass 1: correct labels, pieces
-    prepared = []
+    # steps 2-3: coverage rule and misalignment correction; who carries which label
+    resolved = _resolve([raw for _, _, raw in data], [edges for _, edges, _ in data], k)
     label_owners: dict[int, set[int]] = defaultdict(set)
-    for i, (pos, edges, raw) in enumerate(data):
-        labels = _correct(raw, edges)
+    for i, (labels, _) in enumerate(resolved):
         for lab in np.unique(labels[labels != 0]).tolist():
             label_owners[int(lab)].add(i)
-        prepared.append((pos, edges, labels))
-    merged_labels = {lab for lab, owners in label_owners.items() if len(owners) > 1}
 
-    for i, (pos, edges, labels) in enumerate(prepared):
+    for i, ((pos, edges, _), (labels, n_stray)) in enumerate(zip(data, resolved, strict=True)):
         n = len(labels)
         a, b = edges[:, 0], edges[:, 1]
         length = np.linalg.norm(pos[a] - pos[b], axis=1)
@@ -425,14 +657,22 @@ def _metrics(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> SkeletonM
         same = (la == lb) & (la != 0)
         comp = _components(n, a[same], b[same])
         nonzero = labels != 0
-        n_comp = len(np.unique(comp[nonzero]))
-        splits = max(0, n_comp - 1)
+        present = sorted(int(v) for v in np.unique(labels[nonzero]).tolist())
+        splits = max(0, len(np.unique(comp[nonzero])) - 1)
+        others = sorted(set().union(*(label_owners[lab] for lab in present)) - {i})
+        merged_labels = {lab for lab in present if len(label_owners[lab]) > 1}
         is_merged = np.array([int(v) in merged_labels for v in la[same].tolist()], dtype=bool)
-        merged_edges = int(is_merged.sum())
         # piece lengths of non-merged pieces
         piece = comp[a[same]][~is_merged]
         piece_len = np.bincount(piece, weights=length[same][~is_merged], minlength=n) if n else np.zeros(0)
         erl = float((piece_len**2).sum() / total_len) if total_len > 0 else 0.0
+        # matched label: the label with the most same-label cable (np.unique sorts: ties -> smallest)
+        matched_label, matched_cable = 0, 0.0
+        if same.any():
+            ids, inverse = np.unique(la[same], return_inverse=True)
+            cable = np.bincount(inverse.reshape(-1), weights=length[same])
+            best = int(np.argmax(cable))
+            matched_label, matched_cable = int(ids[best]), float(cable[best])
         per.append(
             NeuronRecord(
                 index=i,
@@ -440,10 +680,16 @@ def _metrics(data: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> SkeletonM
                 length_um=total_len,
                 splits=int(splits),
                 omit_edges=int(omit.sum()),
-                merged_edges=merged_edges,
+                merged_edges=int(is_merged.sum()),
                 erl_um=erl,
                 normalized_erl=erl / total_len if total_len > 0 else 0.0,
-                labels=tuple(sorted(int(v) for v in np.unique(labels[nonzero]).tolist())),
+                labels=tuple(present),
+                label=gt_labels[i],
+                merges=len(others),
+                merged_with=tuple(others),
+                matched_label=matched_label,
+                matched_cable_um=matched_cable,
+                stray_nodes=n_stray,
             )
         )
 

@@ -16,7 +16,8 @@ definitions coincide and pin down where they differ:
   by the whole skeleton length (split edges and omitted runs included), so the package's ERL is larger
   when a skeleton is split (+1.1 %, +1.7 % on the two cut AIS) or has gaps;
 * **merges** — the package flags a label as a merge only where it covers more than 50 nodes on each
-  of two skeletons; ours flags any shared label;
+  of two skeletons; ours where it counts on both (``min_label_nodes``, default 10 nodes, or the
+  short-skeleton rule), so a merge of two 40-node skeletons is ours but not theirs;
 * **units** — the package's "SWC Run Length" (its normalized-ERL denominator and its averaging
   weight) is measured in voxel units without the anisotropy, so with anisotropic µm its normalized ERL
   of a perfect segmentation is ~0.55 instead of 1;

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from pipeline.metrics import (
     connected_instances,
+    discontinuities,
     instance_overlaps,
     length_metrics,
     length_metrics_from_overlaps,
     match_instances,
 )
+from tests.pipeline.metrics import tubes
 
 VS = (1.0, 1.0, 0.5)  # (z, y, x) µm; lines run along x, so a line of n voxels is (n - 1) * 0.5 µm long
 
@@ -89,6 +91,61 @@ def test_perfect_prediction():
     m = length_metrics(relabelled, true, voxel_size_um=VS)
     assert (m.precision, m.recall, m.overlapping_instances) == (1.0, 1.0, 1.0)
     assert m.wasserstein_um == 0.0 and m.ssmd == 0.0
+
+
+def test_exact_ground_truth_with_touching_and_border_objects_scores_perfect():
+    true = tubes.labels()  # A, B end to end and C beside A: three touching objects inside the volume
+    true[5, 13:15, 0:30] = 11  # touches the x = 0 face and C along y = 6.5 µm
+    true[0:2, 1, 60:90] = 12  # touches the z = 0 face
+    true[6, 17, 100:140] = 13  # touches the z and y faces
+    assert len(np.unique(true)) == 7
+    rng = np.random.default_rng(0)
+    new_ids = rng.permutation(np.arange(100, 107)).astype(np.uint32)
+    ids = np.unique(true)
+    pred = np.zeros(true.shape, np.uint32)
+    for old, new in zip(ids[1:], new_ids, strict=False):
+        pred[true == old] = new
+    m = length_metrics(pred, true, voxel_size_um=tubes.VS)
+    assert (m.precision, m.recall, m.overlapping_instances) == (1.0, 1.0, 1.0)
+    assert m.wasserstein_um == 0.0 and m.ssmd == 0.0 and m.ssmd_signed == 0.0
+    assert (m.n_pred, m.n_true, len(m.matches)) == (6, 6, 6)
+    # border instances (11, 12, 13) are left out of the length distributions only
+    assert sorted(m.true_lengths_um) == [tubes.A, tubes.B, tubes.C]
+    assert sorted(m.pred_lengths_um.values()) == sorted(m.true_lengths_um.values())
+    d = discontinuities(pred, true)
+    assert (d.per_instance, d.n_matched) == (0.0, 6)
+
+
+def test_discontinuities_count_connected_pieces():
+    true = np.zeros((3, 6, 60), np.uint16)
+    _line(true, 1, 1, 2, 41, 1)  # T1
+    _line(true, 1, 4, 2, 31, 2)  # T2
+    _line(true, 1, 2, 50, 57, 3)  # T3: not predicted
+    pred = np.zeros_like(true)
+    _line(pred, 1, 1, 2, 41, 5)
+    pred[1, 1, [15, 28]] = 0  # T1 cut into 3 pieces that all keep label 5
+    _line(pred, 1, 4, 2, 14, 6)
+    _line(pred, 1, 4, 16, 31, 7)  # T2 cut into 2 pieces with two labels
+    d = discontinuities(pred, true)
+    assert d.per_true == {1: 2, 2: 1} and d.n_matched == 2
+    assert d.per_instance == pytest.approx(1.5)  # T3 is unmatched: not averaged
+    # labels as given, T1 overlaps one predicted label: overlapping_instances misses its cuts
+    assert length_metrics(pred, true, voxel_size_um=VS).overlapping_instances == pytest.approx(1.5)
+    # pieces touching diagonally are one piece with 26-connectivity, two with 6-connectivity
+    diag = np.zeros((3, 3, 8), np.uint8)
+    diag[1, 1, 0:4] = 1
+    diag[1, 2, 4:8] = 1
+    pred_diag = diag.copy()
+    assert discontinuities(pred_diag, diag).per_instance == 0.0
+    assert discontinuities(pred_diag, diag, connectivity=6).per_instance == 1.0
+    none = discontinuities(np.zeros_like(true), true)
+    assert math.isnan(none.per_instance) and none.n_matched == 0 and none.per_true == {}
+    with pytest.raises(ValueError, match="connectivity"):
+        discontinuities(pred, true, connectivity=4)
+    with pytest.raises(ValueError, match="shape"):
+        discontinuities(pred[:, :, :10], true)
+    with pytest.raises(TypeError, match="true_labels has dtype bool"):
+        discontinuities(pred, true > 0)
 
 
 def test_empty_prediction():
