@@ -168,8 +168,8 @@ def write_phantom(
     --------
     >>> from pipeline.synth import PhantomParams
     >>> result = write_phantom("runs/demo/volume.zarr", PhantomParams(seed=1))  # doctest: +SKIP
-    >>> result.n_objects  # doctest: +SKIP
-    31
+    >>> result.kind, result.n_objects  # doctest: +SKIP
+    ('neurons', 6)
     """
     if not isinstance(params, PhantomParams):
         raise TypeError(f"params must be a PhantomParams; got {type(params).__name__}")

@@ -91,8 +91,10 @@ class NeuronParams(_Params):
     and stops if it would come closer than ``clearance_um``. So ``clearance_um`` is the smallest gap
     between different neurons everywhere (0: fascicles and crossings touch), ``contact_range_um``
     sets how often neurites meet, and the two probabilities what they do then. A neurite never
-    crosses a soma or a neurite of its own neuron (it stops there). Setting both probabilities to 0
-    gives neurons that never come closer than ``clearance_um``.
+    crosses a soma or a neurite of its own neuron (it stops there). Generated neurons stay at least
+    ``clearance_um`` minus about 0.5 µm apart (distances are tested at nodes 1-1.5 µm apart); a
+    clearance above a voxel diagonal (e.g. 3 µm) gives neurons whose voxels never touch. With both
+    probabilities 0, neurites never run along or cross another neuron, they stop at it.
     """
 
     soma_radius_um: PositiveRange = Field((5.0, 8.0), description="(min, max) soma radius, µm")
@@ -282,8 +284,9 @@ class PhantomParams(_Params):
     n_ais: NonNegInt = Field(
         4,
         description=(
-            "neurons kind: axons with an AIS; the first n_neurons are those of the neurons inside, the rest "
-            "belong to neurons whose soma lies just outside the volume and enter it (one label each)"
+            "neurons kind: axons with an AIS; the first n_neurons are those of the neurons inside (neurons "
+            "beyond n_ais have no axon), the rest belong to neurons whose soma lies just outside the "
+            "volume and enter it (one label each)"
         ),
     )
     n_passing_axons: NonNegInt = Field(
