@@ -28,7 +28,8 @@ def phantom(tmp_path_factory):
     write_phantom(
         root / "volume.zarr",
         PhantomParams(  # an AIS stain: several AIS inside the volume, for the length metrics
-            shape=(32, 128, 128), chunks=(16, 64, 64), seed=5, kind="ais", ais=AISParams(density_per_mm3=15000.0)
+            shape=(32, 128, 128), chunks=(16, 64, 64), seed=5, kind="ais",
+            ais=AISParams(density_per_mm3=15000.0),
         ),
         progress=False,
     )
