@@ -198,7 +198,8 @@ def main() -> None:
     phantom = generate_phantom(params_ph)
     labels = render_volume(phantom, noise=False).labels
     faces = np.concatenate([np.take(labels, i, axis=a).ravel() for a in range(3) for i in (0, -1)])
-    thin = {o.label for o in phantom.objects if o.kind != "soma"} - set(np.unique(faces).tolist())
+    # thin: the objects without a soma in the volume (axons)
+    thin = {o.label for o in phantom.objects if o.name != "neuron"} - set(np.unique(faces).tolist())
     rows += run_case(
         "phantom (light sheet)",
         labels,

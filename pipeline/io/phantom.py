@@ -3,13 +3,25 @@
 Layout for ``write_phantom("run/volume.zarr", params)``::
 
     run/volume.zarr/                      OME-Zarr 0.5 image: raw, uint16, (z, y, x), µm scale
-    run/volume.zarr/labels/ground_truth/  instance labels, uint32 (0 = background)
+    run/volume.zarr/labels/ground_truth/  instance labels, uint32 (0 = background): one per neuron
+                                          (neurons kind, SWC files) or per AIS (ais kind)
     run/volume_gt/skeletons/<label>.swc   ground-truth skeleton of each object, µm, volume frame
+                                          (SWC types 1 soma, 2 axon, 3 dendrite)
     run/volume_gt/lengths.csv             label, kind, cable_length_um, path_length_um, n_nodes,
                                           touches_border
-    run/volume_gt/dropout_gaps.csv        one row per dropout gap (label, kind, length, start and end in µm)
-    run/volume_gt/params.json             the parameters used
+    run/volume_gt/ais.csv                 one row per object with an AIS in the volume: label, AIS start
+                                          and end as path distance along the axon from the soma surface
+                                          (µm), length, start and end positions (µm), clipped,
+                                          soma_in_volume
+    run/volume_gt/dropout_gaps.csv        one row per dropout gap: gap, label (the neuron's, the AIS's or
+                                          the SWC file's), kind, length, start and end (µm)
+    run/volume_gt/params.json             the parameters used (``kind`` included)
     run/volume_gt/COMPLETE                written last: its presence means the whole phantom is on disk
+
+Finding things on the skeletons: the start and end of every dropout gap, and of every AIS, are nodes
+of that label's SWC skeleton (to the 6 decimals of the SWC file), so "the skeleton nodes just before
+and after a gap" are the nodes at ``start_*_um`` and ``end_*_um``, and the nodes between them (the
+path joining them in the tree) are the dark stretch.
 
 The image is written block by block (one block per chunk of ``params.chunks``), so volumes larger than
 memory are fine; each block is rendered independently (see :mod:`pipeline.synth.render`). A run that
@@ -35,9 +47,11 @@ from pipeline.io.labels import image_of_labels
 from pipeline.io.omezarr import create_image, create_labels, write_region
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.synth import (
+    AIS_COLUMNS,
     LENGTHS_COLUMNS,
     DropoutGap,
     PhantomParams,
+    ais_table,
     border_labels,
     generate_phantom,
     lengths_table,
@@ -45,12 +59,19 @@ from pipeline.synth import (
 )
 
 __all__ = [
-    "GAPS_COLUMNS", "PhantomResult", "ground_truth_dir", "phantom_complete", "phantom_skeletons", "write_phantom",
+    "AIS_COLUMNS",
+    "GAPS_COLUMNS",
+    "PhantomResult",
+    "ground_truth_dir",
+    "phantom_complete",
+    "phantom_skeletons",
+    "write_phantom",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Columns of ``dropout_gaps.csv``.
+#: Columns of ``dropout_gaps.csv``: gap index, the label it lies on, that object's kind, its length
+#: along the centreline and its start and end (skeleton nodes of that label), µm.
 GAPS_COLUMNS = (
     "gap", "label", "kind", "length_um",
     "start_z_um", "start_y_um", "start_x_um", "end_z_um", "end_y_um", "end_x_um",
@@ -76,6 +97,10 @@ class PhantomResult:
         Table of true lengths (:data:`pipeline.synth.LENGTHS_COLUMNS`).
     gaps_csv : Path
         Table of dropout gaps (:data:`GAPS_COLUMNS`).
+    ais_csv : Path
+        Table of AIS positions (:data:`AIS_COLUMNS`).
+    kind : str
+        ``"neurons"`` or ``"ais"``.
     n_objects : int
         Number of objects (labels) in the phantom.
     gaps : tuple of DropoutGap
@@ -89,6 +114,8 @@ class PhantomResult:
     gaps_csv: Path
     n_objects: int
     gaps: tuple[DropoutGap, ...]
+    ais_csv: Path | None = None
+    kind: str = "neurons"
 
 
 def ground_truth_dir(store: str | Path) -> Path:
@@ -115,7 +142,7 @@ def phantom_complete(store: str | Path) -> bool:
 def write_phantom(
     path: str | Path, params: PhantomParams, *, overwrite: bool = False, progress: bool = True
 ) -> PhantomResult:
-    """Generate a phantom and write it: OME-Zarr raw + labels, SWC skeletons, lengths and gaps tables.
+    """Generate a phantom and write it: OME-Zarr raw + labels, SWC skeletons, lengths, AIS and gaps tables.
 
     Parameters
     ----------
@@ -153,8 +180,8 @@ def write_phantom(
     --------
     >>> from pipeline.synth import PhantomParams
     >>> result = write_phantom("runs/demo/volume.zarr", PhantomParams(seed=1))  # doctest: +SKIP
-    >>> result.n_objects  # doctest: +SKIP
-    31
+    >>> result.kind, result.n_objects  # doctest: +SKIP
+    ('neurons', 6)
     """
     if not isinstance(params, PhantomParams):
         raise TypeError(f"params must be a PhantomParams; got {type(params).__name__}")
@@ -169,7 +196,10 @@ def write_phantom(
     graphs = _read_swc_files(params) if params.swc_files else None
     phantom = generate_phantom(params, swc_graphs=graphs)
     if phantom.n_objects == 0:
-        log.warning("the phantom has no objects (n_neurons=0, n_ais=0, or no SWC skeleton reaches the crop)")
+        log.warning(
+            "the phantom has no objects (neurons kind: n_neurons, n_ais and n_passing_axons 0, or no SWC "
+            "skeleton reaches the crop; ais kind: ais.density_per_mm3 too low)"
+        )
 
     if gt_dir.exists():
         (gt_dir / COMPLETE_MARKER).unlink(missing_ok=True)
@@ -203,7 +233,7 @@ def write_phantom(
             skeleton_dir / f"{obj.label}.swc",
             obj.skeleton,
             comments=(
-                f"neurorecon phantom ground truth: label {obj.label}, kind {obj.kind}, "
+                f"neurorecon phantom ground truth ({phantom.kind} kind): label {obj.label}, kind {obj.kind}, "
                 f"name {obj.name or '-'}",
                 "coordinates: volume frame, voxel (i, j, k) centre at (i, j, k) * voxel_size_um",
                 f"voxel (0, 0, 0) centre in the source frame (z, y, x) um: {frame}",
@@ -214,6 +244,8 @@ def write_phantom(
         lengths_csv, LENGTHS_COLUMNS,
         [_format_row(astuple(row)) for row in lengths_table(phantom, border_labels=touching)],
     )
+    ais_csv = gt_dir / "ais.csv"
+    _write_csv(ais_csv, AIS_COLUMNS, [_format_row(astuple(row)) for row in ais_table(phantom)])
     gaps_csv = gt_dir / "dropout_gaps.csv"
     _write_csv(
         gaps_csv, GAPS_COLUMNS,
@@ -226,13 +258,19 @@ def write_phantom(
         write_atomic(gt_dir / "params.json", params.model_dump_json(indent=2))
         write_atomic(
             gt_dir / COMPLETE_MARKER,
-            json.dumps({"store": str(store), "n_objects": phantom.n_objects, "n_gaps": len(phantom.gaps)}) + "\n",
+            json.dumps(
+                {
+                    "store": str(store), "kind": phantom.kind, "n_objects": phantom.n_objects,
+                    "n_gaps": len(phantom.gaps),
+                }
+            )
+            + "\n",
         )
     except OSError as exc:
         raise OutputError(f"cannot write to {gt_dir}: {exc}") from None
     return PhantomResult(
         store=store, gt_dir=gt_dir, skeleton_dir=skeleton_dir, lengths_csv=lengths_csv, gaps_csv=gaps_csv,
-        n_objects=phantom.n_objects, gaps=phantom.gaps,
+        n_objects=phantom.n_objects, gaps=phantom.gaps, ais_csv=ais_csv, kind=phantom.kind,
     )
 
 

@@ -39,13 +39,13 @@ import networkx as nx
 import numpy as np
 
 from pipeline._checks import as_voxel_size, check_array
-from pipeline.metrics.skeleton import (
+from pipeline.metrics.nodes import (
     MIN_LABEL_NODES,
-    _arrays,
-    _check_min_label_nodes,
-    _check_skeletons,
-    _resolve,
-    _sample,
+    check_min_label_nodes,
+    check_skeletons,
+    resolve_labels,
+    sample_at,
+    skeleton_arrays,
 )
 
 __all__ = ["GapOutcome", "GapsBridged", "gaps_bridged"]
@@ -224,10 +224,10 @@ def gaps_bridged(
     >>> r.fraction, [o.bridged for o in r.gaps]
     (0.5, [True, False])
     """
-    graphs, gt_labels, names = _check_skeletons(skeletons)
+    graphs, gt_labels, names = check_skeletons(skeletons)
     seg = check_array(segmentation, "segmentation", ndim=3, kinds="biu")
     vs = np.asarray(as_voxel_size(voxel_size_um))
-    k = _check_min_label_nodes(min_label_nodes)
+    k = check_min_label_nodes(min_label_nodes)
     if max_offset_um is None:
         max_offset = float(np.linalg.norm(vs))
     else:
@@ -251,11 +251,11 @@ def gaps_bridged(
             hint = "" if where else " (pass a mapping label -> skeleton, or set graph.graph['label'])"
             raise ValueError(f"gaps[{k_}].label is {lab}, but no skeleton has that label{hint}")
 
-    arrays = [_arrays(g, name) for g, name in zip(graphs, names, strict=True)]
+    arrays = [skeleton_arrays(g, name) for g, name in zip(graphs, names, strict=True)]
     sampled = []
     for _, pos, _ in arrays:
-        sampled.append(_sample(pos, seg, vs))  # warns (at the caller) about nodes outside the volume
-    resolved = _resolve(sampled, [e for _, _, e in arrays], k)
+        sampled.append(sample_at(pos, seg, vs))  # warns (at the caller) about nodes outside the volume
+    resolved = resolve_labels(sampled, [e for _, _, e in arrays], k)
 
     outcomes = []
     for k_, (lab, start, end) in enumerate(parsed):

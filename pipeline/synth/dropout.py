@@ -2,7 +2,9 @@
 
 A gap is an interval of arc length inside one unbranched stretch of a skeleton. Rendering darkens the
 voxels whose nearest centreline point lies in a gap (so the dark part is bounded by planes
-perpendicular to the centreline at the gap ends); the labels are not affected.
+perpendicular to the centreline at the gap ends), unless another tube covers them; the labels are
+not affected. :func:`split_at_gaps` makes both ends of every gap nodes of the skeleton, so the gap
+is a run of whole edges between two nodes that the ground-truth SWC file holds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 
 from pipeline.synth.geometry import edge_length_um, unbranched_paths
 
-__all__ = ["DropoutGap", "place_gaps"]
+__all__ = ["DropoutGap", "place_gaps", "split_at_gaps"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,9 +27,9 @@ class DropoutGap:
     Attributes
     ----------
     label : int
-        The object (instance label) it lies on.
+        The object (instance label) it lies on: the neuron, the AIS or the SWC file.
     kind : str
-        That object's kind (``"ais"``, ``"neurite"`` or ``"swc"``).
+        That object's kind (``"neuron"``, ``"ais"`` or ``"swc"``).
     length_um : float
         Length along the centreline, µm.
     path_um : (n, 3) float64 array
@@ -127,3 +129,75 @@ def _make_gap(
             points.append(p_start)
         points.append(p_end)
     return DropoutGap(label, kind, float(s1 - s0), np.array(points), tuple(edges))
+
+
+def split_at_gaps(graph: nx.Graph, gaps: Sequence[DropoutGap]) -> tuple[nx.Graph, list[DropoutGap]]:
+    """Insert a skeleton node at both ends of every gap (where an end is not a node already).
+
+    An edge ``(u, v)`` cut at ``t`` becomes ``u - w - v`` with ``w`` at ``pos[u] + t (pos[v] -
+    pos[u])``; ``radius_um`` and ``brightness`` are interpolated, other attributes copied from
+    ``u``. The rendered tube is the same (up to rounding, and exactly for constant radii). New nodes
+    are numbered after the largest integer node.
+
+    Parameters
+    ----------
+    graph : networkx.Graph
+        The skeleton the gaps were placed on (by :func:`place_gaps`, on it or on a subgraph).
+    gaps : sequence of DropoutGap
+        Non-overlapping gaps on ``graph``.
+
+    Returns
+    -------
+    graph : networkx.Graph
+        A new graph with the gap ends as nodes.
+    gaps : list of DropoutGap
+        The same gaps, in the same order, now covering whole edges (``t0 = 0``, ``t1 = 1``): their
+        ``path_um`` runs from the start node to the end node through every node between.
+    """
+    out = graph.copy()
+    ints = [n for n in out.nodes if isinstance(n, int | np.integer)]
+    next_id = (max(ints) + 1) if ints else 0
+    eps = 1e-9
+    cuts: dict[tuple[Hashable, Hashable], set[float]] = {}
+    ends = []
+    for gap in gaps:
+        u0, v0, t0, _ = gap.edges[0]
+        u1, v1, _, t1 = gap.edges[-1]
+        ends.append(((u0, v0, t0), (u1, v1, t1)))
+        for u, v, t in ((u0, v0, t0), (u1, v1, t1)):
+            if eps < t < 1 - eps:
+                cuts.setdefault((u, v), set()).add(float(t))
+    new_node: dict[tuple[Hashable, Hashable, float], Hashable] = {}
+    for (u, v), ts in cuts.items():
+        du, dv = out.nodes[u], out.nodes[v]
+        pu, pv = np.asarray(du["pos_um"], float), np.asarray(dv["pos_um"], float)
+        out.remove_edge(u, v)
+        prev = u
+        for t in sorted(ts):
+            attrs = dict(du)
+            attrs["pos_um"] = tuple(float(x) for x in pu + t * (pv - pu))
+            for key in ("radius_um", "brightness"):
+                if key in du and key in dv:
+                    attrs[key] = float(du[key] + t * (dv[key] - du[key]))
+            out.add_node(next_id, **attrs)
+            out.add_edge(prev, next_id)
+            new_node[(u, v, t)] = next_id
+            prev = next_id
+            next_id += 1
+        out.add_edge(prev, v)
+
+    def node_at(u: Hashable, v: Hashable, t: float) -> Hashable:
+        if t <= eps:
+            return u
+        if t >= 1 - eps:
+            return v
+        return new_node[(u, v, float(t))]
+
+    split = []
+    for gap, (start, end) in zip(gaps, ends, strict=True):
+        path = nx.shortest_path(out, node_at(*start), node_at(*end))
+        edges = tuple((a, b, 0.0, 1.0) for a, b in zip(path[:-1], path[1:], strict=True))
+        length = float(sum(edge_length_um(out, a, b) for a, b, _, _ in edges))
+        points = np.array([out.nodes[n]["pos_um"] for n in path], dtype=float)
+        split.append(DropoutGap(gap.label, gap.kind, length, points, edges))
+    return out, split

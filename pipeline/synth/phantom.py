@@ -3,19 +3,44 @@
 The geometry is small (polylines), so it is generated once from the seed; any (z, y, x) region of the
 image is then rendered independently by :func:`pipeline.synth.render.render_region`.
 
-Instance scheme
----------------
-Every object has its own uint32 label (0 = background) and its own skeleton:
+Volume kinds and instances
+--------------------------
+Every object has its own uint32 label (0 = background) and its own skeleton (SWC types 1 soma,
+2 axon, 3 dendrite):
 
-* ``soma`` — a capsule (a segment with a 5-8 µm radius), skeleton of two nodes;
-* ``neurite`` — one per primary neurite of a neuron (all its branches), and the neuron's proximal
-  and distal axon on either side of its AIS;
-* ``ais`` — the axon initial segment, separate because it is what users measure;
-* ``swc`` — one per input SWC file (its part inside the volume, possibly several pieces).
+* ``neurons`` kind (a sparse cytosolic fill) -- one object of kind ``"neuron"`` per neuron: its soma
+  (a capsule with a 5-8 µm radius), its dendrites and its whole axon (proximal axon, AIS, distal axon)
+  form one tree and one label. Labels 1..N go to the ``n_neurons`` neurons inside the volume, then to
+  the axons entering from somata just outside (``n_ais - n_neurons``; their skeleton is the part
+  inside), then to the passing axons. Neurites of different neurons meet, run together and cross
+  (see :mod:`pipeline.synth.neurons`); their tubes may touch and, at voxel scale, overlap.
+* ``ais`` kind (an AIS immunostain) -- one object of kind ``"ais"`` per AIS reaching into the volume,
+  nothing else labelled: somata and axons are unstained, and unlabelled fluorescent puncta make a
+  punctate background.
+* SWC input (``swc_files``, neurons kind) -- one object of kind ``"swc"`` per file (its part inside
+  the volume, possibly several pieces), label = position of the file in ``swc_files`` + 1 (files
+  that miss the crop are left out).
 
-Labels are 1..N in the order neuron by neuron (soma, neurites, proximal axon, AIS, distal axon), then
-standalone AIS; for SWC input, label = position of the file in ``swc_files`` + 1 (files that miss the
-crop are left out).
+Overlap rule: every voxel has exactly one label
+-----------------------------------------------
+A voxel covered by the tubes of several objects gets the label of the object whose **centreline
+is nearest** to the voxel centre (Euclidean distance to the nearest skeleton edge, µm); on an exact
+tie the **lower label** wins. Tubes of one object never compete (it is one label). Labels ignore
+dropout (only the raw image goes dark in a gap).
+
+Each object's voxels are one 26-connected component (its skeleton is a tree and its tube covers
+every voxel its centreline passes through), with two exceptions: (a) an object the volume border
+cuts more than once (an entering or passing axon, an AIS leaving and re-entering) has a forest for a
+skeleton and one component per piece; (b) a thin neurite (radius under half a voxel diagonal, kept
+connected by the voxels its centreline passes through) loses such a voxel to another object whose
+centreline passes nearer to that voxel's centre, which can cut it in two, each piece touching the
+other object. (b) needs the tubes to overlap by about half a voxel; generated neurons stay at least
+``clearance_um`` minus about 0.5 µm apart and none of the tested seeds shows it (the hand-built case is
+in ``tests/pipeline/synth/test_contacts.py``).
+
+AIS of the neurons kind are not objects: :attr:`PhantomObject.ais` says where along its neuron's
+axon the AIS lies (path distance from the soma surface, and its end points, which are skeleton
+nodes), which ``ais.csv`` records.
 
 Coordinates: the voxel with index (i, j, k) has its centre at (i vz, j vy, k vx) µm, so the volume
 box is ``[-v/2, (n - 1/2) v]`` per axis.
@@ -25,7 +50,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import networkx as nx
@@ -33,30 +58,48 @@ import numpy as np
 
 from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError
-from pipeline.synth.dropout import DropoutGap, place_gaps
+from pipeline.synth.dropout import DropoutGap, place_gaps, split_at_gaps
 from pipeline.synth.geometry import check_skeleton, crop_graph, skeleton_lengths
-from pipeline.synth.neurons import grow_neurons
+from pipeline.synth.neurons import SWC_SOMA, AISSpan, Soma, grow_ais_stain, grow_neurons
 from pipeline.synth.optics import psf_halo_voxels, psf_sigma_voxels
 from pipeline.synth.params import ImagingParams, PhantomParams
-from pipeline.synth.segments import KIND_PRIORITY, SegmentTable, segment_table
+from pipeline.synth.segments import SegmentTable, segment_table
 
 __all__ = [
+    "AIS_COLUMNS",
     "LENGTHS_COLUMNS",
+    "OBJECT_KINDS",
+    "AISRow",
+    "AISSpan",
     "ObjectLengths",
     "Phantom",
     "PhantomObject",
+    "Soma",
+    "ais_table",
     "build_phantom",
     "densest_centre_um",
     "generate_phantom",
     "lengths_table",
+    "make_puncta",
     "swc_objects",
 ]
 
 _GEOMETRY_STREAM = 0x47656F  # "Geo"
 _GAP_STREAM = 0x476170  # "Gap"
+_PUNCTA_STREAM = 0x50756E  # "Pun"
+
+#: Object kinds: a whole procedural neuron, a stained AIS (ais kind), an SWC file's skeleton.
+OBJECT_KINDS = ("neuron", "ais", "swc")
 
 #: Columns of the lengths table (``lengths.csv``).
 LENGTHS_COLUMNS = ("label", "kind", "cable_length_um", "path_length_um", "n_nodes", "touches_border")
+
+#: Columns of the AIS table (``ais.csv``): one row per object with an AIS in the volume.
+AIS_COLUMNS = (
+    "label", "start_path_um", "end_path_um", "length_um",
+    "start_z_um", "start_y_um", "start_x_um", "end_z_um", "end_y_um", "end_x_um",
+    "clipped", "soma_in_volume",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,16 +111,23 @@ class PhantomObject:
     label : int
         Instance label (> 0).
     kind : str
-        ``"ais"``, ``"neurite"``, ``"soma"`` or ``"swc"``.
+        ``"neuron"``, ``"ais"`` or ``"swc"`` (see :data:`OBJECT_KINDS`).
     skeleton : networkx.Graph
-        The exact centreline rendered: a tree (a forest for cropped SWC objects) with node attributes
-        ``pos_um`` ((z, y, x) µm, volume frame), ``radius_um`` and ``swc_type``.
+        The exact centreline rendered: a tree (a forest for objects the volume border cuts more than
+        once) with node attributes ``pos_um`` ((z, y, x) µm, volume frame), ``radius_um``,
+        ``swc_type`` (1 soma, 2 axon, 3 dendrite) and optionally ``brightness`` (relative stain).
     neuron : int
-        Index of the procedural neuron it belongs to; -1 for standalone AIS and SWC objects.
+        Index of the procedural neuron it is (or whose AIS it is); -1 for SWC objects.
     name : str
-        ``"soma"``, ``"dendrite"``, ``"axon_proximal"``, ``"ais"``, ``"axon_distal"`` or the SWC file stem.
+        ``"neuron"``, ``"entering_axon"``, ``"passing_axon"``, ``"ais"`` or the SWC file stem.
     clipped : bool
         Whether the skeleton was cut at the volume border.
+    soma : Soma or None
+        The neuron's soma: part of the skeleton (neurons kind), unstained (ais kind), or outside
+        the volume (entering axons); None for passing axons and SWC objects.
+    ais : AISSpan or None
+        Where the object's AIS lies along its axon (neurons kind: inside the neuron; ais kind: the
+        whole object), if it reaches into the volume.
     """
 
     label: int
@@ -86,6 +136,8 @@ class PhantomObject:
     neuron: int = -1
     name: str = ""
     clipped: bool = False
+    soma: Soma | None = None
+    ais: AISSpan | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +150,24 @@ class ObjectLengths:
     path_length_um: float
     n_nodes: int
     touches_border: bool
+
+
+@dataclass(frozen=True)
+class AISRow:
+    """One row of the AIS table; see :data:`AIS_COLUMNS` (path distances and positions in µm)."""
+
+    label: int
+    start_path_um: float
+    end_path_um: float
+    length_um: float
+    start_z_um: float
+    start_y_um: float
+    start_x_um: float
+    end_z_um: float
+    end_y_um: float
+    end_x_um: float
+    clipped: bool
+    soma_in_volume: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +192,10 @@ class Phantom:
         Position of voxel (0, 0, 0) in the source frame (the SWC files' frame; zeros for procedural).
     segments : SegmentTable
         The tubes to render (derived).
+    kind : str
+        ``"neurons"`` or ``"ais"`` (the volume kind).
+    puncta : (m, 5) float64
+        Unlabelled fluorescent puncta: (z, y, x) centre µm, radius µm, relative brightness.
     """
 
     shape: tuple[int, int, int]
@@ -132,6 +206,8 @@ class Phantom:
     seed: int
     origin_um: tuple[float, float, float]
     segments: SegmentTable = field(repr=False)
+    kind: str = "neurons"
+    puncta: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
 
     @property
     def n_objects(self) -> int:
@@ -168,8 +244,29 @@ def build_phantom(
     seed: int = 0,
     gaps: Sequence[DropoutGap] = (),
     origin_um: Sequence[float] = (0.0, 0.0, 0.0),
+    puncta: np.ndarray | None = None,
+    kind: str = "neurons",
 ) -> Phantom:
     """Assemble a phantom from explicit objects (e.g. a hand-built segment for a test).
+
+    Parameters
+    ----------
+    objects : sequence of PhantomObject
+        The labelled objects.
+    shape, voxel_size_um : (3,)
+        (z, y, x) volume shape (voxels) and voxel size (µm).
+    imaging : ImagingParams, optional
+        PSF, photons, camera, brightness per part (default ``ImagingParams()``).
+    seed : int
+        Seed of the camera noise.
+    gaps : sequence of DropoutGap
+        Dropout gaps on the objects' edges.
+    origin_um : (3,) float
+        Source-frame position of voxel (0, 0, 0), µm.
+    puncta : (m, 5) float array, optional
+        Unlabelled fluorescent balls: (z, y, x) centre µm, radius µm, relative brightness.
+    kind : str
+        ``"neurons"`` or ``"ais"``, recorded on the phantom.
 
     Raises
     ------
@@ -177,7 +274,8 @@ def build_phantom(
         If an object is not a :class:`PhantomObject` or its skeleton not a graph.
     ValueError
         If shape or voxel size are invalid, labels repeat or are < 1, a kind is unknown, a skeleton
-        lacks ``pos_um``/``radius_um``, or a gap refers to a missing object or edge.
+        lacks ``pos_um``/``radius_um``, a gap refers to a missing object or edge, or ``puncta`` is
+        not (m, 5) with positive radii.
 
     Examples
     --------
@@ -185,7 +283,7 @@ def build_phantom(
     >>> g.add_node(0, pos_um=(10.0, 20.0, 5.0), radius_um=2.0)
     >>> g.add_node(1, pos_um=(10.0, 20.0, 25.0), radius_um=2.0)
     >>> g.add_edge(0, 1)
-    >>> objects = [PhantomObject(1, "neurite", g)]
+    >>> objects = [PhantomObject(1, "neuron", g)]
     >>> ph = build_phantom(objects, shape=(16, 64, 64), voxel_size_um=(1.5, 0.5, 0.5))
     >>> ph.n_objects
     1
@@ -203,24 +301,34 @@ def build_phantom(
             raise TypeError(f"objects[{i}] must be a PhantomObject; got {type(obj).__name__}")
         if int(obj.label) < 1 or int(obj.label) in seen:
             raise ValueError(f"objects[{i}] has label {obj.label}; labels must be unique integers >= 1")
-        if obj.kind not in KIND_PRIORITY:
-            raise ValueError(f"objects[{i}] has kind {obj.kind!r}; expected one of {sorted(KIND_PRIORITY)}")
+        if obj.kind not in OBJECT_KINDS:
+            raise ValueError(f"objects[{i}] has kind {obj.kind!r}; expected one of {OBJECT_KINDS}")
         check_skeleton(obj.skeleton, f"objects[{i}].skeleton (label {obj.label})")
         seen.add(int(obj.label))
     for gap in gaps:
         if gap.label not in seen:
             raise ValueError(f"a dropout gap refers to label {gap.label}, which is not among the objects")
+    if kind not in ("neurons", "ais"):
+        raise ValueError(f"kind must be 'neurons' or 'ais'; got {kind!r}")
+    puncta_arr = np.zeros((0, 5)) if puncta is None else np.asarray(puncta, dtype=float)
+    if puncta_arr.ndim != 2 or puncta_arr.shape[1] != 5 or not np.all(np.isfinite(puncta_arr)):
+        raise ValueError(
+            f"puncta must be a finite (m, 5) array of (z, y, x) µm, radius µm, brightness; got shape "
+            f"{puncta_arr.shape}"
+        )
+    if len(puncta_arr) and (puncta_arr[:, 3].min() <= 0 or puncta_arr[:, 4].min() < 0):
+        raise ValueError("puncta radii (column 3) must be positive and brightness (column 4) non-negative")
     brightness = {
         "ais": imaging.ais_brightness,
         "soma": imaging.soma_brightness,
         "neurite": imaging.neurite_brightness,
-        "swc": imaging.neurite_brightness,
     }
     segments = segment_table(
         ((o.label, o.kind, o.skeleton) for o in objects),
         voxel_size_um=vs,
         brightness=brightness,
         gaps=((g.label, u, v, t0, t1) for g in gaps for u, v, t0, t1 in g.edges),
+        puncta=puncta_arr,
     )
     origin = tuple(float(x) for x in origin_um)
     if len(origin) != 3:
@@ -234,6 +342,8 @@ def build_phantom(
         seed=int(seed),
         origin_um=origin,  # type: ignore[arg-type]
         segments=segments,
+        kind=kind,
+        puncta=puncta_arr,
     )
 
 
@@ -271,6 +381,7 @@ def generate_phantom(params: PhantomParams, *, swc_graphs: Sequence[nx.Graph] | 
             "read them with pipeline.io.swc.read_swc (pipeline.io.phantom.write_phantom does this) "
             "and pass swc_graphs"
         )
+    puncta = None
     if swc_graphs is not None:
         if params.swc_files and len(swc_graphs) != len(params.swc_files):
             raise ValueError(
@@ -284,29 +395,85 @@ def generate_phantom(params: PhantomParams, *, swc_graphs: Sequence[nx.Graph] | 
         )
     else:
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([params.seed, _GEOMETRY_STREAM])))
-        grown = grow_neurons(
-            shape=params.shape, voxel_size_um=params.voxel_size_um, n_neurons=params.n_neurons,
-            n_ais=params.n_ais, neuron=params.neuron, ais=params.ais, rng=rng,
-        )
+        if params.kind == "neurons":
+            grown = grow_neurons(
+                shape=params.shape, voxel_size_um=params.voxel_size_um, n_neurons=params.n_neurons,
+                n_ais=params.n_ais, n_passing_axons=params.n_passing_axons, neuron=params.neuron,
+                ais=params.ais, rng=rng,
+            )
+        else:
+            grown = grow_ais_stain(
+                shape=params.shape, voxel_size_um=params.voxel_size_um, neuron=params.neuron, ais=params.ais,
+                rng=rng,
+            )
+            seq = np.random.SeedSequence([params.seed, _PUNCTA_STREAM])
+            puncta = make_puncta(
+                shape=params.shape, voxel_size_um=params.voxel_size_um,
+                per_1000um3=params.ais.puncta_per_1000um3, radius_um=params.ais.puncta_radius_um,
+                brightness=params.ais.puncta_brightness, rng=np.random.Generator(np.random.PCG64(seq)),
+            )
         objects = [
-            PhantomObject(i + 1, g.kind, g.skeleton, g.neuron, g.name, g.clipped) for i, g in enumerate(grown)
+            PhantomObject(i + 1, g.kind, g.skeleton, i, g.name, g.clipped, g.soma, g.ais)
+            for i, g in enumerate(grown)
         ]
         origin = (0.0, 0.0, 0.0)
     gaps: list[DropoutGap] = []
     drop = params.dropout
-    for obj in objects:
+    for k, obj in enumerate(objects):
         if obj.kind not in drop.kinds:
             continue
         seq = np.random.SeedSequence([params.seed, _GAP_STREAM, obj.label])
         rng = np.random.Generator(np.random.PCG64(seq))
-        gaps += place_gaps(
-            obj.skeleton, label=obj.label, kind=obj.kind, rate_per_100um=drop.rate_per_100um,
+        skeleton = obj.skeleton
+        cable = skeleton.subgraph(n for n, d in skeleton.nodes(data=True) if d.get("swc_type") != SWC_SOMA)
+        placed = place_gaps(
+            cable, label=obj.label, kind=obj.kind, rate_per_100um=drop.rate_per_100um,
             length_um=drop.length_um, end_margin_um=drop.end_margin_um, rng=rng,
         )
+        if placed:
+            skeleton, placed = split_at_gaps(obj.skeleton, placed)
+            objects[k] = replace(obj, skeleton=skeleton)
+            gaps += placed
     return build_phantom(
         objects, shape=params.shape, voxel_size_um=params.voxel_size_um, imaging=params.imaging,
-        seed=params.seed, gaps=gaps, origin_um=origin,
+        seed=params.seed, gaps=gaps, origin_um=origin, puncta=puncta, kind=params.kind,
     )
+
+
+def make_puncta(
+    *,
+    shape: Sequence[int],
+    voxel_size_um: Sequence[float],
+    per_1000um3: float,
+    radius_um: Sequence[float],
+    brightness: Sequence[float],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Unlabelled fluorescent puncta scattered uniformly over the volume box.
+
+    Parameters
+    ----------
+    shape, voxel_size_um : (3,)
+        (z, y, x) volume shape (voxels) and voxel size (µm).
+    per_1000um3 : float
+        Puncta per 1000 µm³; their number is ``round(per_1000um3 * volume / 1000)``.
+    radius_um, brightness : (min, max)
+        Ranges each punctum's radius (µm) and relative brightness are drawn from.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (m, 5) float64
+        (z, y, x) centre µm, radius µm, brightness.
+    """
+    vs = np.asarray(voxel_size_um, float)
+    lo = -vs / 2
+    extent = np.asarray(shape, float) * vs
+    n = int(round(per_1000um3 * float(np.prod(extent)) / 1000.0))
+    centres = lo + rng.random((n, 3)) * extent
+    radii = rng.uniform(radius_um[0], radius_um[1], size=n)
+    bright = rng.uniform(brightness[0], brightness[1], size=n)
+    return np.column_stack([centres, radii, bright]) if n else np.zeros((0, 5))
 
 
 def swc_objects(
@@ -388,8 +555,8 @@ def swc_objects(
                 f"SWC skeleton {name!r} does not reach into the cropped volume; it is left out", stacklevel=2
             )
             continue
-        same = cropped.number_of_nodes() == g.number_of_nodes() and cropped.number_of_edges() == g.number_of_edges()
-        clipped = not same
+        n_same = cropped.number_of_nodes() == g.number_of_nodes()
+        clipped = not (n_same and cropped.number_of_edges() == g.number_of_edges())
         objects.append(PhantomObject(i + 1, "swc", cropped, -1, name, bool(clipped)))
     return objects, tuple(float(x) for x in origin)  # type: ignore[return-value]
 
@@ -462,6 +629,26 @@ def lengths_table(phantom: Phantom, *, border_labels: Collection[int]) -> list[O
             ObjectLengths(
                 obj.label, obj.kind, lengths.cable_length_um, lengths.path_length_um, lengths.n_nodes,
                 obj.label in touching,
+            )
+        )
+    return rows
+
+
+def ais_table(phantom: Phantom) -> list[AISRow]:
+    """Where each object's AIS lies (one row per object with an AIS in the volume, label order).
+
+    Path distances are measured along the axon from its root on the soma surface (µm); the start and
+    end positions are nodes of the object's skeleton (µm, (z, y, x)).
+    """
+    rows = []
+    for obj in phantom.objects:
+        span = obj.ais
+        if span is None:
+            continue
+        rows.append(
+            AISRow(
+                obj.label, span.start_path_um, span.end_path_um, span.length_um, *span.start_um, *span.end_um,
+                span.clipped, span.soma_in_volume,
             )
         )
     return rows

@@ -1,15 +1,25 @@
 """Rasterising skeleton segments (tubes) into instance labels and fluorescence, any box at a time.
 
 Every skeleton edge is a segment from ``p0`` to ``p1`` with a radius interpolated linearly between
-its end nodes. A voxel (centre ``index * voxel_size_um``, (z, y, x) µm) belongs to a segment's tube
-when its Euclidean distance ``d`` to the segment is at most the radius ``r(t)`` at its nearest
-point ``t``, or — so that tubes thinner than a voxel stay connected — when the segment passes
-through the voxel's box. Where tubes overlap the voxel goes to the higher priority (AIS > soma >
-neurite = swc), then to the smaller signed distance ``d - r(t)`` (then to the earlier segment).
+its end nodes. A voxel (centre ``index * voxel_size_um``, (z, y, x) µm) is *covered* by a segment's
+tube when its Euclidean distance ``d`` to the segment is at most the radius ``r(t)`` at its nearest
+point ``t``, or -- so that tubes thinner than a voxel stay connected -- when the segment passes
+through the voxel's box.
+
+Overlap rule (labels)
+    A covered voxel gets the label of the covering segment whose **centreline is nearest** (smallest
+    ``d``); on an exact tie, the **lower label**. Segments of one object share its label, so the rule
+    only matters where tubes of different objects overlap (crossings, fascicles, voxels a thin tube
+    claims by the box rule). Label 0 segments (background puncta) never label a voxel.
+
+Fluorescence
+    A covered voxel's fluorescence is the **largest brightness** of the segments covering it, where a
+    segment is dark (0) at the voxels whose nearest centreline point lies in one of its dropout gaps;
+    so a voxel is dark only if every tube covering it is in a gap there.
 
 Each voxel's value is a pure function of its global index and of the segments near it, computed with
-the same elementwise IEEE operations whatever box is being rendered, so rendering a volume block by
-block gives bit-identical results to rendering it whole.
+the same elementwise IEEE operations whatever box is being rendered, and independent of the order of
+the segments, so rendering a volume block by block gives bit-identical results to rendering it whole.
 """
 
 from __future__ import annotations
@@ -22,10 +32,10 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
-__all__ = ["KIND_PRIORITY", "SegmentTable", "rasterize", "segment_table"]
+__all__ = ["SegmentTable", "rasterize", "segment_table"]
 
-#: Priority of each object kind where tubes overlap (higher wins).
-KIND_PRIORITY = {"ais": 3, "soma": 2, "neurite": 1, "swc": 1}
+#: SWC structure type of soma nodes.
+_SWC_SOMA = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,9 +49,7 @@ class SegmentTable:
     r0, r1 : (n,) float64
         Radii at the ends, µm.
     label : (n,) uint32
-        Instance label.
-    priority : (n,) int8
-        Overlap priority (see :data:`KIND_PRIORITY`).
+        Instance label (0: fluorescent but unlabelled, e.g. a background punctum).
     brightness : (n,) float64
         Relative fluorescence.
     gaps : (n, k, 2) float64
@@ -55,7 +63,6 @@ class SegmentTable:
     r0: np.ndarray
     r1: np.ndarray
     label: np.ndarray
-    priority: np.ndarray
     brightness: np.ndarray
     gaps: np.ndarray
     index_lo: np.ndarray
@@ -83,7 +90,6 @@ class SegmentTable:
                     float(self.r0[i]),
                     float(self.r1[i] - self.r0[i]),
                     int(self.label[i]),
-                    int(self.priority[i]),
                     float(self.brightness[i]),
                     gaps,
                     min(float(self.r0[i]), float(self.r1[i])) < half_diag,
@@ -100,24 +106,39 @@ def segment_table(
     voxel_size_um: Sequence[float],
     brightness: Mapping[str, float],
     gaps: Iterable[tuple[int, Hashable, Hashable, float, float]] = (),
+    puncta: np.ndarray | None = None,
 ) -> SegmentTable:
     """Build the segment table of a set of skeletons.
 
     Parameters
     ----------
     objects : iterable of (label, kind, graph)
-        Skeleton forests with ``pos_um`` and ``radius_um`` nodes. Every edge becomes a segment (in the
-        graph's edge order, oriented as ``graph.edges`` yields it); every isolated node a ball.
+        Skeleton forests with ``pos_um`` and ``radius_um`` nodes (optional ``swc_type`` and
+        ``brightness``). Every edge becomes a segment (in the graph's edge order, oriented as
+        ``graph.edges`` yields it); every isolated node a ball.
     voxel_size_um : (3,) float
         (z, y, x) voxel size, µm.
     brightness : mapping
-        Relative fluorescence per kind.
+        Relative fluorescence of ``"ais"`` (every segment of a kind ``"ais"`` object), ``"soma"``
+        (segments whose ends are both SWC type 1) and ``"neurite"`` (all other segments). It is
+        multiplied by the mean of the end nodes' ``brightness`` attribute (default 1).
     gaps : iterable of (label, u, v, t0, t1)
         Dark parts of edges, ``t`` measured from ``u`` to ``v``.
+    puncta : (m, 5) float array, optional
+        Unlabelled fluorescent balls: (z, y, x) centre µm, radius µm, brightness; label 0.
     """
     vs = np.asarray(voxel_size_um, dtype=float)
     edge_row: dict[tuple[int, Hashable, Hashable], int] = {}
-    p0, p1, r0, r1, lab, pri, bri = [], [], [], [], [], [], []
+    p0, p1, r0, r1, lab, bri = [], [], [], [], [], []
+
+    def part_brightness(kind: str, *nodes: dict) -> float:
+        factor = sum(float(d.get("brightness", 1.0)) for d in nodes) / len(nodes)
+        if kind == "ais":
+            return brightness["ais"] * factor
+        if all(d.get("swc_type") == _SWC_SOMA for d in nodes):
+            return brightness["soma"] * factor
+        return brightness["neurite"] * factor
+
     for label, kind, graph in objects:
         for u, v in graph.edges:
             edge_row[(label, u, v)] = len(r0)
@@ -127,8 +148,7 @@ def segment_table(
             r0.append(du["radius_um"])
             r1.append(dv["radius_um"])
             lab.append(label)
-            pri.append(KIND_PRIORITY[kind])
-            bri.append(brightness[kind])
+            bri.append(part_brightness(kind, du, dv))
         for node in graph.nodes:
             if graph.degree(node) == 0:
                 d = graph.nodes[node]
@@ -137,8 +157,15 @@ def segment_table(
                 r0.append(d["radius_um"])
                 r1.append(d["radius_um"])
                 lab.append(label)
-                pri.append(KIND_PRIORITY[kind])
-                bri.append(brightness[kind])
+                bri.append(part_brightness(kind, d))
+    if puncta is not None:
+        for z, y, x, radius, b in np.asarray(puncta, dtype=float).reshape(-1, 5):
+            p0.append((z, y, x))
+            p1.append((z, y, x))
+            r0.append(radius)
+            r1.append(radius)
+            lab.append(0)
+            bri.append(b)
     n = len(r0)
     gap_lists: list[list[tuple[float, float]]] = [[] for _ in range(n)]
     for label, u, v, t0, t1 in gaps:
@@ -165,7 +192,7 @@ def segment_table(
     index_hi = np.floor(hi_um / vs).astype(np.int64) + 1
     return SegmentTable(
         p0=a, p1=b, r0=ra, r1=rb,
-        label=np.asarray(lab, dtype=np.uint32), priority=np.asarray(pri, dtype=np.int8),
+        label=np.asarray(lab, dtype=np.uint32),
         brightness=np.asarray(bri, dtype=float), gaps=gap_arr, index_lo=index_lo, index_hi=index_hi,
         voxel_size_um=(float(vs[0]), float(vs[1]), float(vs[2])),
     )
@@ -182,9 +209,10 @@ def rasterize(
     Returns
     -------
     labels : (Z, Y, X) uint32
-        0 = background.
+        0 = background; elsewhere the label of the nearest covering centreline (ties: lower label).
     fluorescence : (Z, Y, X) float32
-        Relative brightness of the owning segment (0 in background and inside dropout gaps).
+        Largest brightness of the segments covering each voxel (0 in background and where every
+        covering segment is in a dropout gap).
     """
     lo_t = tuple(int(x) for x in lo)
     hi_t = tuple(int(x) for x in hi)
@@ -195,7 +223,6 @@ def rasterize(
     fluo = np.zeros(shape, dtype=np.float32)
     if len(segments) == 0 or min(shape) == 0:
         return labels, fluo
-    prio = np.zeros(shape, dtype=np.int8)
     best = np.full(shape, np.inf)
     cand = np.flatnonzero(
         np.all(segments.index_lo < np.asarray(hi_t), axis=1)
@@ -205,7 +232,7 @@ def rasterize(
     hz, hy, hx = vz / 2, vy / 2, vx / 2
     rows = segments._rows
     for i in cand.tolist():
-        (az, ay, ax), (dz_, dy_, dx_), inv_l2, r0, dr, lab, pri, bri, gaps, boxhit, ilo, ihi = rows[i]
+        (az, ay, ax), (dz_, dy_, dx_), inv_l2, r0, dr, lab, bri, gaps, boxhit, ilo, ihi = rows[i]
         z0, y0, x0 = max(ilo[0], lo_t[0]), max(ilo[1], lo_t[1]), max(ilo[2], lo_t[2])
         z1, y1, x1 = min(ihi[0], hi_t[0]), min(ihi[1], hi_t[1]), min(ihi[2], hi_t[2])
         if z1 <= z0 or y1 <= y0 or x1 <= x0:
@@ -225,30 +252,35 @@ def rasterize(
             t = np.zeros((z1 - z0, y1 - y0, x1 - x0))
             d2 = (cz * cz + cy * cy) + cx * cx
             r = r0
-        sd = np.sqrt(d2) - r
-        inside = sd <= 0.0
+        d = np.sqrt(d2)
+        inside = d <= r
         if boxhit:
             inside |= _box_hit(cz, cy, cx, (dz_, dy_, dx_), (hz, hy, hx))
+        if not inside.any():
+            continue
         sl = (
             slice(z0 - lo_t[0], z1 - lo_t[0]),
             slice(y0 - lo_t[1], y1 - lo_t[1]),
             slice(x0 - lo_t[2], x1 - lo_t[2]),
         )
-        p_view = prio[sl]
-        b_view = best[sl]
-        win = inside & ((p_view < pri) | ((p_view == pri) & (sd < b_view)))
-        if not win.any():
-            continue
-        labels[sl][win] = lab
-        p_view[win] = pri
-        b_view[win] = sd[win]
+        f_view = fluo[sl]
         if gaps:
-            dark = np.zeros(win.shape, dtype=bool)
+            dark = np.zeros(inside.shape, dtype=bool)
             for g0, g1 in gaps:
                 dark |= (t >= g0) & (t <= g1)
-            fluo[sl][win] = np.where(dark[win], 0.0, bri)
+            value = np.where(dark[inside], np.float32(0.0), np.float32(bri))
         else:
-            fluo[sl][win] = bri
+            value = np.float32(bri)
+        f_view[inside] = np.maximum(f_view[inside], value)
+        if lab == 0:
+            continue
+        b_view = best[sl]
+        l_view = labels[sl]
+        win = inside & ((d < b_view) | ((d == b_view) & (l_view > lab)))
+        if not win.any():
+            continue
+        l_view[win] = lab
+        b_view[win] = d[win]
     return labels, fluo
 
 

@@ -20,7 +20,7 @@ from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, 
 from pipeline.metrics.evaluate import evaluate_arrays
 from pipeline.skeleton import OnePiecePlan, object_table
 from pipeline.skeleton.config import SkeletonizeConfig
-from pipeline.synth import PhantomParams
+from pipeline.synth import AISParams, PhantomParams
 from tests.flows.test_cli import run_cli
 
 VS = (1.5, 0.5, 0.5)
@@ -38,7 +38,10 @@ def phantom(tmp_path_factory):
     root = tmp_path_factory.mktemp("analysis")
     write_phantom(
         root / "volume.zarr",
-        PhantomParams(shape=(32, 128, 128), chunks=(16, 64, 64), seed=5, n_neurons=1, n_ais=3),
+        PhantomParams(  # an AIS stain: several AIS inside the volume, for the length metrics
+            shape=(32, 128, 128), chunks=(16, 64, 64), seed=5, kind="ais",
+            ais=AISParams(density_per_mm3=15000.0),
+        ),
         progress=False,
     )
     gt_path = root / "volume.zarr" / "labels" / "ground_truth"

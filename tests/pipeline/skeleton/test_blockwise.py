@@ -31,11 +31,13 @@ from pipeline.skeleton import (
     skeletonize_objects,
     smooth_skeleton,
 )
-from pipeline.synth import PhantomParams, generate_phantom, render_volume
+from pipeline.synth import AISParams, PhantomParams, generate_phantom, render_volume
 from tests.pipeline.skeleton.shapes import helix, tubes
 
 VS = (1.5, 0.5, 0.5)
 SIGMA_UM = 1.5  # object_table's default smoothing for this voxel size
+# Phantoms: AIS stains (thin objects, many inside the volume and crossing seams, some larger than a block).
+PHANTOM_AIS = AISParams(density_per_mm3=12000.0, length_um=(30.0, 60.0))
 
 
 def smoothed(graph: nx.Graph) -> tuple[float, float]:
@@ -50,7 +52,7 @@ def relative(a: float, b: float) -> float:
 
 @lru_cache(maxsize=4)
 def phantom_labels(seed: int) -> np.ndarray:
-    params = PhantomParams(shape=(48, 192, 192), seed=seed, n_neurons=3, n_ais=4)
+    params = PhantomParams(shape=(48, 192, 192), seed=seed, kind="ais", ais=PHANTOM_AIS)
     labels = render_volume(generate_phantom(params), noise=False).labels
     labels.setflags(write=False)
     return labels
@@ -115,7 +117,7 @@ def test_phantom_neurites_and_ais_fused_from_blocks_match_one_block_within_2_per
         one_piece_max_voxels=0,  # every object block by block: tests the fusion
     )
     assert set(fused) == set(whole)
-    params = PhantomParams(shape=(48, 192, 192), seed=seed, n_neurons=3, n_ais=4)
+    params = PhantomParams(shape=(48, 192, 192), seed=seed, kind="ais", ais=PHANTOM_AIS)
     kinds = {o.label: o.kind for o in generate_phantom(params).objects}
     border = border_labels(labels)
     checked = 0

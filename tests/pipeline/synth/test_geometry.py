@@ -31,7 +31,7 @@ def _segment(p0, p1, r0, r1=None) -> nx.Graph:
     return g
 
 
-def _render_labels(graph: nx.Graph, *, shape=SHAPE, vs=VS, kind="neurite") -> np.ndarray:
+def _render_labels(graph: nx.Graph, *, shape=SHAPE, vs=VS, kind="neuron") -> np.ndarray:
     objects = [PhantomObject(1, kind, graph)]
     ph = build_phantom(objects, shape=shape, voxel_size_um=vs, imaging=ImagingParams())
     return render_volume(ph, noise=False).labels
@@ -104,23 +104,71 @@ def test_thin_tube_stays_connected_and_contains_its_centreline():
 def test_single_node_is_a_ball():
     g = nx.Graph()
     g.add_node(0, pos_um=(30.0, 30.0, 30.0), radius_um=3.0)
-    labels = _render_labels(g, kind="soma")
+    labels = _render_labels(g, kind="neuron")
     ref = _reference_inside([30.0, 30, 30], [30.0, 30, 30 + 1e-9], 3.0, 3.0, SHAPE, VS)
     np.testing.assert_array_equal(labels == 1, ref)
 
 
-def test_overlap_priority_ais_beats_soma_beats_neurite():
-    soma = _segment([30, 30, 30], [30, 30, 30.5], 5.0)
-    ais = _segment([30, 30, 33], [30, 30, 50], 1.5)
-    neurite = _segment([30, 20, 30], [30, 40, 30], 2.0)
-    objects = [
-        PhantomObject(1, "neurite", neurite), PhantomObject(2, "soma", soma), PhantomObject(3, "ais", ais)
-    ]
-    ph = build_phantom(objects, shape=SHAPE, voxel_size_um=VS)
+def _crossing_tubes(r_a=2.0, r_b=1.5, z_b=30.0):
+    """Tube A (label 1) along x at z = y = 30 µm, tube B (label 2) along y at z = z_b, x = 30 µm.
+
+    Both 32 µm long (a power of two, so the distance arithmetic is exact on the grid).
+    """
+    a = _segment([30.0, 30.0, 14.0], [30.0, 30.0, 46.0], r_a)
+    b = _segment([z_b, 14.0, 30.0], [z_b, 46.0, 30.0], r_b)
+    return [PhantomObject(1, "neuron", a), PhantomObject(2, "neuron", b)]
+
+
+def test_overlap_rule_nearest_centreline_then_lower_label_on_two_crossing_tubes():
+    objects = _crossing_tubes()
+    ph = build_phantom(objects, shape=SHAPE, voxel_size_um=VS, imaging=ImagingParams(psf_sigma_um=(0, 0, 0)))
     labels = render_volume(ph, noise=False).labels
-    assert labels[20, 60, 60] == 2  # soma centre, inside the neurite too
-    assert labels[20, 60, 68] == 3  # x = 34 µm: inside soma and AIS
-    assert labels[20, 48, 60] == 1  # y = 24 µm: neurite only
+    # Reference: the distance of each voxel centre to each segment, written out by hand.
+    z, y, x = np.meshgrid(*(np.arange(n) * v for n, v in zip(SHAPE, VS, strict=True)), indexing="ij")
+    d_a = np.sqrt((z - 30.0) ** 2 + (y - 30.0) ** 2 + (x - np.clip(x, 14.0, 46.0)) ** 2)
+    d_b = np.sqrt((z - 30.0) ** 2 + (x - 30.0) ** 2 + (y - np.clip(y, 14.0, 46.0)) ** 2)
+    cov_a = d_a <= 2.0
+    cov_b = d_b <= 1.5
+    expected = np.zeros(SHAPE, np.uint32)
+    expected[cov_a] = 1
+    expected[cov_b & (~cov_a | (d_b < d_a))] = 2  # B only where its centreline is strictly nearer
+    np.testing.assert_array_equal(labels, expected)
+    # Every covered voxel has exactly one of the two labels; hand-computed voxels:
+    # (z, y, x) = (30, 31, 30.5) µm: d_A = 1.0, d_B = 0.5 -> B.
+    assert labels[20, 62, 61] == 2
+    # (30, 31, 31) µm: d_A = d_B = 1.0, a tie -> the lower label, A.
+    assert labels[20, 62, 62] == 1
+    # (30, 30.5, 31) µm: d_A = 0.5, d_B = 1.0 -> A; (30, 30, 30) µm: both 0 -> A.
+    assert labels[20, 61, 62] == 1 and labels[20, 60, 60] == 1
+    # (30, 34, 30) µm: only B covers it (d_A = 4 > 2).
+    assert labels[20, 68, 60] == 2
+    # Swapping the labels swaps the tie-break only: the tie voxel now goes to B (label 1).
+    swapped = [
+        PhantomObject(2, "neuron", objects[0].skeleton),
+        PhantomObject(1, "neuron", objects[1].skeleton),
+    ]
+    again = render_volume(build_phantom(swapped, shape=SHAPE, voxel_size_um=VS), noise=False).labels
+    assert again[20, 62, 62] == 1 and again[20, 61, 62] == 2 and again[20, 62, 61] == 1
+
+
+def test_fluorescence_is_the_brightest_covering_tube_and_puncta_have_no_label():
+    imaging = ImagingParams(psf_sigma_um=(0, 0, 0), noise=False, neurite_brightness=0.5, ais_brightness=1.0)
+    a = _segment([30.0, 30.0, 14.0], [30.0, 30.0, 46.0], 2.0)
+    b = _segment([30.0, 14.0, 30.0], [30.0, 46.0, 30.0], 1.5)
+    objects = [PhantomObject(1, "ais", a), PhantomObject(2, "neuron", b)]
+    puncta = np.array([[15.0, 10.0, 10.0, 0.6, 0.75]])
+    ph = build_phantom(objects, shape=SHAPE, voxel_size_um=VS, imaging=imaging, puncta=puncta)
+    vol = render_volume(ph)
+    im = imaging
+
+    def adu(f):
+        return round(im.offset_adu + im.gain_adu_per_photon * (im.background_photons + im.signal_photons * f))
+
+    # B's voxel inside A: B's label, A's brightness.
+    assert vol.labels[20, 62, 61] == 2 and vol.raw[20, 62, 61] == adu(1.0)
+    assert vol.raw[20, 68, 60] == adu(0.5)  # B alone
+    assert vol.labels[10, 20, 20] == 0 and vol.raw[10, 20, 20] == adu(0.75)  # the punctum: bright, unlabelled
+    assert set(np.unique(vol.labels).tolist()) == {0, 1, 2}
 
 
 def test_path_length_is_the_weighted_diameter():

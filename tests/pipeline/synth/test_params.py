@@ -28,6 +28,10 @@ from pipeline.synth import (
         ({"ais": {"length_um": (60.0, 20.0)}}, r"ais\n.*length_um must be \(min, max\) with min <= max"),
         ({"n_ais": -2}, r"n_ais"),
         ({"unknown": 1}, r"unknown\n.*Extra inputs are not permitted"),
+        ({"kind": "axons"}, r"kind\n.*'neurons' or 'ais'"),
+        ({"kind": "ais", "swc_files": ("a.swc",)}, r"swc_files are rendered as neurons .* kind='neurons'"),
+        ({"neuron": {"clearance_um": -1.0}}, r"neuron.clearance_um\n.*greater than or equal to 0"),
+        ({"ais": {"density_per_mm3": -5.0}}, r"ais.density_per_mm3\n.*greater than or equal to 0"),
     ],
 )
 def test_bad_phantom_params(kwargs, match):
@@ -44,8 +48,15 @@ def test_bad_section_params():
         NeuronParams(branch_probability=1.5)
     with pytest.raises(ValueError, match=r"min <= max"):
         DropoutParams(length_um=(5.0, 2.0))
-    with pytest.raises(ValueError, match=r"kinds\.0\n.*'ais', 'neurite' or 'swc'"):
+    with pytest.raises(ValueError, match=r"kinds\.0\n.*'neuron', 'ais' or 'swc'"):
         DropoutParams(kinds=("soma",))
+    match = r"fasciculation_probability \+ crossing_probability must be at most 1 .*got 0.7 \+ 0.5 = 1.2"
+    with pytest.raises(ValueError, match=match):
+        NeuronParams(fasciculation_probability=0.7, crossing_probability=0.5)
+    with pytest.raises(ValueError, match=r"fasciculation_length_um must be \(min, max\) with min <= max"):
+        NeuronParams(fasciculation_length_um=(40.0, 10.0))
+    with pytest.raises(ValueError, match=r"puncta_radius_um must be \(min, max\)"):
+        AISParams(puncta_radius_um=(0.7, 0.3))
 
 
 def test_chunks_larger_than_shape_are_clipped():
@@ -54,7 +65,8 @@ def test_chunks_larger_than_shape_are_clipped():
 
 
 def test_too_many_somata_for_the_volume():
-    with pytest.raises(ConfigError, match=r"n_neurons=40: could place only \d+ somata .* reduce n_neurons"):
+    match = r"n_neurons=40: could place only \d+ of 40 somata .* reduce n_neurons"
+    with pytest.raises(ConfigError, match=match):
         generate_phantom(PhantomParams(shape=(32, 96, 96), n_neurons=40))
 
 
@@ -84,24 +96,30 @@ def test_swc_skeleton_without_radius_is_input_data_error():
 def test_build_phantom_rejects_bad_objects():
     g = nx.Graph()
     g.add_node(0, pos_um=(1.0, 1.0, 1.0), radius_um=1.0)
-    ok = PhantomObject(1, "neurite", g)
+    ok = PhantomObject(1, "neuron", g)
     with pytest.raises(ValueError, match=r"objects\[1\] has label 1; labels must be unique integers >= 1"):
         build_phantom([ok, ok], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
-    with pytest.raises(ValueError, match=r"kind 'axon'; expected one of"):
-        build_phantom([PhantomObject(1, "axon", g)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
+    with pytest.raises(ValueError, match=r"kind 'neurite'; expected one of \('neuron', 'ais', 'swc'\)"):
+        build_phantom([PhantomObject(1, "neurite", g)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
     bad = nx.Graph()
     bad.add_node(0, radius_um=1.0)
     with pytest.raises(ValueError, match=r"pos_um=None; expected a finite \(z, y, x\) triple"):
-        build_phantom([PhantomObject(1, "neurite", bad)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
+        build_phantom([PhantomObject(1, "neuron", bad)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
     cyc = nx.cycle_graph(3)
     for n in cyc:
         cyc.nodes[n].update(pos_um=(float(n), 0.0, 0.0), radius_um=1.0)
     with pytest.raises(ValueError, match="has a cycle"):
-        build_phantom([PhantomObject(1, "neurite", cyc)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
+        build_phantom([PhantomObject(1, "neuron", cyc)], shape=(8, 8, 8), voxel_size_um=(1, 1, 1))
     with pytest.raises(ValueError, match=r"shape must be three positive integers \(z, y, x\) .* \(8, 0, 8\)"):
         build_phantom([ok], shape=(8, 0, 8), voxel_size_um=(1, 1, 1))
     with pytest.raises(ValueError, match=r"voxel_size_um entries must be positive"):
         build_phantom([ok], shape=(8, 8, 8), voxel_size_um=(1, -1, 1))
+    with pytest.raises(ValueError, match=r"puncta must be a finite \(m, 5\) array .* got shape \(2, 4\)"):
+        build_phantom([ok], shape=(8, 8, 8), voxel_size_um=(1, 1, 1), puncta=[[1, 1, 1, 1]] * 2)
+    with pytest.raises(ValueError, match=r"puncta radii \(column 3\) must be positive"):
+        build_phantom([ok], shape=(8, 8, 8), voxel_size_um=(1, 1, 1), puncta=[[1, 1, 1, 0, 1]])
+    with pytest.raises(ValueError, match=r"kind must be 'neurons' or 'ais'; got 'dense'"):
+        build_phantom([ok], shape=(8, 8, 8), voxel_size_um=(1, 1, 1), kind="dense")
 
 
 def test_missing_and_malformed_swc_files(tmp_path):

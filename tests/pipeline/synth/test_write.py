@@ -60,7 +60,7 @@ def test_ground_truth_files_are_consistent(written):
     on_border = set(np.unique(faces).tolist()) - {0}
     for row in rows:
         label = int(row["label"])
-        assert row["kind"] in {"ais", "neurite", "soma", "swc"}
+        assert row["kind"] in {"neuron", "ais", "swc"}
         graph = swc.read_swc(result.skeleton_dir / f"{label}.swc")
         lengths = skeleton_lengths(graph)
         assert float(row["cable_length_um"]) == pytest.approx(lengths.cable_length_um, abs=1e-3)
