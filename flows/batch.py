@@ -62,7 +62,6 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
     NeuroreconError
         Of the class of the first volume's failure, naming every failed volume, if any failed.
     """
-    from pipeline.config import OutputConfig
     from pipeline.io.config import load_config
     from pipeline.segment.config import SegmentConfig
 
@@ -81,10 +80,10 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
             volume = cfg.model_copy(update={
                 "segment": SegmentConfig.model_validate({**base, "raw": store, "out": run.root}),
                 "evaluate": EvaluateConfig(),
-                "output": OutputConfig(root=cfg.output.root),
             })
             inputs = check_run(volume)
-            report = reconstruct_flow.with_options(task_runner=dask_task_runner(cfg.dask))(volume, inputs=inputs)
+            runner = dask_task_runner(cfg.dask)
+            report = reconstruct_flow.with_options(task_runner=runner)(volume, inputs=inputs)
         except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end
             logger.error("%s failed: %s", store.name, exc)
             failed[store.name] = exc

@@ -40,7 +40,8 @@ _state: dict[str, Any] = {"debug": False}
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config (see configs/); NEURORECON__SECTION__KEY env vars override it."),
+    typer.Option("--config", "-c",
+                 help="YAML config (see configs/); NEURORECON__SECTION__KEY env vars override it."),
 ]
 LabelImageArg = (
     "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
@@ -79,6 +80,12 @@ def _root(
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output OME-Zarr store (directory ending .zarr).")],
     seed: Annotated[int | None, typer.Option(help="Random seed (overrides synth.seed).")] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="What the volume shows: 'neurons' (a sparse cytosolic fill, one label per neuron) "
+                          "or "
+                          "'ais' (an AIS immunostain, one label per AIS) (overrides synth.kind)."),
+    ] = None,
     config: ConfigOpt = None,
     shape: Annotated[
         str | None, typer.Option(help="Volume shape in voxels as Z,Y,X (overrides synth.shape).")
@@ -91,14 +98,16 @@ def synth(
 ) -> None:
     """Generate a light-sheet phantom: raw (uint16), labels/ground_truth (uint32), SWC skeletons, lengths.
 
-    Writes OME-Zarr 0.5 block by block (volumes larger than memory are fine) and, beside the store in
-    <name>_gt/: skeletons/<label>.swc (µm), lengths.csv, dropout_gaps.csv, params.json and COMPLETE.
+    --kind neurons (default): whole neurons, one label each, whose neurites touch, run together and
+    cross; --kind ais: an AIS immunostain, one label per AIS. Writes OME-Zarr 0.5 block by block
+    (volumes larger than memory are fine) and, beside the store in <name>_gt/: skeletons/<label>.swc
+    (µm), lengths.csv, ais.csv, dropout_gaps.csv, params.json (with the kind) and COMPLETE.
     """
     from pipeline.io.config import load_config
     from pipeline.io.phantom import write_phantom
 
     cfg = load_config(config)
-    params = _override(cfg.synth, seed=seed, shape=_parse_triple(shape, "--shape", int),
+    params = _override(cfg.synth, seed=seed, kind=kind, shape=_parse_triple(shape, "--shape", int),
                        swc_files=tuple(swc) if swc else None)
     out = _confined(out, cfg, "--out")
     result = write_phantom(out, params, overwrite=overwrite, progress=True)
@@ -109,9 +118,13 @@ def synth(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML config with a train: section (e.g. configs/train_tiny.yaml).")],
+    config: Annotated[
+        Path, typer.Argument(help="YAML config with a train: section (e.g. configs/train_tiny.yaml).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints/, log.csv, data/.")],
-    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints in --out and start over.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Ignore checkpoints in --out and start over.")
+    ] = False,
 ) -> None:
     """Train the U-Net: BCE + Dice pretraining, then topology-loss fine-tuning; resumes if interrupted.
 
@@ -137,7 +150,9 @@ def train(
 
 @app.command()
 def segment(
-    config: Annotated[Path, typer.Argument(help="YAML config with a segment: section (and optionally dask:).")],
+    config: Annotated[
+        Path, typer.Argument(help="YAML config with a segment: section (and optionally dask:).")
+    ],
 ) -> None:
     """Raw OME-Zarr -> affinities -> waterz fragments -> segmentation, block by block on Dask.
 
@@ -154,7 +169,7 @@ def segment(
     seg = require_segment(cfg, config)
     inputs = check_run(cfg, evaluate=False)
     with output_lock(seg.out), dask_client(cfg.dask) as client:
-        outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client, progress=True)
+        outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
     typer.echo(f"segmentation: {outputs.segmentation}")
@@ -165,11 +180,13 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     seed: Annotated[int | None, typer.Option(help="Phantom seed (default: the demo's own).")] = None,
 ) -> None:
-    """The main job on embedded defaults: a light-sheet phantom with signal dropout, reconstructed.
+    """The main job on embedded defaults: light-sheet phantoms with signal dropout, reconstructed.
 
-    Generates OUT/volume.zarr, then runs the reconstruct flow (a temporary Prefect server, Dask
-    LocalCluster, the shipped model): affinities -> segmentation -> skeletons -> lengths -> metrics
-    against the phantom's ground truth -> OUT/report.html. Prints where the report is.
+    For each kind of volume — neurons (a sparse fill, one object per neuron) and ais (an AIS stain, one
+    object per AIS) — generates OUT/<kind>/volume.zarr and runs the reconstruct flow on it (a temporary
+    Prefect server, Dask LocalCluster, the shipped model of that kind): affinities -> segmentation ->
+    skeletons -> lengths -> metrics against the phantom's ground truth -> OUT/<kind>/report.html.
+    Prints where the reports are.
     """
     import time
 
@@ -179,14 +196,18 @@ def demo(
 
     start = time.perf_counter()
     with output_lock(_confined(out, load_config(), "--out")):
-        report = run_demo(out, seed=seed)
-    typer.echo(f"report: {report}  ({time.perf_counter() - start:.0f} s)")
-    typer.echo(f"open it with: xdg-open {report}   (PDF: {report.with_suffix('.pdf')})")
+        reports = run_demo(out, seed=seed)
+    for kind, report in reports.items():
+        typer.echo(f"{kind} report: {report}   (PDF: {report.with_suffix('.pdf')})")
+    seconds = time.perf_counter() - start
+    typer.echo(f"done in {seconds:.0f} s; open a report with: xdg-open {reports['neurons']}")
 
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config with a segment: section (raw, out, ...) and dask:.")],
+    config: Annotated[
+        Path, typer.Argument(help="YAML config with a segment: section (raw, out, ...) and dask:.")
+    ],
 ) -> None:
     """Reconstruct any OME-Zarr volume: the reconstruct flow on the config's Dask cluster.
 
@@ -211,9 +232,12 @@ def skeletonize(
         typer.Option("--out", "-o", help="Run directory: skeletons/, skeletons_precomputed/, lengths.csv."),
     ],
     block_shape: Annotated[
-        str | None, _setting(SkeletonizeConfig, "block_shape", "skeletonize", text="Block shape Z,Y,X, voxels")
+        str | None,
+        _setting(SkeletonizeConfig, "block_shape", "skeletonize", text="Block shape Z,Y,X, voxels"),
     ] = None,
-    halo_um: Annotated[float | None, _setting(SkeletonizeConfig, "halo_um", "skeletonize", "--halo-um")] = None,
+    halo_um: Annotated[
+        float | None, _setting(SkeletonizeConfig, "halo_um", "skeletonize", "--halo-um")
+    ] = None,
     voxel_size: Annotated[
         str | None,
         typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the image metadata."),
@@ -282,8 +306,13 @@ def skeletonize(
 def evaluate(
     segmentation: Annotated[Path, typer.Option("--segmentation", "-s", help=LabelImageArg)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; metrics.json is written there.")],
-    gt_labels: Annotated[Path | None, _setting(EvaluateConfig, "gt_labels", "evaluate", "--gt-labels", "-g")] = None,
+    gt_labels: Annotated[
+        Path | None, _setting(EvaluateConfig, "gt_labels", "evaluate", "--gt-labels", "-g")
+    ] = None,
     gt_swc: Annotated[Path | None, _setting(EvaluateConfig, "gt_swc", "evaluate", "--gt-swc")] = None,
+    min_label_nodes: Annotated[
+        int | None, _setting(EvaluateConfig, "min_label_nodes", "evaluate", "--min-label-nodes")
+    ] = None,
     voxel_size: Annotated[
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
@@ -303,13 +332,15 @@ def evaluate(
     from pipeline.io.lock import output_lock
 
     cfg = load_config(config)
-    settings = _override(cfg.evaluate, gt_labels=gt_labels, gt_swc=gt_swc)
+    settings = _override(cfg.evaluate, gt_labels=gt_labels, gt_swc=gt_swc, min_label_nodes=min_label_nodes)
     if settings.gt_labels is None:
-        raise ConfigError("no ground truth to evaluate against: pass --gt-labels (-g) or set evaluate.gt_labels "
+        raise ConfigError("no ground truth to evaluate against: pass --gt-labels (-g) or set "
+                          "evaluate.gt_labels "
                           "in the config")
     out = _confined(out, cfg, "--out")
     with output_lock(out):
         path = evaluate_run(segmentation, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
+                            min_label_nodes=settings.min_label_nodes,
                             voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float))
     metrics = json.loads(path.read_text())
     v, k, ln = metrics.get("voxel", {}), metrics.get("skeleton", {}), metrics.get("length", {})
@@ -352,7 +383,9 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write the report (default: RUN_DIR).")
     ] = None,
-    figures: Annotated[bool | None, _setting(ReportConfig, "figures", "report", "--figures/--no-figures")] = None,
+    figures: Annotated[
+        bool | None, _setting(ReportConfig, "figures", "report", "--figures/--no-figures")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained) and report.pdf: lengths, projections, metrics, provenance.
@@ -394,6 +427,8 @@ def _parse_triple(text: str | None, name: str, kind: type) -> tuple | None:
 
 def _override(model: Any, **updates: Any) -> Any:
     """``model`` with the options the user gave (those not None), validated like the config file."""
+    from pydantic import ValidationError
+
     from pipeline.errors import ConfigError
 
     given = {k: v for k, v in updates.items() if v is not None}
@@ -401,8 +436,12 @@ def _override(model: Any, **updates: Any) -> Any:
         return model
     try:
         return type(model).model_validate({**model.model_dump(), **given})
-    except Exception as exc:  # pydantic.ValidationError
-        raise ConfigError(f"invalid command-line option: {exc}") from None
+    except ValidationError as exc:  # one line per problem, naming the option, what it got, what it takes
+        problems = [
+            f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        ]
+        raise ConfigError("invalid command-line option " + "; ".join(problems)) from None
 
 
 def _confined(path: Path, cfg: Any, what: str) -> Path:

@@ -85,14 +85,17 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
             "(e.g. uint16 or float32 intensities)"
         )
     if min(raw.spatial_shape) == 0:
-        raise InputDataError(f"segment.raw {cfg.raw} is empty (shape {raw.spatial_shape}); nothing to segment")
+        raise InputDataError(
+            f"segment.raw {cfg.raw} is empty (shape {raw.spatial_shape}); nothing to segment"
+        )
     chunks = tuple(int(c) for c in raw.chunks)
     for axis, (b, c) in enumerate(zip(cfg.block_shape, chunks, strict=True)):
         if b % c:
             fit = tuple(max(1, bb // cc) * cc for bb, cc in zip(cfg.block_shape, chunks, strict=True))
             raise InputDataError(
                 f"segment.block_shape {tuple(cfg.block_shape)} is not a multiple of the raw chunks {chunks} "
-                f"along {'zyx'[axis]}; choose a multiple (e.g. {fit}) so that no two blocks write the same chunk"
+                f"along {'zyx'[axis]}; choose a multiple (e.g. {fit}) so that no two blocks write the same "
+                "chunk"
             )
     try:
         check_halo_vx(cfg.halo_vx, block_shape=cfg.block_shape, volume_shape=raw.spatial_shape,
@@ -109,10 +112,12 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
 
 
 def model_path(cfg: SegmentConfig) -> Path:
-    """``segment.model``, or the shipped phantom model when it is null."""
-    from pipeline.model import DEMO_MODEL
+    """``segment.model``: a checkpoint, or the shipped model of a kind (``neurons`` when null)."""
+    from pipeline.model import SHIPPED_MODELS
 
-    return Path(cfg.model) if cfg.model is not None else DEMO_MODEL
+    if cfg.model is None or isinstance(cfg.model, str):
+        return SHIPPED_MODELS[cfg.model or "neurons"]
+    return Path(cfg.model)
 
 
 def check_model(path: str | Path, *, what: str = "model") -> ModelMetadata:
@@ -150,7 +155,8 @@ def check_model_fits_raw(meta: ModelMetadata, raw: OmeArray, *, what: str = "raw
     ratio = np.asarray(raw.voxel_size_um) / np.asarray(trained_vs, float)
     if np.any(np.abs(ratio - 1) > 0.25):
         raise InputDataError(
-            f"{what} {raw.path} has voxel size {raw.voxel_size_um} µm, which differs from the model's training "
+            f"{what} {raw.path} has voxel size {raw.voxel_size_um} µm, which differs from the model's "
+            "training "
             f"data {tuple(trained_vs)} µm by more than 25 %; resample the volume or train on matching data"
         )
 

@@ -119,7 +119,8 @@ def predict_task(segment: SegmentConfig, inputs: RunInputs, max_retries: int) ->
     from flows.stages.predict import predict_run
 
     with _client() as client:
-        return str(predict_run(segment, inputs=inputs, max_retries=max_retries, client=client, progress=False))
+        path = predict_run(segment, inputs=inputs, max_retries=max_retries, client=client, progress=False)
+    return str(path)
 
 
 @task(name="segment", **_task)
@@ -147,7 +148,8 @@ def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig) -> str
 
     if evaluate.gt_labels is None:
         raise ValueError("evaluate.gt_labels is not set: nothing to evaluate against")
-    return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc))
+    return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc,
+                            min_label_nodes=evaluate.min_label_nodes))
 
 
 @task(name="report", **_task)
@@ -159,8 +161,8 @@ def report_task(run_dir: Path, segmentation: str, raw: Path, report: ReportConfi
 
     paths = report_run(run_dir, segmentation=segmentation, raw=raw, figures=report.figures)
     rows = read_lengths_csv(RunLayout(run_dir).lengths_csv)
-    table = [{k: getattr(r, k) for k in ("label", "length_um", "cable_length_um", "n_voxels", "touches_border")}
-             for r in rows]
+    columns = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border")
+    table = [{k: getattr(r, k) for k in columns} for r in rows]
     create_table_artifact(table[:500], key="lengths", description=f"object lengths (µm) of {run_dir}")
     inner = [r["length_um"] for r in table if not r["touches_border"]]
     median = sorted(inner)[len(inner) // 2] if inner else float("nan")
@@ -206,7 +208,8 @@ def skeletonize_flow(segmentation: Path, out: Path, config: NeuroreconConfig | N
     """Segmentation -> skeletons (SWC, precomputed) and lengths.csv, with the ``skeletonize:`` section."""
     config = NeuroreconConfig() if config is None else config
     with output_lock(out):
-        return skeletonize_task.submit(str(segmentation), out, config.skeletonize, config.dask.max_retries).result()
+        task = skeletonize_task.submit(str(segmentation), out, config.skeletonize, config.dask.max_retries)
+        return task.result()
 
 
 @flow(name="evaluate", log_prints=True)
@@ -303,17 +306,20 @@ def shared_prefect_api() -> Iterator[None]:
 
 #: The demo's phantom seed (its embedded setting; ``neurorecon demo --seed`` chooses another).
 DEMO_SEED = 1
+#: The kinds of volume the demo reconstructs, each into ``out/<kind>/`` with the shipped model of its kind.
+DEMO_KINDS = ("neurons", "ais")
 
 
-def demo_config(out: Path) -> NeuroreconConfig:
-    """The embedded configuration of the demo: the shipped model on ``out/volume.zarr``, evaluated against
-    its ground truth, on a local cluster of two workers."""
+def demo_config(out: Path, kind: str) -> NeuroreconConfig:
+    """The embedded configuration of the demo of one kind: the shipped model of that kind on
+    ``out/volume.zarr``, evaluated against its ground truth, on a local cluster of two workers."""
     from pipeline.config import OutputConfig
     from pipeline.io.phantom import ground_truth_dir
 
     store = out / "volume.zarr"
     return NeuroreconConfig(
-        segment=SegmentConfig(raw=store, out=out, block_shape=(32, 256, 256), halo_vx=(4, 16, 16)),
+        segment=SegmentConfig(raw=store, out=out, model=kind, block_shape=(32, 256, 256),
+                              halo_vx=(4, 16, 16)),
         skeletonize=SkeletonizeConfig(block_shape=(32, 256, 256)),
         evaluate=EvaluateConfig(gt_labels=store / "labels" / "ground_truth",
                                 gt_swc=ground_truth_dir(store) / "skeletons"),
@@ -322,17 +328,21 @@ def demo_config(out: Path) -> NeuroreconConfig:
     )
 
 
-def run_demo(out: Path, *, seed: int | None) -> Path:
-    """The main job on embedded defaults: a phantom with signal dropout, reconstructed and evaluated.
+def run_demo(out: Path, *, seed: int | None) -> dict[str, Path]:
+    """The main job on embedded defaults: phantoms with signal dropout, reconstructed and evaluated.
 
-    Writes ``out/volume.zarr`` (raw + labels/ground_truth), ``out/volume_gt/`` (true skeletons and
-    lengths) and the reconstruction of :func:`reconstruct_flow` in ``out``; returns the report path.
-    ``seed`` is the phantom's (None: the demo's own, :data:`DEMO_SEED`).
+    For each kind of :data:`DEMO_KINDS` writes ``out/<kind>/volume.zarr`` (raw + labels/ground_truth),
+    ``out/<kind>/volume_gt/`` (true skeletons, lengths, gaps) and the reconstruction of
+    :func:`reconstruct_flow` in ``out/<kind>``; returns the report path of each kind. ``seed`` is the
+    phantoms' (None: the demo's own, :data:`DEMO_SEED`).
     """
     from pipeline.io.phantom import write_phantom
     from pipeline.synth import PhantomParams
 
-    config = demo_config(out)
-    params = PhantomParams(seed=DEMO_SEED if seed is None else seed)
-    write_phantom(require_segment(config, None).raw, params, overwrite=True, progress=True)
-    return run_reconstruct(config)
+    reports = {}
+    for kind in DEMO_KINDS:
+        config = demo_config(out / kind, kind)
+        params = PhantomParams(kind=kind, seed=DEMO_SEED if seed is None else seed)
+        write_phantom(require_segment(config, None).raw, params, overwrite=True, progress=True)
+        reports[kind] = run_reconstruct(config)
+    return reports

@@ -45,7 +45,8 @@ class DaskConfig(StrictModel):
     n_workers: Annotated[int, Field(ge=1)] = 2
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = Field("4GiB", description="per local worker, as Dask parses it")
-    max_retries: Annotated[int, Field(ge=0)] = Field(2, description="extra attempts per failed block, every stage")
+    max_retries: Annotated[int, Field(ge=0)] = Field(
+        2, description="extra attempts per failed block, every stage")
 
 
 class OutputConfig(StrictModel):

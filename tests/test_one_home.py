@@ -96,7 +96,9 @@ def test_command_options_never_restate_a_config_default():
     for name, sub in command.commands.items():
         for param in sub.params:
             if param.name in DEFAULTED and param.default is not None:
-                restated.append(f"neurorecon {name} --{param.name.replace('_', '-')} (default {param.default!r})")
+                restated.append(
+                    f"neurorecon {name} --{param.name.replace('_', '-')} (default {param.default!r})"
+                )
     assert not restated, f"options restating a config default (make them None and read the model): {restated}"
 
 
@@ -124,9 +126,13 @@ def test_library_defaults_are_the_models_own_constants():
                     if p.default is inspect.Parameter.empty or p.default is None:
                         continue
                     if section == "skeletonize" and p.name in teasar:
-                        problems.append(f"{qualname}({p.name}=...) restates a TEASAR setting: take a TeasarParams")
+                        problems.append(
+                            f"{qualname}({p.name}=...) restates a TEASAR setting: take a TeasarParams"
+                        )
                     elif p.name in defaults and not any(p.default is d for d in defaults[p.name]):
-                        problems.append(f"{qualname}({p.name}={p.default!r}) is not {section}.{p.name}'s default")
+                        problems.append(
+                            f"{qualname}({p.name}={p.default!r}) is not {section}.{p.name}'s default"
+                        )
     assert not problems, problems
 
 
@@ -135,7 +141,9 @@ def test_one_strict_base_and_validators_that_touch_no_file_system(tmp_path):
         for obj in vars(module).values():
             if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__:
                 if obj is not StrictModel:
-                    assert issubclass(obj, StrictModel), f"{obj.__qualname__} does not derive from StrictModel"
+                    assert issubclass(obj, StrictModel), (
+                        f"{obj.__qualname__} does not derive from StrictModel"
+                    )
     # an output outside output.root is a preflight refusal, not a validation error: validating never
     # resolves paths on the file system
     config = NeuroreconConfig.model_validate(

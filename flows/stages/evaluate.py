@@ -1,8 +1,10 @@
 """The evaluate stage: a segmentation against ground truth -> ``metrics.json``.
 
 Load -> compute -> save around :func:`pipeline.metrics.evaluate.evaluate_arrays`: voxel metrics on the
-label images, skeleton metrics against ground-truth SWC skeletons and the length-distribution metrics.
-Both label images are read whole (they must fit in memory together).
+label images, skeleton metrics against ground-truth SWC skeletons (with the gaps bridged), and the
+length-distribution metrics. The kind of volume (``neurons`` or ``ais``) and the signal-dropout gaps come
+from a phantom's ground-truth folder (``params.json``, ``dropout_gaps.csv``); other ground truth is
+scored as ``neurons``, without gaps. Both label images are read whole (they must fit in memory together).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
-from pipeline.io.phantom import phantom_skeletons
+from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
 from pipeline.io.report import write_metrics_json
 from pipeline.io.skeletons import read_swc_folder
 from pipeline.metrics.evaluate import evaluate_arrays
@@ -28,6 +30,7 @@ def evaluate_run(
     gt_labels: str | Path,
     *,
     out: str | Path,
+    min_label_nodes: int,
     gt_swc: str | Path | None = None,
     voxel_size_um: Sequence[float] | None = None,
 ) -> Path:
@@ -39,6 +42,9 @@ def evaluate_run(
         OME-Zarr label images of the same (z, y, x) volume.
     out : path
         Run directory.
+    min_label_nodes : int
+        Skeleton nodes a predicted label must cover to count on a ground-truth skeleton
+        (``evaluate.min_label_nodes``).
     gt_swc : path, optional
         A folder of ground-truth ``<label>.swc`` (µm, volume frame); None: the phantom's
         ``<store>_gt/skeletons`` when ``gt_labels`` is ``<store>.zarr/labels/<name>`` and it exists.
@@ -76,12 +82,18 @@ def evaluate_run(
             "undefined: pass the label image that holds the annotated neurons"
         )
     swc_dir = Path(gt_swc) if gt_swc is not None else phantom_skeletons(gt_labels)
-    skeletons = list(read_swc_folder(swc_dir).values()) if swc_dir is not None else None
-    metrics = evaluate_arrays(np.asarray(seg.array[...]), truth, voxel_size_um=vs, gt_skeletons=skeletons)
+    skeletons = read_swc_folder(swc_dir) if swc_dir is not None else None
+    truth_meta = read_phantom_truth(gt_labels)
+    kind = truth_meta.kind if truth_meta is not None else "neurons"
+    gaps = None
+    if truth_meta is not None and skeletons:  # gaps on objects that have a skeleton
+        gaps = [g for g in truth_meta.gaps if g.label in skeletons]
+    metrics = evaluate_arrays(np.asarray(seg.array[...]), truth, voxel_size_um=vs, kind=kind,
+                              gt_skeletons=skeletons, gaps=gaps, min_label_nodes=min_label_nodes)
     metrics["inputs"] = {
         "segmentation": str(Path(segmentation).resolve()),
         "gt_labels": str(Path(gt_labels).resolve()),
         "gt_swc": str(swc_dir.resolve()) if swc_dir is not None else None,
     }
-    metrics["parameters"] = {"voxel_size_um": list(vs)}
+    metrics["parameters"] = {"voxel_size_um": list(vs), "min_label_nodes": min_label_nodes}
     return write_metrics_json(RunLayout(out).metrics_json, metrics)

@@ -117,7 +117,8 @@ def predict_volume(
     tile = tuple(int(t) for t in (tile_shape or block_shape))
     blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=tuple(image.chunks))
     params = {
-        "raw": str(Path(raw).resolve()), "checkpoint": str(Path(checkpoint).resolve()), "shape": list(image.shape),
+        "raw": str(Path(raw).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
+        "shape": list(image.shape),
         "block_shape": [int(b) for b in block_shape], "tile_shape": list(tile), "dtype": dtype,
         "normalization": [method, rng.low, rng.high], "downscale_xy": int(meta.input.get("downscale_xy", 1)),
     }
@@ -128,8 +129,9 @@ def predict_volume(
         _predict_block, raw=str(raw), checkpoint=str(checkpoint), out=str(out), low=rng.low, high=rng.high,
         tile=tile, batch_size=batch_size, device=device, dtype=dtype, downscale_xy=params["downscale_xy"],
     )
+    resources = {"GPU": 1} if device.startswith("cuda") else None
     run_blocks("predict", blocks, task, state=state, client=client, max_retries=max_retries,
-               resources={"GPU": 1} if device.startswith("cuda") else None, progress=progress).raise_if_failed()
+               resources=resources, progress=progress).raise_if_failed()
     return Path(out)
 
 
@@ -169,7 +171,8 @@ def _predict_block(
             bad = tuple(int(i) for i in np.argwhere(~np.isfinite(data))[0])
             where = tuple(int(r.start) + i for r, i in zip(region, bad, strict=True))
             raise InputDataError(
-                f"raw image {raw} has a NaN or infinite intensity at voxel (z, y, x) = {where} (block {block.id}); "
+                f"raw image {raw} has a NaN or infinite intensity at voxel (z, y, x) = {where} "
+                f"(block {block.id}); "
                 "replace non-finite values (e.g. by 0) before reconstruction"
             )
         return normalize_intensity(data, low=low, high=high)

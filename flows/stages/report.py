@@ -79,7 +79,8 @@ def report_run(
         vs = seg.voxel_size_um
     else:
         raise InputDataError(
-            f"{run.root} has no {run.skeletonize_json.name} and no segmentation was given; pass --segmentation"
+            f"{run.root} has no {run.skeletonize_json.name} and no segmentation was given; "
+            "pass --segmentation"
         )
     skeletons = read_swc_folder(run.skeletons) if run.skeletons.is_dir() else None
     parameters: dict[str, Any] = {k: v for k, v in record.items() if k not in ("segmentation",)}

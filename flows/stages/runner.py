@@ -124,7 +124,8 @@ def run_blocks(
                     report.done += 1
                 else:
                     report.failed[b.id] = error
-                    log.error("%s: block %d failed after %d attempts:\n%s", stage, b.id, max_retries + 1, error)
+                    log.error("%s: block %d failed after %d attempts:\n%s", stage, b.id, max_retries + 1,
+                              error)
                 bar.update()
         else:
             from distributed import as_completed
@@ -192,7 +193,9 @@ def return_freed_memory() -> bool:
     return True
 
 
-def _process_and_mark(process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block) -> None:
+def _process_and_mark(
+    process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block
+) -> None:
     one_malloc_arena()  # once per process (cached); a no-op after the first block
     try:
         info = process(block)

@@ -138,7 +138,8 @@ def segment_volume(
 
     run_blocks(
         "blocks", blocks,
-        functools.partial(_segment_block, affinities=str(affinities), fragments=str(fragments_out), per_block=per_block,
+        functools.partial(_segment_block, affinities=str(affinities), fragments=str(fragments_out),
+                          per_block=per_block,
                           threshold=threshold, background_threshold=background_threshold,
                           state_root=str(state_dir)),
         state=states["blocks"], client=client, max_retries=max_retries, progress=progress,
@@ -261,5 +262,6 @@ def segment_run(
     return segment_volume(
         affinities, fragments_out=run.fragments, segmentation_out=run.segmentation, state_dir=run.state,
         block_shape=cfg.block_shape, halo_vx=cfg.halo_vx, threshold=cfg.threshold,
-        background_threshold=cfg.background_threshold, max_retries=max_retries, client=client, progress=progress,
+        background_threshold=cfg.background_threshold, max_retries=max_retries, client=client,
+        progress=progress,
     )

@@ -182,8 +182,8 @@ def skeletonize_volume(
     except OSError as exc:
         raise OutputError(f"cannot write {run.skeletonize_json}: {exc}") from None
     log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), len(graphs), run.root)
-    return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json, len(rows),
-                              len(graphs))
+    return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json,
+                              len(rows), len(graphs))
 
 
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:

@@ -19,7 +19,9 @@ import numpy as np
 from pipeline.errors import InputDataError
 from pipeline.io.omezarr import OmeArray, create_image, open_image
 
-__all__ = ["AFFINITY_DTYPES", "create_affinity_image", "encode_affinities", "open_affinities", "read_affinities"]
+__all__ = [
+    "AFFINITY_DTYPES", "create_affinity_image", "encode_affinities", "open_affinities", "read_affinities",
+]
 
 #: Storage types of the affinity store.
 AFFINITY_DTYPES = ("uint8", "float16")

@@ -25,7 +25,9 @@ TMP_GLOB = ".*.tmp"
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb", *, fsync: bool = False, **open_kwargs: Any) -> Iterator[IO[Any]]:
+def atomic_file(
+    path: str | Path, mode: str = "wb", *, fsync: bool = False, **open_kwargs: Any
+) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on leaving the block without error, rename it to ``path``.
 
     Parameters

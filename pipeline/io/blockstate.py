@@ -220,7 +220,9 @@ def _decode(tp: Any, arrays: Mapping[str, np.ndarray], key: str) -> Any:
         return tuple(_decode(a, arrays, f"{key}.{i}") for i, a in enumerate(args))
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _decode(hints[f.name], arrays, f"{key}.{f.name}") for f in dataclasses.fields(tp)})
+        return tp(
+            **{f.name: _decode(hints[f.name], arrays, f"{key}.{f.name}") for f in dataclasses.fields(tp)}
+        )
     value = arrays[key]
     if tp is bool:
         return bool(value)

@@ -61,7 +61,9 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         p = Path(path)
         source = str(p)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist (or is not a file); pass the path of a YAML file")
+            raise ConfigError(
+                f"config file {p} does not exist (or is not a file); pass the path of a YAML file"
+            )
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
@@ -134,14 +136,20 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             allowed = _allowed_keys([p for p in err["loc"][:-1]])
             close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            hint += f" Allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}" if allowed else ""
+            hint += (
+                f" Allowed keys{' in ' + parent if parent else ''}: {', '.join(allowed)}" if allowed else ""
+            )
             lines.append(f"unknown key '{loc}'{hint}")
         elif err["type"] == "value_error" and not err["loc"]:  # a whole-config check: its message says it all
             lines.append(err["msg"].removeprefix("Value error, "))
         else:
             got = err.get("input")
             lines.append(f"{loc}: {err['msg']} (got {got!r})")
-    head = f"invalid configuration in {source}: " if len(lines) == 1 else f"invalid configuration in {source}:\n  "
+    head = (
+        f"invalid configuration in {source}: "
+        if len(lines) == 1
+        else f"invalid configuration in {source}:\n  "
+    )
     return head + "\n  ".join(lines)
 
 

@@ -49,7 +49,9 @@ def open_label_image(path: str | Path, *, what: str = "segmentation") -> OmeArra
             else " Is this the raw image rather than a segmentation?"
         )
         problem = (
-            f"has dtype {image.dtype}" if image.dtype.kind not in "iu" else "has no OME-Zarr image-label metadata"
+            f"has dtype {image.dtype}"
+            if image.dtype.kind not in "iu"
+            else "has no OME-Zarr image-label metadata"
         )
         raise InputDataError(f"{what} {p} {problem}; expected an integer label image.{hint}")
     return image

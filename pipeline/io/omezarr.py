@@ -2,7 +2,8 @@
 
 Layout of a store written here (Zarr v3, OME-NGFF 0.5)::
 
-    volume.zarr/                 image group: ome.multiscales, axes z, y, x in micrometer (c first if channels)
+    volume.zarr/                 image group: ome.multiscales, axes z, y, x in micrometer
+                                 (c first if channels)
     volume.zarr/0                the full-resolution array
     volume.zarr/labels/          ome.labels = [names]
     volume.zarr/labels/<name>/   ome.multiscales + ome.image-label (source: ../../)
@@ -269,11 +270,14 @@ def create_labels(
     if label_path.exists():
         if exist_ok and not overwrite:
             existing = open_labels(image.path, name, mode="r+")
-            _require_compatible(existing, spatial_shape, dt, spatial_chunks, image.voxel_size_um, str(label_path))
+            _require_compatible(
+                existing, spatial_shape, dt, spatial_chunks, image.voxel_size_um, str(label_path)
+            )
             return existing.array
         if not overwrite:
             raise OutputError(
-                f"label image {label_path} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
+                f"label image {label_path} already exists; pass overwrite=True (CLI: --overwrite) "
+                "to replace it"
             )
         _remove_tree(label_path)
     try:
@@ -405,8 +409,8 @@ class CheckedReader:
                     spans.append(str(int(k) // chunk) if isinstance(k, int | np.integer) else "?")
             raise InputDataError(
                 f"cannot read {self._path} (region {key!r}, chunk indices {', '.join(spans)}): "
-                f"{type(exc).__name__}: {exc}; a chunk there is corrupt or unreadable: restore it from a copy "
-                "or rewrite the volume"
+                f"{type(exc).__name__}: {exc}; a chunk there is corrupt or unreadable: restore it from a "
+                "copy or rewrite the volume"
             ) from None
 
 
@@ -474,13 +478,20 @@ def write_image(
 
 
 def write_labels(
-    path: str | Path, name: str, data: np.ndarray, *, chunks: Sequence[int] | None = None, overwrite: bool = False
+    path: str | Path,
+    name: str,
+    data: np.ndarray,
+    *,
+    chunks: Sequence[int] | None = None,
+    overwrite: bool = False,
 ) -> OmeArray:
     """Write an in-memory (z, y, x) integer array as the label image ``labels/<name>``."""
     data = np.asarray(data)
     image = open_image(path)
     if data.shape != image.spatial_shape:
-        raise ValueError(f"labels have shape {data.shape} but the image {path} has (z, y, x) shape {image.spatial_shape}")
+        raise ValueError(
+            f"labels have shape {data.shape} but the image {path} has (z, y, x) shape {image.spatial_shape}"
+        )
     arr = create_labels(path, name, dtype=data.dtype, chunks=chunks, overwrite=overwrite)
     arr[...] = data
     return open_labels(path, name)
@@ -547,16 +558,20 @@ def _remove_tree(path: Path) -> None:
 
 def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
     if not (path / "zarr.json").is_file():
-        hint = " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file() else ""
+        hint = (
+            " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file() else ""
+        )
         raise InputDataError(f"no {what} at {path}: it is not a Zarr v3 group{hint}")
     try:
         node_type = json.loads((path / "zarr.json").read_text()).get("node_type")
     except (OSError, ValueError) as exc:
-        raise InputDataError(f"cannot read {path / 'zarr.json'}: {exc}; the store's metadata is damaged") from None
+        raise InputDataError(
+            f"cannot read {path / 'zarr.json'}: {exc}; the store's metadata is damaged"
+        ) from None
     if node_type == "array":
         raise InputDataError(
-            f"{path} is a plain Zarr array, not an {what} (a group with OME 'multiscales' metadata); write it as "
-            "OME-Zarr 0.5, e.g. with pipeline.io.omezarr.write_image or ome-zarr-py"
+            f"{path} is a plain Zarr array, not an {what} (a group with OME 'multiscales' metadata); "
+            "write it as OME-Zarr 0.5, e.g. with pipeline.io.omezarr.write_image or ome-zarr-py"
         )
     try:
         group = zarr.open_group(str(path), mode=mode)
@@ -591,7 +606,9 @@ def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
         if name == "c":
             continue
         if unit not in _UNIT_TO_UM:
-            raise InputDataError(f"{path}: axis {name} has unit {unit!r}; expected one of {sorted(_UNIT_TO_UM)}")
+            raise InputDataError(
+                f"{path}: axis {name} has unit {unit!r}; expected one of {sorted(_UNIT_TO_UM)}"
+            )
         vs.append(float(s) * _UNIT_TO_UM[unit])
     try:
         voxel_size = as_voxel_size(vs, name=f"voxel size (scale) of {path}")

@@ -63,8 +63,11 @@ __all__ = [
     "GAPS_COLUMNS",
     "PhantomResult",
     "ground_truth_dir",
+    "GapRecord",
+    "PhantomTruth",
     "phantom_complete",
     "phantom_skeletons",
+    "read_phantom_truth",
     "write_phantom",
 ]
 
@@ -126,12 +129,70 @@ def ground_truth_dir(store: str | Path) -> Path:
 
 
 def phantom_skeletons(gt_labels: str | Path) -> Path | None:
-    """The phantom's ``<store>_gt/skeletons`` for its label image ``<store>.zarr/labels/<name>``, if it exists."""
+    """The phantom's ``<store>_gt/skeletons`` for its label image ``<store>.zarr/labels/<name>``, if it
+    exists."""
     store = image_of_labels(gt_labels)
     if store is None:
         return None
     candidate = ground_truth_dir(store) / "skeletons"
     return candidate if candidate.is_dir() else None
+
+
+@dataclass(frozen=True)
+class GapRecord:
+    """One row of ``dropout_gaps.csv``: the label it lies on and its two ends on that skeleton (µm)."""
+
+    label: int
+    start_um: tuple[float, float, float]
+    end_um: tuple[float, float, float]
+    length_um: float
+
+
+@dataclass(frozen=True)
+class PhantomTruth:
+    """What a phantom's ground-truth folder says beyond labels and skeletons.
+
+    Attributes
+    ----------
+    kind : str
+        ``"neurons"`` or ``"ais"`` (``params.json``).
+    gaps : tuple of GapRecord
+        The signal-dropout gaps (``dropout_gaps.csv``).
+    """
+
+    kind: str
+    gaps: tuple[GapRecord, ...]
+
+
+def read_phantom_truth(gt_labels: str | Path) -> PhantomTruth | None:
+    """The kind and dropout gaps of the phantom whose label image is ``gt_labels``; None if it is no phantom.
+
+    Raises
+    ------
+    InputDataError
+        If the phantom's ``params.json`` or ``dropout_gaps.csv`` is unreadable or malformed.
+    """
+    store = image_of_labels(gt_labels)
+    gt_dir = ground_truth_dir(store) if store is not None else None
+    if gt_dir is None or not (gt_dir / "params.json").is_file():
+        return None
+    try:
+        kind = str(json.loads((gt_dir / "params.json").read_text(encoding="utf-8")).get("kind", "neurons"))
+        gaps = []
+        gaps_csv = gt_dir / "dropout_gaps.csv"
+        if gaps_csv.is_file():
+            with gaps_csv.open(newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    gaps.append(GapRecord(
+                        label=int(row["label"]),
+                        start_um=tuple(float(row[f"start_{a}_um"]) for a in "zyx"),  # type: ignore[arg-type]
+                        end_um=tuple(float(row[f"end_{a}_um"]) for a in "zyx"),  # type: ignore[arg-type]
+                        length_um=float(row["length_um"]),
+                    ))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputDataError(f"ground-truth folder {gt_dir} is damaged: {exc}; regenerate it with "
+                             "`neurorecon synth --overwrite`") from None
+    return PhantomTruth(kind=kind, gaps=tuple(gaps))
 
 
 def phantom_complete(store: str | Path) -> bool:

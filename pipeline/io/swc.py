@@ -64,7 +64,8 @@ def read_swc(path: str | Path) -> nx.Graph:
         fields = line.split()
         if len(fields) < 7:
             raise InputDataError(
-                f"{path}:{lineno}: expected 7 fields 'id type x y z radius parent'; got {len(fields)}: {line!r}"
+                f"{path}:{lineno}: expected 7 fields 'id type x y z radius parent'; "
+                f"got {len(fields)}: {line!r}"
             )
         try:
             rows.append(

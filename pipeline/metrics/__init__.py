@@ -32,8 +32,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
         "sample_node_labels", "skeleton_metrics", "skeleton_metrics_from_node_labels",
     ],
     "voxel": [
-        "BettiError", "BettiNumbers", "VariationOfInformation", "accuracy", "adjusted_rand_index", "betti_error",
-        "betti_numbers", "contingency_table", "dice", "euler_characteristic", "patchwise_betti_error",
-        "variation_of_information",
+        "BettiError", "BettiNumbers", "VariationOfInformation", "accuracy", "adjusted_rand_index",
+        "betti_error", "betti_numbers", "contingency_table", "dice", "euler_characteristic",
+        "patchwise_betti_error", "variation_of_information",
     ],
 })

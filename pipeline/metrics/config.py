@@ -8,13 +8,20 @@ from pydantic import Field
 
 from pipeline.settings import StrictModel
 
-__all__ = ["EvaluateConfig"]
+__all__ = ["MIN_LABEL_NODES", "EvaluateConfig"]
+
+#: Nodes a predicted label must cover on a ground-truth skeleton to count there (``evaluate.min_label_nodes``;
+#: :mod:`pipeline.metrics.skeleton` says why 10).
+MIN_LABEL_NODES = 10
 
 
 class EvaluateConfig(StrictModel):
     """Settings of ``neurorecon evaluate`` (whose options override them) and of the ``run`` chain.
 
     Metrics are computed when ``gt_labels`` is set (``neurorecon run``) or given on the command line.
+    What is scored follows the kind of volume, read from the phantom's ground truth (``params.json``):
+    ``neurons`` (ERL, splits and merges per neuron, gaps bridged) or ``ais`` (length distributions,
+    discontinuities per AIS, gaps bridged); ground truth without that metadata is scored as ``neurons``.
     """
 
     gt_labels: Path | None = Field(
@@ -22,3 +29,7 @@ class EvaluateConfig(StrictModel):
     gt_swc: Path | None = Field(
         None, description="ground-truth skeletons, a folder of <label>.swc in µm "
                           "(null: the phantom's X_gt/skeletons beside the ground truth, if present)")
+    min_label_nodes: int = Field(
+        MIN_LABEL_NODES, ge=1,
+        description="skeleton nodes a predicted label must cover on a ground-truth skeleton to count there "
+                    "(as a segment, a split or a merge); 1 is the supervoxel paper's rule")

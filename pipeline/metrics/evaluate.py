@@ -7,16 +7,22 @@ voxel metrics (:mod:`pipeline.metrics.voxel`), skeleton metrics against ground-t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
-from pipeline.metrics.length import length_metrics
-from pipeline.metrics.skeleton import skeleton_metrics
+from pipeline.metrics.config import MIN_LABEL_NODES
+from pipeline.metrics.gaps import gaps_bridged
+from pipeline.metrics.length import discontinuities, length_metrics
+from pipeline.metrics.skeleton import NeuronRecord, skeleton_metrics
 from pipeline.metrics.voxel import accuracy, adjusted_rand_index, dice, variation_of_information
 
-__all__ = ["evaluate_arrays"]
+__all__ = ["KINDS", "evaluate_arrays"]
+
+
+KINDS = ("neurons", "ais")
 
 
 def evaluate_arrays(
@@ -24,9 +30,12 @@ def evaluate_arrays(
     gt_labels: np.ndarray,
     *,
     voxel_size_um: Sequence[float],
-    gt_skeletons: Sequence[Any] | None = None,
+    kind: str = "neurons",
+    gt_skeletons: Mapping[int, nx.Graph] | Sequence[nx.Graph] | None = None,
+    gaps: Sequence[Any] | None = None,
+    min_label_nodes: int = MIN_LABEL_NODES,
 ) -> dict[str, Any]:
-    """Voxel, skeleton (if GT skeletons are given) and length metrics, as the ``metrics.json`` sections.
+    """Every metric of a segmentation against ground truth, as the sections of ``metrics.json``.
 
     Parameters
     ----------
@@ -34,17 +43,35 @@ def evaluate_arrays(
         Predicted and true instance labels.
     voxel_size_um : sequence of 3 float
         Voxel size in µm, (z, y, x).
-    gt_skeletons : sequence of networkx.Graph, optional
-        Ground-truth skeletons (``pos_um`` in the volume frame).
+    kind : {"neurons", "ais"}
+        What one true object is: a whole neuron (a cytosolic fill) or one AIS (an AIS stain). Recorded
+        as ``metrics["kind"]``; the report shows what fits it. Both kinds get every section below.
+    gt_skeletons : mapping of int to networkx.Graph, or sequence, optional
+        Ground-truth skeletons (``pos_um`` in the volume frame), keyed by label (the SWC files' labels).
+    gaps : sequence, optional
+        Ground-truth signal-dropout gaps (``label``, ``start_um``, ``end_um`` on that label's skeleton),
+        scored by :func:`pipeline.metrics.gaps_bridged` when skeletons are given.
+    min_label_nodes : int
+        Nodes a predicted label must cover on a skeleton to count there (:mod:`pipeline.metrics.skeleton`).
 
     Returns
     -------
     dict
-        ``{"voxel": {...}, "skeleton": {...}, "length": {...}}`` with the keys of
-        :data:`pipeline.report.METRICS_SCHEMA`.
+        ``kind`` and the sections ``voxel`` (Dice, accuracy, ARI, VOI), ``skeleton`` (with skeletons: ERL,
+        splits, merges, omits, ``gaps_bridged`` with gaps, and ``per_neuron``: one row per true skeleton)
+        and ``length`` (instance precision / recall, Wasserstein, SSMD, ``discontinuities_per_instance``),
+        with the keys of :data:`pipeline.report.METRICS_SCHEMA`.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is not one of :data:`KINDS`.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
     voi = variation_of_information(segmentation, gt_labels)
     result: dict[str, Any] = {
+        "kind": kind,
         "voxel": {
             "accuracy": accuracy(segmentation, gt_labels),
             "dice": dice(segmentation, gt_labels),
@@ -52,24 +79,32 @@ def evaluate_arrays(
             "voi_split_bits": voi.split,
             "voi_merge_bits": voi.merge,
             "voi_total_bits": voi.total,
-        }
+        },
     }
     if gt_skeletons:
-        sk = skeleton_metrics(list(gt_skeletons), segmentation, voxel_size_um=voxel_size_um)
+        sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
+                              min_label_nodes=min_label_nodes)
         result["skeleton"] = {
             "splits_per_neuron": sk.splits_per_neuron,
+            "merges_per_neuron": float(np.mean([r.merges for r in sk.per_neuron])),
             "omit_pct": sk.omit_pct,
             "merged_pct": sk.merged_pct,
             "edge_accuracy_pct": sk.edge_accuracy,
             "erl_um": sk.erl_um,
             "normalized_erl": sk.normalized_erl,
             "n_skeletons": len(sk.per_neuron),
+            "per_neuron": [_neuron_row(r) for r in sk.per_neuron],
         }
+        if gaps:
+            gb = gaps_bridged(gt_skeletons, gaps, segmentation, voxel_size_um=voxel_size_um,
+                              min_label_nodes=min_label_nodes)
+            result["skeleton"].update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged)
     lm = length_metrics(segmentation, gt_labels, voxel_size_um=voxel_size_um)
     result["length"] = {
         "precision": lm.precision,
         "recall": lm.recall,
         "overlapping_instances": lm.overlapping_instances,
+        "discontinuities_per_instance": discontinuities(segmentation, gt_labels).per_instance,
         "wasserstein_um": lm.wasserstein_um,
         "ssmd": lm.ssmd,
         "ssmd_signed": lm.ssmd_signed,
@@ -80,3 +115,16 @@ def evaluate_arrays(
         "true_lengths_um": {str(k): v for k, v in lm.true_lengths_um.items()},
     }
     return result
+
+
+def _neuron_row(record: NeuronRecord) -> dict[str, Any]:
+    """One row of the per-neuron table (``metrics["skeleton"]["per_neuron"]``)."""
+    return {
+        "label": record.label,
+        "cable_um": record.length_um,
+        "matched_cable_um": record.matched_cable_um,
+        "erl_um": record.erl_um,
+        "normalized_erl": record.normalized_erl,
+        "splits": record.splits,
+        "merges": record.merges,
+    }

@@ -23,6 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pipeline._checks import as_voxel_size, check_array
+from pipeline.metrics.config import MIN_LABEL_NODES
 
 __all__ = [
     "MIN_LABEL_NODES",
@@ -39,8 +40,6 @@ __all__ = [
     "skeleton_topology",
 ]
 
-#: Default of ``min_label_nodes``: the nodes a label must cover on a skeleton to count there (step 2).
-MIN_LABEL_NODES = 10
 
 
 
@@ -158,7 +157,8 @@ def sample_at(pos: np.ndarray, seg: np.ndarray, vs: np.ndarray) -> np.ndarray:
 
 
 def correct_misalignment(skeleton: nx.Graph, node_labels: Mapping[Hashable, int]) -> dict[Hashable, int]:
-    """Apply the misalignment correction (step 3 of :mod:`pipeline.metrics.skeleton`) to one skeleton's labels.
+    """Apply the misalignment correction (step 3 of :mod:`pipeline.metrics.skeleton`) to one
+    skeleton's labels.
 
     This is the paper's step alone; :func:`resolve_node_labels` applies the coverage rule first.
 
@@ -257,7 +257,9 @@ def _absorb_stray(raw: np.ndarray, edges: np.ndarray, counted: np.ndarray) -> tu
     return out, n_stray
 
 
-def resolve_labels(raws: Sequence[np.ndarray], edges: Sequence[np.ndarray], k: int) -> list[tuple[np.ndarray, int]]:
+def resolve_labels(
+    raws: Sequence[np.ndarray], edges: Sequence[np.ndarray], k: int
+) -> list[tuple[np.ndarray, int]]:
     """Steps 2 and 3 on index arrays: (labels, number of stray nodes) per skeleton."""
     counted = _counted_labels(raws, k)
     out = []

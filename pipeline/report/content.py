@@ -19,6 +19,7 @@ from pipeline.skeleton.lengths import ObjectRow
 __all__ = [
     "LENGTH_ROWS",
     "METRICS_SCHEMA",
+    "NEURON_COLUMNS",
     "SKELETON_ROWS",
     "VOXEL_ROWS",
     "MetricRow",
@@ -73,6 +74,15 @@ SKELETON_ROWS = (
     MetricRow("edge_accuracy_pct", "Edge accuracy", "{:.1f} %", "100 − omitted − merged edge percentages"),
     MetricRow("splits_per_neuron", "Splits per neuron", "{:.2f}", "extra segments along each true skeleton"),
     MetricRow(
+        "merges_per_neuron", "Merges per neuron", "{:.2f}", "other true skeletons sharing a segment with each"
+    ),
+    MetricRow(
+        "gaps_bridged",
+        "Dropout gaps bridged",
+        "{:.2f}",
+        "fraction of signal-dropout gaps whose two sides lie in one segment; 1 is perfect",
+    ),
+    MetricRow(
         "merged_pct", "Merged edges", "{:.1f} %", "edges in segments that also cover another true neuron"
     ),
     MetricRow("omit_pct", "Omitted edges", "{:.1f} %", "edges with an end in background"),
@@ -89,6 +99,12 @@ LENGTH_ROWS = (
         "predicted objects overlapping each matched true object; 1 is ideal",
     ),
     MetricRow(
+        "discontinuities_per_instance",
+        "Discontinuities per object",
+        "{:.2f}",
+        "predicted pieces overlapping each matched true object, minus one; 0 is perfect",
+    ),
+    MetricRow(
         "wasserstein_um",
         "Wasserstein distance",
         "{:.2f} µm",
@@ -99,10 +115,22 @@ LENGTH_ROWS = (
     MetricRow("n_true", "True objects", "{:d}", "all, border objects included"),
 )
 
-#: Keys of ``metrics.json`` (all optional; sections absent when not computed).
+#: Columns of the per-neuron table (``metrics["skeleton"]["per_neuron"]``): key, header, format.
+NEURON_COLUMNS = (
+    ("label", "Neuron", "{:d}"),
+    ("cable_um", "GT cable (µm)", "{:.1f}"),
+    ("matched_cable_um", "Matched cable (µm)", "{:.1f}"),
+    ("erl_um", "ERL (µm)", "{:.1f}"),
+    ("normalized_erl", "Normalized ERL", "{:.3f}"),
+    ("splits", "Splits", "{:d}"),
+    ("merges", "Merges", "{:d}"),
+)
+
+#: Keys of ``metrics.json`` (all optional; sections absent when not computed), besides ``kind``
+#: (``neurons`` or ``ais``), ``inputs`` and ``parameters``.
 METRICS_SCHEMA = {
     "voxel": tuple(r.key for r in VOXEL_ROWS),
-    "skeleton": tuple(r.key for r in SKELETON_ROWS),
+    "skeleton": (*(r.key for r in SKELETON_ROWS), "n_gaps", "n_gaps_bridged", "per_neuron"),
     "length": (
         *(r.key for r in LENGTH_ROWS),
         "ssmd_signed",

@@ -1,9 +1,11 @@
 """Assemble a run's report: HTML page and PDF, as a string and bytes (writing them is pipeline.io.report).
 
-Contents, top to bottom: a summary (objects, median length, key metrics), the length histogram and
-ECDF (segmentation vs ground truth when evaluated), z projections of raw with the segmentation and the
-skeletons, the metrics tables with definitions, the per-object table, the run's parameters and the
-software versions.
+Contents, top to bottom: a summary (objects, median length, key metrics: for a ``neurons`` run ERL,
+splits and merges per neuron and the dropout gaps bridged; for an ``ais`` run precision / recall, the
+length distance and discontinuities per AIS), the length histogram and ECDF (segmentation vs ground
+truth when evaluated), z projections of raw with the segmentation and the skeletons, the metrics tables
+with definitions, the per-neuron table (``neurons`` runs), the per-object table, the run's parameters
+and the software versions.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline._checks import as_voxel_size
 from pipeline.report import html as h
 from pipeline.report.content import (
     LENGTH_ROWS,
+    NEURON_COLUMNS,
     SKELETON_ROWS,
     VOXEL_ROWS,
     format_value,
@@ -127,29 +130,41 @@ def _num(value: float, fmt: str = "{:.1f}") -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value)
 
 
+def _kind(metrics: Mapping[str, Any] | None) -> str | None:
+    """The kind of volume a run was evaluated as (``neurons`` / ``ais``); None if it was not evaluated or
+    its metrics name no kind (then everything computed is shown)."""
+    return (metrics or {}).get("kind")
+
+
 def _summary_cards(data: ReportData) -> str:
+    """The headline numbers, chosen for the kind: a neurons run is judged by ERL, splits, merges and gaps
+    bridged; an AIS run by its length distribution, precision / recall and discontinuities."""
     s = summarize(data.rows)
+    m = data.metrics or {}
+    kind = _kind(data.metrics)
+    voxel, skel, length = m.get("voxel", {}), m.get("skeleton", {}), m.get("length", {})
     cards = [
         h.card(
             "Objects", f"{s.n_objects}", f"{s.n_interior} inside the volume, {s.n_border} touch its border"
         ),
-        h.card(
-            "Median length",
-            f"{_num(s.median_length_um)} µm",
-            f"interior objects, IQR {_num(s.quartiles_um[0])}–{_num(s.quartiles_um[1])} µm",
-            "seg",
-        ),
-        h.card("Total cable", f"{_num(s.total_cable_um, '{:.0f}')} µm", "all skeletons, smoothed"),
     ]
+    if kind != "neurons":  # an AIS run, or no ground truth: the length distribution is the result
+        cards.append(
+            h.card(
+                "Median length",
+                f"{_num(s.median_length_um)} µm",
+                f"interior objects, IQR {_num(s.quartiles_um[0])}–{_num(s.quartiles_um[1])} µm",
+                "seg",
+            )
+        )
+    cards.append(h.card("Total cable", f"{_num(s.total_cable_um, '{:.0f}')} µm", "all skeletons, smoothed"))
     true = _true_lengths(data.metrics)
-    if true is not None and len(true):
+    if kind != "neurons" and true is not None and len(true):
         cards.append(
             h.card(
                 "GT median length", f"{np.median(true):.1f} µm", f"{len(true)} interior true objects", "gt"
             )
         )
-    m = data.metrics or {}
-    voxel, skel, length = m.get("voxel", {}), m.get("skeleton", {}), m.get("length", {})
     if "dice" in voxel:
         cards.append(
             h.card(
@@ -159,32 +174,61 @@ def _summary_cards(data: ReportData) -> str:
                 f"{format_value(voxel.get('voi_merge_bits'), '{:.2f}')} bits",
             )
         )
-    if "erl_um" in skel:
+    if kind != "ais":
+        if "erl_um" in skel:
+            cards.append(
+                h.card(
+                    "ERL",
+                    f"{format_value(skel['erl_um'], '{:.1f}')} µm",
+                    f"normalized {format_value(skel.get('normalized_erl'), '{:.2f}')}, edge accuracy "
+                    f"{format_value(skel.get('edge_accuracy_pct'), '{:.0f}')} %",
+                )
+            )
+        if "splits_per_neuron" in skel:
+            cards.append(
+                h.card(
+                    "Splits / merges",
+                    f"{format_value(skel['splits_per_neuron'], '{:.2f}')} / "
+                    f"{format_value(skel.get('merges_per_neuron'), '{:.2f}')}",
+                    "per neuron (extra segments along it / other neurons sharing its segments)",
+                )
+            )
+    if "gaps_bridged" in skel:
         cards.append(
             h.card(
-                "ERL",
-                f"{format_value(skel['erl_um'], '{:.1f}')} µm",
-                f"normalized {format_value(skel.get('normalized_erl'), '{:.2f}')}, edge accuracy "
-                f"{format_value(skel.get('edge_accuracy_pct'), '{:.0f}')} %",
+                "Dropout gaps bridged",
+                format_value(skel["gaps_bridged"], "{:.2f}"),
+                f"{format_value(skel.get('n_gaps_bridged'), '{:d}')} of "
+                f"{format_value(skel.get('n_gaps'), '{:d}')} signal-dropout gaps with both sides in one "
+                "segment",
             )
         )
-    if "precision" in length:
-        cards.append(
-            h.card(
-                "Precision / recall",
-                f"{format_value(length['precision'], '{:.2f}')} / "
-                f"{format_value(length.get('recall'), '{:.2f}')}",
-                f"{format_value(length.get('overlapping_instances'), '{:.2f}')} overlapping per object",
+    if kind != "neurons":
+        if "discontinuities_per_instance" in length and kind == "ais":
+            cards.append(
+                h.card(
+                    "Discontinuities per AIS",
+                    format_value(length["discontinuities_per_instance"], "{:.2f}"),
+                    "predicted pieces per matched true AIS, minus one",
+                )
             )
-        )
-    if "wasserstein_um" in length:
-        cards.append(
-            h.card(
-                "Length distance",
-                f"{format_value(length['wasserstein_um'], '{:.2f}')} µm",
-                f"Wasserstein; SSMD {format_value(length.get('ssmd'), '{:.2f}')}",
+        if "precision" in length:
+            cards.append(
+                h.card(
+                    "Precision / recall",
+                    f"{format_value(length['precision'], '{:.2f}')} / "
+                    f"{format_value(length.get('recall'), '{:.2f}')}",
+                    f"{format_value(length.get('overlapping_instances'), '{:.2f}')} overlapping per object",
+                )
             )
-        )
+        if "wasserstein_um" in length:
+            cards.append(
+                h.card(
+                    "Length distance",
+                    f"{format_value(length['wasserstein_um'], '{:.2f}')} µm",
+                    f"Wasserstein; SSMD {format_value(length.get('ssmd'), '{:.2f}')}",
+                )
+            )
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
@@ -217,6 +261,14 @@ def _object_table(rows: Sequence[ObjectRow], vs: tuple[float, float, float]) -> 
     if len(rows) > len(shown):
         note += f" Showing the {len(shown)} longest of {len(rows)} objects; all are in lengths.csv."
     return f'<div class="scroll">{table}</div>', note
+
+
+def _neuron_rows(metrics: Mapping[str, Any] | None) -> list[list[str]]:
+    """The per-neuron table of a ``neurons`` run (empty for other runs): one formatted row per neuron."""
+    if not metrics or metrics.get("kind", "neurons") != "neurons":
+        return []
+    per = (metrics.get("skeleton") or {}).get("per_neuron") or []
+    return [[format_value(row.get(key), fmt) for key, _, fmt in NEURON_COLUMNS] for row in per]
 
 
 def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
@@ -284,14 +336,17 @@ def build_report(data: ReportData) -> Report:
     pngs = {name: figure_png(fig) for name, fig in figures.items()}
     has_gt = _true_lengths(data.metrics) is not None
     parts = [_summary_cards(data)]
-    parts.append(
-        h.section(
-            "Length distributions",
-            h.embed_png(pngs["lengths"], "histogram and cumulative distribution of object lengths"),
-            "Skeleton length of every object inside the volume"
-            + (" — segmentation (red) against ground truth (teal)." if has_gt else "."),
+    kind = _kind(data.metrics)
+    if kind != "neurons":  # a neuron's length says little; an AIS's is the result
+        what = "AIS" if kind == "ais" else "object"
+        parts.append(
+            h.section(
+                "AIS length distribution" if what == "AIS" else "Length distributions",
+                h.embed_png(pngs["lengths"], "histogram and cumulative distribution of object lengths"),
+                f"Skeleton length of every {what} inside the volume"
+                + (" — segmentation (red) against ground truth (teal)." if has_gt else "."),
+            )
         )
-    )
     if "projection" in pngs:
         parts.append(
             h.section(
@@ -305,6 +360,18 @@ def build_report(data: ReportData) -> Report:
             )
         )
     parts.append(_metrics_html(data.metrics))
+    neurons = _neuron_rows(data.metrics)
+    if neurons:
+        parts.append(
+            h.section(
+                "Neurons",
+                '<div class="scroll">' + h.data_table([c[1] for c in NEURON_COLUMNS], neurons,
+                                                      numeric=[True] * len(NEURON_COLUMNS)) + "</div>",
+                "One row per ground-truth neuron: its skeleton's cable length, the cable of the predicted "
+                "segment that covers most of it, its expected run length (ERL; normalized by the cable), the "
+                "extra segments along it (splits) and the other neurons that share its segments (merges).",
+            )
+        )
     table, note = _object_table(data.rows, vs)
     parts.append(h.section("Objects", table, note))
     params = {**_flatten(data.parameters), **{f"input.{k}": v for k, v in data.sources.items()}}
@@ -410,7 +477,7 @@ def _pdf(data: ReportData, figures: Mapping[str, Figure], vs: tuple[float, ...])
             first = _text_page(data.title, lines)
             pdf.savefig(first)
             for name in ("lengths", "projection"):
-                if name in figures:
+                if name in figures and not (name == "lengths" and _kind(data.metrics) == "neurons"):
                     pdf.savefig(figures[name])
             ordered = sorted(data.rows, key=lambda r: (r.touches_border, -r.length_um, r.label))[
                 :MAX_TABLE_ROWS
@@ -431,6 +498,10 @@ def _pdf(data: ReportData, figures: Mapping[str, Figure], vs: tuple[float, ...])
                 ],
             ):
                 pdf.savefig(fig)
+            neurons = _neuron_rows(data.metrics)
+            if neurons:
+                for fig in _table_pages("Neurons", [c[1] for c in NEURON_COLUMNS], neurons):
+                    pdf.savefig(fig)
             params = {**_flatten(data.parameters), **{f"input.{k}": v for k, v in data.sources.items()}}
             wrapped = []
             for k, v in {**params, **{f"version.{k}": v for k, v in data.versions.items()}}.items():

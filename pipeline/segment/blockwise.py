@@ -372,7 +372,9 @@ def segment_blockwise(
     """
     affinities = check_array(affinities, "affinities", ndim=4, kinds="f", finite=True)
     if affinities.shape[0] != 3:
-        raise ValueError(f"affinities has shape {affinities.shape}; expected (3, Z, Y, X) with z, y, x channels")
+        raise ValueError(
+            f"affinities has shape {affinities.shape}; expected (3, Z, Y, X) with z, y, x channels"
+        )
     if not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1] (waterz's 1 - mean affinity); got {threshold}")
     spatial = affinities.shape[1:]

@@ -31,7 +31,9 @@ class SegmentConfig(StrictModel):
 
     raw: Path = Field(description="OME-Zarr raw image (z, y, x)")
     out: Path = Field(description="run directory")
-    model: Path | None = Field(None, description="checkpoint; default: the shipped phantom affinity model")
+    model: Literal["neurons", "ais"] | Path | None = Field(
+        None,
+        description="checkpoint, or 'neurons' / 'ais' for a shipped model of that kind (null: 'neurons')")
     block_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
         (32, 256, 256), description="write region per block, a multiple of the raw chunks")
     halo_vx: tuple[HaloInt, HaloInt, HaloInt] = Field(

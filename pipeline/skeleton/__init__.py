@@ -22,12 +22,13 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "config": ["DEFAULT_HALO_UM", "SkeletonizeConfig"],
     "grid": ["halo_voxels", "skeleton_grid"],
     "lengths": [
-        "ObjectRow", "cable_length_um", "graph_diameter_um", "object_lengths", "object_table", "smooth_skeleton",
+        "ObjectRow", "cable_length_um", "graph_diameter_um", "object_lengths", "object_table",
+        "smooth_skeleton",
     ],
     "params": ["TeasarParams"],
     "plan": [
-        "BlockLabels", "LabelStatistics", "OnePiecePlan", "block_labels", "check_max_voxels", "label_statistics",
-        "plan_one_piece",
+        "BlockLabels", "LabelStatistics", "OnePiecePlan", "block_labels", "check_max_voxels",
+        "label_statistics", "plan_one_piece",
     ],
     "teasar": ["dust_threshold_voxels", "graph_to_skeleton", "skeleton_to_graph", "skeletonize"],
 })

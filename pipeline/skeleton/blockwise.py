@@ -207,8 +207,8 @@ def skeletonize_blocks(
 ) -> dict[int, nx.Graph]:
     """Skeletonize a label volume block by block, in this process, and fuse the pieces.
 
-    The serial counterpart of the Dask stage in :mod:`flows.stages.skeletonize`; only one block's read region is
-    in memory at a time (plus the skeletons).
+    The serial counterpart of the Dask stage in :mod:`flows.stages.skeletonize`; only one block's read
+    region is in memory at a time (plus the skeletons).
 
     Parameters
     ----------

@@ -36,12 +36,15 @@ class SkeletonizeConfig(StrictModel):
         (128, 256, 256), description="write region per block, voxels (clipped to the volume)")
     halo_um: float = Field(
         DEFAULT_HALO_UM, gt=0, allow_inf_nan=False,
-        description="context read around each block, µm: about scale x the radius of the thickest objects "
-                    "+ const_um; at least one voxel, at most the block along an axis with several blocks")
+        description="context read around each block, µm: about scale x the radius of the thickest "
+                    "objects + const_um; at least one voxel, at most the block along an axis with several "
+                    "blocks")
     teasar: TeasarParams = Field(TeasarParams(), description="kimimaro TEASAR settings, µm")
     tick_threshold_um: float = Field(
-        DEFAULT_TICK_THRESHOLD_UM, ge=0, allow_inf_nan=False, description="remove end branches shorter than this, µm (0: keep all)")
+        DEFAULT_TICK_THRESHOLD_UM, ge=0, allow_inf_nan=False,
+        description="remove end branches shorter than this, µm (0: keep all)")
     one_piece_max_voxels: int | None = Field(
         None, ge=0,
-        description="objects crossing a block seam whose bounding box holds at most this many voxels are "
-                    "skeletonized in one piece, as in a one-block run (null: a block's read region; 0: never)")
+        description="objects crossing a block seam whose bounding box holds at most this many voxels "
+                    "are skeletonized in one piece, as in a one-block run (null: a block's read region; "
+                    "0: never)")

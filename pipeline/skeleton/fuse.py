@@ -305,7 +305,9 @@ def _break_loops(skeleton: Skeleton, edges: np.ndarray) -> np.ndarray:
     adjacency = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices))
     n_parts = connected_components(adjacency, directed=False)[0] - (n_vertices - len(nodes_used))
     unique_edges, first = np.unique(np.sort(edges, axis=1), axis=0, return_index=True)
-    if len(unique_edges) == len(nodes_used) - n_parts and not np.any(unique_edges[:, 0] == unique_edges[:, 1]):
+    if len(unique_edges) == len(nodes_used) - n_parts and not np.any(
+        unique_edges[:, 0] == unique_edges[:, 1]
+    ):
         return edges[np.sort(first)]  # already a forest (duplicates dropped): nothing to break
     radii = np.asarray(skeleton.radius, dtype=np.float64)
     graph = nx.Graph()

@@ -91,8 +91,8 @@ def block_labels(labels: np.ndarray, *, block: Block) -> BlockLabels:
     arr = check_array(labels, "labels", ndim=3, kinds="biu")
     if tuple(arr.shape) != tuple(block.write_shape):
         raise ValueError(
-            f"labels has shape {arr.shape} but block {block.id} writes a region of shape {block.write_shape}; "
-            "pass the labels of block.write"
+            f"labels has shape {arr.shape} but block {block.id} writes a region of shape "
+            f"{block.write_shape}; pass the labels of block.write"
         )
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
@@ -265,8 +265,8 @@ def plan_one_piece(
         index = tuple(int(np.searchsorted(starts[d], lo[d], side="right")) - 1 for d in range(3))
         if index not in by_index or np.any(hi > shape):
             raise ValueError(
-                f"label {label} has the box {tuple(lo.tolist())}..{tuple(hi.tolist())}, outside the grid's volume "
-                f"{tuple(shape.tolist())}; pass the statistics of this grid's blocks"
+                f"label {label} has the box {tuple(lo.tolist())}..{tuple(hi.tolist())}, outside the grid's "
+                f"volume {tuple(shape.tolist())}; pass the statistics of this grid's blocks"
             )
         chosen.append(label)
         lo_all.append(lo)

@@ -10,7 +10,8 @@ to OME-Zarr with ground-truth SWC skeletons and length tables is :func:`pipeline
 
 from pipeline.synth.dropout import DropoutGap, place_gaps, split_at_gaps
 from pipeline.synth.geometry import SkeletonLengths, crop_graph, skeleton_lengths, unbranched_paths
-from pipeline.synth.neurons import AISSpan, Soma, persistent_walk
+from pipeline.synth.growth import persistent_walk
+from pipeline.synth.neurons import AISSpan, Soma
 from pipeline.synth.optics import NOISE_TILE
 from pipeline.synth.params import AISParams, DropoutParams, ImagingParams, NeuronParams, PhantomParams
 from pipeline.synth.phantom import (

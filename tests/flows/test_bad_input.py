@@ -50,7 +50,11 @@ class Case:
 def base(tmp_path_factory) -> Path:
     """A phantom, a raw-only copy and a finished run directory, built once and copied per case."""
     root = tmp_path_factory.mktemp("bad_input_base")
-    phantom = write_phantom(root / "phantom.zarr", PhantomParams(shape=SHAPE, chunks=CHUNKS, seed=2, n_neurons=1, n_ais=2), progress=False)
+    phantom = write_phantom(
+        root / "phantom.zarr",
+        PhantomParams(shape=SHAPE, chunks=CHUNKS, seed=2, n_neurons=1, n_ais=2),
+        progress=False,
+    )
     run = root / "existing_run"
     seg = create_label_image(run / "segmentation.zarr", shape=SHAPE, chunks=CHUNKS, voxel_size_um=VS)
     seg[...] = np.asarray(open_image(phantom.store / "labels" / "ground_truth").array)
@@ -102,17 +106,19 @@ def _raw(work: Path) -> np.ndarray:
     return np.asarray(open_image(work / "phantom.zarr").array)
 
 
-# -- the catalogue: name -> builder(work) -> Case -------------------------------------------------------------
+# -- the catalogue: name -> builder(work) -> Case ------------------------------------------------------------
 
 
 def raw_wrong_ndim(work):
     raw = _image(work, "two_channel.zarr", np.stack([_raw(work)] * 2))
-    return Case(["segment", str(_segment_config(work, raw=raw))], r"segment\.raw .* axes \('c', 'z', 'y', 'x'\).*split channels")
+    return Case(["segment", str(_segment_config(work, raw=raw))],
+                r"segment\.raw .* axes \('c', 'z', 'y', 'x'\).*split channels")
 
 
 def raw_wrong_dtype(work):
     raw = _image(work, "bool.zarr", _raw(work) > 100)
-    return Case(["segment", str(_segment_config(work, raw=raw))], r"segment\.raw .* dtype bool; expected .*integers or floats")
+    return Case(["segment", str(_segment_config(work, raw=raw))],
+                r"segment\.raw .* dtype bool; expected .*integers or floats")
 
 
 def raw_nan(work):
@@ -151,7 +157,8 @@ def all_zero_labels_training(work):
         "data": {"volumes": [{"path": str(store), "labels": "ground_truth"}], "patch_shape": [8, 32, 32],
                  "batch_size": 1, "num_workers": 0},
         "schedule": {"pretrain_steps": 2, "finetune_steps": 0}}}))
-    return Case(["train", str(cfg), "--out", str(work / "existing_run")], r"no (labelled|foreground|non-zero).*label")
+    return Case(["train", str(cfg), "--out", str(work / "existing_run")],
+                r"no (labelled|foreground|non-zero).*label")
 
 
 def all_zero_ground_truth(work):
@@ -176,15 +183,19 @@ def raw_label_shape_mismatch(work):
     other = _image(work, "small.zarr", _raw(work)[:, :32])
     write_labels(other, "ground_truth", np.ones((16, 32, 64), np.uint32))
     cfg = _segment_config(work, gt_labels=other / "labels" / "ground_truth")
-    return Case(["run", str(cfg)], r"evaluate\.gt_labels .* shape \(16, 32, 64\) but segment\.raw has \(16, 64, 64\)")
+    return Case(["run", str(cfg)],
+                r"evaluate\.gt_labels .* shape \(16, 32, 64\) but segment\.raw has \(16, 64, 64\)")
 
 
 def zero_voxel_size(work):
     meta = work / "phantom.zarr" / "zarr.json"
     doc = json.loads(meta.read_text())
-    doc["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [0, 0.5, 0.5]
+    doc["attributes"]["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] = [
+        0, 0.5, 0.5
+    ]
     meta.write_text(json.dumps(doc))
-    return Case(["segment", str(_segment_config(work))], r"voxel size .*phantom\.zarr.*(positive|> 0|greater)")
+    return Case(["segment", str(_segment_config(work))],
+                r"voxel size .*phantom\.zarr.*(positive|> 0|greater)")
 
 
 def negative_voxel_size_config(work):
@@ -211,7 +222,8 @@ def bad_env_override(work):
 
 
 def threshold_out_of_range(work):
-    return Case(["segment", str(_segment_config(work, threshold=1.5))], r"segment\.threshold: .*less than or equal to 1")
+    return Case(["segment", str(_segment_config(work, threshold=1.5))],
+                r"segment\.threshold: .*less than or equal to 1")
 
 
 def config_file_missing(work):
@@ -225,12 +237,14 @@ def config_not_yaml(work):
 
 
 def raw_missing(work):
-    return Case(["segment", str(_segment_config(work, raw=work / "absent.zarr"))], r"no OME-Zarr image at .*absent\.zarr")
+    return Case(["segment", str(_segment_config(work, raw=work / "absent.zarr"))],
+                r"no OME-Zarr image at .*absent\.zarr")
 
 
 def not_ome_zarr(work):
     zarr.create_array(str(work / "plain.zarr"), shape=SHAPE, chunks=CHUNKS, dtype="uint16")
-    return Case(["segment", str(_segment_config(work, raw=work / "plain.zarr"))], r"plain\.zarr is a plain Zarr array, not an OME-Zarr image")
+    return Case(["segment", str(_segment_config(work, raw=work / "plain.zarr"))],
+                r"plain\.zarr is a plain Zarr array, not an OME-Zarr image")
 
 
 def corrupt_chunk(work):
@@ -239,24 +253,28 @@ def corrupt_chunk(work):
     chunk = next(p for p in sorted((store / "0").rglob("*")) if p.is_file() and p.name != "zarr.json")
     chunk.write_bytes(b"\x00garbage" * 7)
     cfg = _segment_config(work, raw=store, out=work / "corrupt_run", max_retries=0)
-    return Case(["segment", str(cfg)], rf"cannot read .*phantom_copy\.zarr.*chunk indices.*corrupt or unreadable", code=-1)
+    return Case(["segment", str(cfg)],
+                r"cannot read .*phantom_copy\.zarr.*chunk indices.*corrupt or unreadable", code=-1)
 
 
 def block_smaller_than_halo(work):
     cfg = _segment_config(work, block_shape=[16, 32, 32], halo_vx=[2, 40, 8])
-    return Case(["segment", str(cfg)], r"segment\.block_shape \(16, 32, 32\) is smaller than segment\.halo_vx")
+    return Case(["segment", str(cfg)],
+                r"segment\.block_shape \(16, 32, 32\) is smaller than segment\.halo_vx")
 
 
 def block_not_multiple_of_chunks(work):
     cfg = _segment_config(work, block_shape=[16, 48, 32])
-    return Case(["segment", str(cfg)], r"segment\.block_shape \(16, 48, 32\) is not a multiple of the raw chunks")
+    return Case(["segment", str(cfg)],
+                r"segment\.block_shape \(16, 48, 32\) is not a multiple of the raw chunks")
 
 
 def checkpoint_wrong_architecture(work):
     data = torch.load(DEMO_MODEL, map_location="cpu", weights_only=False)
     data["architecture"]["base_features"] = 8
     torch.save(data, work / "wrong.pt")
-    return Case(["segment", str(_segment_config(work, model=work / "wrong.pt"))], r"wrong\.pt.*(architecture|do not fit)")
+    return Case(["segment", str(_segment_config(work, model=work / "wrong.pt"))],
+                r"wrong\.pt.*(architecture|do not fit)")
 
 
 def checkpoint_truncated(work):
@@ -287,7 +305,8 @@ def output_outside_root(work):
 
 def output_is_a_file(work):
     (work / "a_file").write_text("not a directory")
-    return Case(["segment", str(_segment_config(work, out=work / "a_file"))], r"segment\.out .*a_file exists and is not a directory")
+    return Case(["segment", str(_segment_config(work, out=work / "a_file"))],
+                r"segment\.out .*a_file exists and is not a directory")
 
 
 def synth_zero_shape(work):
@@ -297,11 +316,12 @@ def synth_zero_shape(work):
 
 CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     raw_wrong_ndim, raw_wrong_dtype, raw_nan, raw_inf_in_one_block, empty_volume, all_zero_labels_training,
-    all_zero_ground_truth, missing_level0_array, missing_label_image, raw_label_shape_mismatch, zero_voxel_size,
-    negative_voxel_size_config, unknown_config_section, misspelt_config_key, bad_env_override,
-    threshold_out_of_range, config_file_missing, config_not_yaml, raw_missing, not_ome_zarr, corrupt_chunk,
-    block_smaller_than_halo, block_not_multiple_of_chunks, checkpoint_wrong_architecture, checkpoint_truncated,
-    corrupt_swc, float_ground_truth, output_outside_root, output_is_a_file, synth_zero_shape,
+    all_zero_ground_truth, missing_level0_array, missing_label_image, raw_label_shape_mismatch,
+    zero_voxel_size, negative_voxel_size_config, unknown_config_section, misspelt_config_key,
+    bad_env_override, threshold_out_of_range, config_file_missing, config_not_yaml, raw_missing, not_ome_zarr,
+    corrupt_chunk, block_smaller_than_halo, block_not_multiple_of_chunks, checkpoint_wrong_architecture,
+    checkpoint_truncated, corrupt_swc, float_ground_truth, output_outside_root, output_is_a_file,
+    synth_zero_shape,
 )}
 SLOW_CASES = {"raw_inf_in_one_block", "corrupt_chunk"}  # they start a Dask cluster and run blocks
 
@@ -329,7 +349,7 @@ def test_catalogue_has_at_least_20_kinds():
     assert len(CASES) >= 20
 
 
-# -- cases that need another process ---------------------------------------------------------------------------
+# -- cases that need another process -------------------------------------------------------------------------
 
 
 def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys):
@@ -337,7 +357,8 @@ def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys)
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\nfrom pipeline.io.lock import output_lock\n"
-         f"with output_lock({str(case_dir / 'existing_run')!r}):\n    print('locked', flush=True)\n    time.sleep(120)\n"],
+         f"with output_lock({str(case_dir / 'existing_run')!r}):\n"
+         "    print('locked', flush=True)\n    time.sleep(120)\n"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )
     try:
@@ -382,7 +403,9 @@ def test_read_only_output_location_is_refused(tmp_path):
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300,
                                 cwd=Path(__file__).resolve().parents[2])
         assert result.returncode == 2, result.stderr
-        assert re.search(r"segment\.out .*new_run is not writable .*read-only for this user", result.stderr), result.stderr
+        assert re.search(
+            r"segment\.out .*new_run is not writable .*read-only for this user", result.stderr
+        ), result.stderr
         assert _snapshot(work) == before
         assert not (locked / "new_run").exists()
     finally:

@@ -14,8 +14,10 @@ def test_a_bad_volume_fails_the_batch_as_bad_input_not_as_failed_blocks(prefect_
     monkeypatch.setenv("NEURORECON__OUTPUT__ROOT", str(tmp_path))
     incoming, runs = tmp_path / "incoming", tmp_path / "runs"
     # two channels: refused by the preflight of that volume (exit status 2), before any block runs
-    write_image(incoming / "a_two_channel.zarr", np.zeros((2, 8, 16, 16), np.uint16), voxel_size_um=(1.5, 0.5, 0.5))
-    write_image(incoming / "b_too_coarse.zarr", np.zeros((8, 16, 16), np.uint16), voxel_size_um=(6.0, 2.0, 2.0))
+    write_image(incoming / "a_two_channel.zarr", np.zeros((2, 8, 16, 16), np.uint16),
+                voxel_size_um=(1.5, 0.5, 0.5))
+    write_image(incoming / "b_too_coarse.zarr", np.zeros((8, 16, 16), np.uint16),
+                voxel_size_um=(6.0, 2.0, 2.0))
     assert [p.name for p in pending_volumes(incoming, runs)] == ["a_two_channel.zarr", "b_too_coarse.zarr"]
     with pytest.raises(InputDataError) as info:
         batch_flow(incoming, runs)

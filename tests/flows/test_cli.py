@@ -61,3 +61,23 @@ def test_bad_option_value_is_a_usage_error(tmp_path):
     out = run_cli("synth", "--out", str(tmp_path / "x.zarr"), "--shape", "1,2")
     assert out.returncode == 2
     assert "--shape" in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["neurons", "ais"])
+def test_synth_kind_flag_writes_that_kind(tmp_path, kind):
+    import json
+
+    out = run_cli("synth", "--out", str(tmp_path / "v.zarr"), "--kind", kind, "--shape", "32,128,128",
+                  "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "v_gt" / "params.json").read_text())["kind"] == kind
+    assert (tmp_path / "v_gt" / "ais.csv").is_file()
+    assert (tmp_path / "v.zarr" / "labels" / "ground_truth").is_dir()
+
+
+def test_an_invalid_option_value_names_the_option_and_what_it_takes(tmp_path):
+    out = run_cli("synth", "--out", str(tmp_path / "v.zarr"), "--kind", "axons")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    expected = "error: invalid command-line option --kind: Input should be 'neurons' or 'ais' (got 'axons')"
+    assert expected in out.stderr
+    assert not (tmp_path / "v.zarr").exists()

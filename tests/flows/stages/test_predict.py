@@ -57,8 +57,8 @@ def test_affinities_do_not_depend_on_the_block_shape_and_resume_identically(tmp_
     state = BlockState(tmp_path / "state8", "predict")
     for bid in sorted(state.done_ids())[::2]:
         state.forget(bid)
-    predict_volume(raw, checkpoint, tmp_path / "aff8.zarr", state_dir=tmp_path / "state8", block_shape=(8, 16, 16),
-                   tile_shape=(8, 16, 16), **SETTINGS)
+    predict_volume(raw, checkpoint, tmp_path / "aff8.zarr", state_dir=tmp_path / "state8",
+                   block_shape=(8, 16, 16), tile_shape=(8, 16, 16), **SETTINGS)
     np.testing.assert_array_equal(open_image(tmp_path / "aff8.zarr").array[...], outs[(8, 16, 16)])
 
 
@@ -76,8 +76,8 @@ def test_voxel_size_far_from_training_is_refused(tmp_path, checkpoint):
     other = tmp_path / "coarse.zarr"
     write_image(other, np.zeros((8, 16, 16), np.uint16), voxel_size_um=(3.0, 1.0, 1.0))
     with pytest.raises(InputDataError, match="differs from the model's training data"):
-        predict_volume(other, checkpoint, tmp_path / "x.zarr", state_dir=tmp_path / "s", block_shape=(8, 16, 16),
-                       tile_shape=None, **SETTINGS)
+        predict_volume(other, checkpoint, tmp_path / "x.zarr", state_dir=tmp_path / "s",
+                       block_shape=(8, 16, 16), tile_shape=None, **SETTINGS)
     assert not (tmp_path / "x.zarr").exists()
 
 
@@ -104,4 +104,5 @@ def test_a_run_checks_and_loads_the_checkpoint_once_before_its_blocks(tmp_path, 
     inputs = check_run(config, evaluate=False)
     assert calls == [str(checkpoint)]  # the preflight
     stage.predict_run(config.segment, inputs=inputs, max_retries=0, progress=False)  # serial: 6 blocks here
-    assert calls == [str(checkpoint)] * 2  # + one load for all the blocks of this process (a worker: likewise)
+    # + one load for all the blocks of this process (a worker: likewise)
+    assert calls == [str(checkpoint)] * 2

@@ -1,4 +1,5 @@
-"""The Zarr/Dask segmentation path: equals the in-memory algorithm, resumes bit-identically, reports failures."""
+"""The Zarr/Dask segmentation path: equals the in-memory algorithm, resumes bit-identically, reports
+failures."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def volume(tmp_path_factory):
     labels = tube_labels(SHAPE, 6, seed=21)
     aff = noisy_affinities(labels, seed=22, noise=0.1)
     quantized = np.round(aff * 255).astype(np.uint8)
-    write_image(root / "aff.zarr", quantized, voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 8, 8), name="affinities")
-    expected = segment_blockwise(quantized.astype(np.float32) / np.float32(255), block_shape=BLOCK, threshold=0.5)
+    write_image(root / "aff.zarr", quantized, voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 8, 8),
+                name="affinities")
+    expected = segment_blockwise(quantized.astype(np.float32) / np.float32(255), block_shape=BLOCK,
+                                 threshold=0.5)
     return root, expected
 
 

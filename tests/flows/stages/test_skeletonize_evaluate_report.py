@@ -122,7 +122,7 @@ def test_skeletonize_resumes_and_refuses_to_overwrite(phantom, tmp_path):
 
 def test_evaluate_finds_the_phantom_skeletons_and_sees_the_errors(phantom, tmp_path):
     root, gt_path, seg_path, gt, seg = phantom
-    path = evaluate_run(seg_path, gt_path, out=tmp_path)
+    path = evaluate_run(seg_path, gt_path, out=tmp_path, min_label_nodes=10)
     metrics = json.loads(path.read_text())
     assert metrics["inputs"]["gt_swc"].endswith("volume_gt/skeletons")
     n_true = len(np.unique(gt)) - 1
@@ -141,7 +141,7 @@ def test_report_of_a_run(phantom, tmp_path):
     root, gt_path, seg_path, _, _ = phantom
     run = tmp_path / "run"
     skeletonize_volume(seg_path, out=run, block_shape=(32, 128, 128), progress=False)
-    evaluate_run(seg_path, gt_path, out=run)
+    evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10)
     written = report_run(run, raw=root / "volume.zarr", figures=False)
     page = written["html"].read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2
@@ -160,11 +160,11 @@ def test_errors_name_the_input(phantom, tmp_path):
     small = tmp_path / "small.zarr"
     create_label_image(small, shape=(8, 64, 64), chunks=(8, 64, 64), voxel_size_um=VS)
     with pytest.raises(InputDataError, match="same \\(z, y, x\\) volume"):
-        evaluate_run(small, gt_path, out=tmp_path)
+        evaluate_run(small, gt_path, out=tmp_path, min_label_nodes=10)
     other = tmp_path / "other_vs.zarr"
     create_label_image(other, shape=(32, 128, 128), chunks=(16, 64, 64), voxel_size_um=(1.0, 0.5, 0.5))
     with pytest.raises(InputDataError, match="pass --voxel-size"):
-        evaluate_run(other, gt_path, out=tmp_path)
+        evaluate_run(other, gt_path, out=tmp_path, min_label_nodes=10)
 
 
 def test_commands_run_and_fail_cleanly(phantom, tmp_path):

@@ -64,15 +64,17 @@ def test_temporary_files_of_a_killed_run_are_removed_and_never_count(tmp_path):
 
 def test_records_round_trip_with_nested_optional_records(tmp_path):
     face = Face(np.array([0, 5], np.uint32), np.array([7, 9], np.uint64))
-    record = Decisions(block_id=4, weight=0.25, exact=True, merges=np.zeros((0, 2), np.uint64), faces=(None, face),
-                       extra=None)
+    record = Decisions(block_id=4, weight=0.25, exact=True, merges=np.zeros((0, 2), np.uint64),
+                       faces=(None, face), extra=None)
     assert sorted(record_arrays(record, prefix="d")) == [
         "d.block_id", "d.exact", "d.faces.1.fragments", "d.faces.1.index", "d.merges", "d.weight",
     ]
     state = BlockState(tmp_path, "blocks")
     state.save_records(4, decisions=record, other=np.arange(3))
     again = state.load_record(4, Decisions, "decisions")
-    assert (again.block_id, again.weight, again.exact, again.faces[0], again.extra) == (4, 0.25, True, None, None)
+    assert (again.block_id, again.weight, again.exact, again.faces[0], again.extra) == (
+        4, 0.25, True, None, None
+    )
     assert again.merges.dtype == np.uint64 and again.merges.shape == (0, 2)
     assert again.faces[1].index.dtype == np.uint32 and again.faces[1].fragments.tolist() == [7, 9]
     # one nested record alone, by its path; an absent optional one is None

@@ -36,8 +36,11 @@ def test_env_override_beats_file(tmp_path):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("synth:\n  seeed: 3\n", r"unknown key 'synth.seeed'; did you mean 'seed'\? Allowed keys in synth: .*seed"),
-        ("synht:\n  seed: 3\n", r"unknown key 'synht'; did you mean 'synth'\? Allowed keys: dask, evaluate, output, report, segment, skeletonize, synth, train"),
+        ("synth:\n  seeed: 3\n",
+         r"unknown key 'synth.seeed'; did you mean 'seed'\? Allowed keys in synth: .*seed"),
+        ("synht:\n  seed: 3\n",
+         r"unknown key 'synht'; did you mean 'synth'\? Allowed keys: dask, evaluate, output, report, "
+         r"segment, skeletonize, synth, train"),
         ("synth:\n  voxel_size_um: [1, 0, 1]\n", r"synth.voxel_size_um.1: .*greater than 0"),
         ("synth:\n  shape: [4, 4]\n", r"synth.shape"),
         ("synth:\n  seed: [\n", r"not valid YAML at line"),
@@ -68,7 +71,8 @@ def test_shipped_configs_are_valid(path):
 
 
 def test_configuration_has_no_place_for_secrets():
-    """Secrets (database password, Prefect API key) come only from the environment: no config key takes one."""
+    """Secrets (database password, Prefect API key) come only from the environment: no config key takes
+    one."""
     import re
 
     from pipeline.config import NeuroreconConfig

@@ -87,8 +87,10 @@ def test_nanometer_units_are_converted_to_um(tmp_path):
 
 
 def test_write_region_requires_chunk_alignment(tmp_path):
-    arr = create_image(tmp_path / "v.zarr", shape=(8, 10, 10), dtype="uint8", chunks=(4, 4, 4), voxel_size_um=VS)
-    write_region(arr, (slice(4, 8), slice(8, 10), slice(0, 4)), np.ones((4, 2, 4), np.uint8))  # ends at border
+    arr = create_image(tmp_path / "v.zarr", shape=(8, 10, 10), dtype="uint8", chunks=(4, 4, 4),
+                       voxel_size_um=VS)
+    # ends at border
+    write_region(arr, (slice(4, 8), slice(8, 10), slice(0, 4)), np.ones((4, 2, 4), np.uint8))
     assert arr[4:8, 8:10, 0:4].sum() == 32
     with pytest.raises(ValueError, match="not aligned to the chunk grid"):
         write_region(arr, (slice(0, 4), slice(2, 6), slice(0, 4)), np.ones((4, 4, 4), np.uint8))
@@ -105,12 +107,14 @@ def test_existing_store_is_protected(tmp_path):
     with pytest.raises(OutputError, match="already exists"):
         create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS)
     # Compatible reuse keeps the data (resume); incompatible reuse is refused and changes nothing.
-    again = create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS, exist_ok=True)
+    again = create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS,
+                         exist_ok=True)
     assert int(again[...].sum()) == 7 * 64
     with pytest.raises(OutputError, match="different metadata.*dtype"):
         create_image(path, shape=(4, 4, 4), dtype="uint16", chunks=(2, 2, 2), voxel_size_um=VS, exist_ok=True)
     assert int(open_image(path).array[...].sum()) == 7 * 64
-    fresh = create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS, overwrite=True)
+    fresh = create_image(path, shape=(4, 4, 4), dtype="uint8", chunks=(2, 2, 2), voxel_size_um=VS,
+                         overwrite=True)
     assert int(fresh[...].sum()) == 0
 
 

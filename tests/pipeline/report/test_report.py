@@ -213,3 +213,30 @@ def test_metrics_json_round_trips_nan_and_inf(tmp_path):
     back = read_metrics_json(path)
     assert math.isnan(back["voxel"]["dice"]) and back["voxel"]["x"] == math.inf
     assert back["length"] == {"n": 3, "l": {"1": 2.5}} and back["inputs"] == {"gt_swc": None}
+
+
+@pytest.mark.parametrize("kind", ["neurons", "ais"])
+def test_the_report_shows_what_fits_the_kind(kind):
+    per_neuron = [{"label": 3, "cable_um": 812.25, "matched_cable_um": 640.5, "erl_um": 301.0,
+                   "normalized_erl": 0.371, "splits": 4, "merges": 0}]
+    metrics = {
+        "kind": kind,
+        "voxel": dict(METRICS["voxel"]),
+        "skeleton": {**METRICS["skeleton"], "merges_per_neuron": 0.25, "gaps_bridged": 0.5, "n_gaps": 6,
+                     "n_gaps_bridged": 3, "per_neuron": per_neuron},
+        "length": {**METRICS["length"], "discontinuities_per_instance": 1.5},
+    }
+    report = build_report(ReportData(title="t", rows=ROWS, voxel_size_um=(1.5, 0.5, 0.5), metrics=metrics))
+    page = report.html
+    assert "Dropout gaps bridged" in page and "3 of 6 signal-dropout gaps" in page
+    if kind == "neurons":  # the per-neuron table, splits / merges per neuron
+        assert (
+            "<h2>Neurons</h2>" in page and "812.2" in page and ">640.5<" in page and "Splits / merges" in page
+        )
+        assert "Discontinuities per AIS" not in page and "AIS length distribution" not in page
+        assert "Length distributions" not in page and "Precision / recall" not in page
+    else:  # the AIS length distribution and discontinuities per AIS, no neuron table
+        assert "AIS length distribution" in page and "Discontinuities per AIS" in page
+        assert "<h2>Neurons</h2>" not in page and "812.2" not in page and "Splits / merges" not in page
+        assert "Precision / recall" in page and "Length distance" in page
+    assert report.pdf.startswith(b"%PDF")

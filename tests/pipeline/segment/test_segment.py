@@ -53,7 +53,7 @@ def test_union_lut_matches_connected_components_and_numbers_by_smallest_fragment
     g = nx.Graph()
     g.add_nodes_from(frags.tolist())
     g.add_edges_from(pairs.tolist())
-    seg_of = dict(zip(f.tolist(), s.tolist()))
+    seg_of = dict(zip(f.tolist(), s.tolist(), strict=True))
     for a, b in g.edges:
         assert seg_of[a] == seg_of[b]
     assert len(set(s.tolist())) == nx.number_connected_components(g)
@@ -99,7 +99,9 @@ def test_bad_arguments():
     # never clipped
     with pytest.raises(ValueError, match=r"halo_vx must be three integers >= 1 .*got \(0, 1, 1\)"):
         segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5, halo_vx=(0, 1, 1))
-    with pytest.raises(ValueError, match=r"block_shape \(2, 2, 2\) is smaller than halo_vx \(3, 1, 1\) along z"):
+    with pytest.raises(
+        ValueError, match=r"block_shape \(2, 2, 2\) is smaller than halo_vx \(3, 1, 1\) along z"
+    ):
         segment_blockwise(aff, block_shape=(2, 2, 2), threshold=0.5, halo_vx=(3, 1, 1))
     # along an axis that one block covers the halo changes nothing and is accepted as given
     assert segment_blockwise(aff, block_shape=(4, 2, 2), threshold=0.5, halo_vx=(9, 2, 2)).max() == 0

@@ -220,7 +220,9 @@ def test_statistics_and_plan_on_hand_made_objects(tmp_path):
 def test_statistics_match_the_whole_volume():
     labels = phantom_labels(6)
     grid = skeleton_grid(labels.shape, block_shape=(16, 64, 64), voxel_size_um=VS)
-    stats = label_statistics([block_labels(labels[b.write], block=b) for b in grid], volume_shape=labels.shape)
+    stats = label_statistics(
+        [block_labels(labels[b.write], block=b) for b in grid], volume_shape=labels.shape
+    )
     ids, counts = np.unique(labels, return_counts=True)
     assert stats.n_voxels == {int(i): int(c) for i, c in zip(ids, counts, strict=True) if i}
     for label in stats.n_voxels:
@@ -232,9 +234,13 @@ def test_statistics_match_the_whole_volume():
 def test_one_piece_objects_do_not_depend_on_how_they_are_grouped():
     labels = phantom_labels(2)
     grid = skeleton_grid(labels.shape, block_shape=(24, 64, 64), voxel_size_um=VS)
-    stats = label_statistics([block_labels(labels[b.write], block=b) for b in grid], volume_shape=labels.shape)
+    stats = label_statistics(
+        [block_labels(labels[b.write], block=b) for b in grid], volume_shape=labels.shape
+    )
     plan = plan_one_piece(stats, grid)
-    objects = {int(k): v for k, v in zip(plan.labels, zip(plan.box_start, plan.box_stop, strict=True), strict=True)}
+    objects = {
+        int(k): v for k, v in zip(plan.labels, zip(plan.box_start, plan.box_stop, strict=True), strict=True)
+    }
     assert len(objects) >= 3
     kw = dict(block=grid[0], volume_shape=labels.shape, voxel_size_um=VS)
     together = skeletonize_objects(labels.__getitem__, objects, max_voxels=labels.size, **kw)
@@ -261,8 +267,8 @@ def test_fusion_does_not_depend_on_block_order_and_memory_order():
     forward = fuse_block_skeletons(pieces, voxel_size_um=VS)
     backward = fuse_block_skeletons(pieces[::-1], voxel_size_um=VS)
     fortran = skeletonize_blocks(
-        lambda r: np.asfortranarray(labels[r]), shape=labels.shape, voxel_size_um=VS, block_shape=(24, 64, 64),
-        one_piece_max_voxels=0,
+        lambda r: np.asfortranarray(labels[r]), shape=labels.shape, voxel_size_um=VS,
+        block_shape=(24, 64, 64), one_piece_max_voxels=0,
     )
     for label in forward:
         a, b, c = (round(cable_length_um(g[label]), 4) for g in (forward, backward, fortran))
@@ -288,8 +294,8 @@ def test_block_pieces_round_trip_through_block_state(tmp_path):
     piece = skeletonize_block(labels[block.read], block=block, volume_shape=labels.shape, voxel_size_um=VS)
     again = _round_trip(piece, tmp_path)
     assert isinstance(again, BlockSkeletons) and again.block_id == piece.block_id
-    for name in ("write_start", "write_stop", "volume_shape", "vertices_vx", "vertex_labels", "radii_um", "edges",
-                 "cut"):
+    for name in ("write_start", "write_stop", "volume_shape", "vertices_vx", "vertex_labels", "radii_um",
+                 "edges", "cut"):
         np.testing.assert_array_equal(getattr(piece, name), getattr(again, name))
         assert getattr(piece, name).dtype == getattr(again, name).dtype
 
@@ -360,7 +366,9 @@ def test_halo_conversion():
     with pytest.raises(ValueError, match=r"halo_um must be a number > 0"):  # refused, not clipped to 1 voxel
         halo_voxels(0.0, voxel_size_um=VS)
     # larger than the block only matters along an axis split into several blocks
-    assert halo_voxels(10.0, voxel_size_um=VS, block_shape=(4, 64, 64), volume_shape=(4, 128, 128)) == (7, 20, 20)
+    assert halo_voxels(
+        10.0, voxel_size_um=VS, block_shape=(4, 64, 64), volume_shape=(4, 128, 128)
+    ) == (7, 20, 20)
     assert halo_voxels((1.5, 1.0, 0.2), voxel_size_um=VS) == (1, 2, 1)
     with pytest.raises(ValueError, match="more than block_shape"):
         halo_voxels(10.0, voxel_size_um=VS, block_shape=(4, 64, 64))
@@ -387,13 +395,16 @@ def test_errors_name_the_problem():
         fuse_block_skeletons([], voxel_size_um=VS, tick_threshold_um=-1)
     with pytest.raises(ValueError, match="pass the labels of block.write"):
         block_labels(labels, block=block)
-    stats = label_statistics([block_labels(labels[b.write], block=b) for b in [block]], volume_shape=labels.shape)
+    stats = label_statistics(
+        [block_labels(labels[b.write], block=b) for b in [block]], volume_shape=labels.shape
+    )
     with pytest.raises(ValueError, match=r"max_voxels must be an integer >= 0 \(voxels\) or None; got -1"):
         plan_one_piece(stats, [block], max_voxels=-1)
     with pytest.raises(ValueError, match="grid is empty"):
         plan_one_piece(stats, [])
     other = label_statistics(
-        [BlockLabels(0, np.array([4], np.uint64), np.array([2]), np.array([[0, 0, 0]]), np.array([[1, 1, 40]]))] * 2,
+        [BlockLabels(0, np.array([4], np.uint64), np.array([2]), np.array([[0, 0, 0]]),
+                     np.array([[1, 1, 40]]))] * 2,
         volume_shape=(8, 16, 40),
     )
     with pytest.raises(ValueError, match="outside the grid's volume"):

@@ -57,7 +57,8 @@ def test_teasar_parameters_are_in_physical_units():
     labels[2, 5:35, 19:22] = 1  # bar along y, 1.5 x 1.5 µm cross-section
     labels[2, 19:22, 5:35] = 1  # bar along x: a plus sign with four arms of 7.5 µm
     a = skeletonize(labels, voxel_size_um=VS, params=TeasarParams(const_um=2.0))[1]
-    b = skeletonize(labels, voxel_size_um=tuple(v * 1000 for v in VS), params=TeasarParams(const_um=2000.0))[1]
+    b = skeletonize(labels, voxel_size_um=tuple(v * 1000 for v in VS),
+                    params=TeasarParams(const_um=2000.0))[1]
     assert a.number_of_nodes() == b.number_of_nodes()
     np.testing.assert_allclose(_positions(b), _positions(a) * 1000, rtol=1e-5)
     # and const_um is in µm: an invalidation radius longer than the 7.5 µm arms leaves only the

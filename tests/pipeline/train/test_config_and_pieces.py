@@ -11,7 +11,7 @@ from pipeline.train.validation import count_critical_components, validation_coun
 from tests.pipeline.train.conftest import CONFIGS
 
 
-@pytest.mark.parametrize("name", ["train_tiny.yaml", "train_phantom.yaml", "train_isbi12.yaml"])
+@pytest.mark.parametrize("name", ["train_tiny.yaml", "train_neurons.yaml", "train_ais.yaml", "train_isbi12.yaml"])
 def test_shipped_configs_validate(name):
     data = yaml.safe_load((CONFIGS / name).read_text())
     assert set(data) == {"train"}
