@@ -50,7 +50,8 @@ def evaluate_arrays(
         Ground-truth skeletons (``pos_um`` in the volume frame), keyed by label (the SWC files' labels).
     gaps : sequence, optional
         Ground-truth signal-dropout gaps (``label``, ``start_um``, ``end_um`` on that label's skeleton),
-        scored by :func:`pipeline.metrics.gaps_bridged` when skeletons are given.
+        scored by :func:`pipeline.metrics.gaps_bridged` when skeletons are given (gaps that cannot be judged
+        on their skeleton, e.g. cut by the volume border, are counted as ``n_gaps_unscorable``).
     min_label_nodes : int
         Nodes a predicted label must cover on a skeleton to count there (:mod:`pipeline.metrics.skeleton`).
 
@@ -97,8 +98,9 @@ def evaluate_arrays(
         }
         if gaps:
             gb = gaps_bridged(gt_skeletons, gaps, segmentation, voxel_size_um=voxel_size_um,
-                              min_label_nodes=min_label_nodes)
-            result["skeleton"].update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged)
+                              min_label_nodes=min_label_nodes, skip_unscorable=True)
+            result["skeleton"].update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged,
+                                      n_gaps_unscorable=gb.n_skipped)
     lm = length_metrics(segmentation, gt_labels, voxel_size_um=voxel_size_um)
     result["length"] = {
         "precision": lm.precision,

@@ -48,9 +48,14 @@ from pipeline.metrics.nodes import (
     skeleton_arrays,
 )
 
-__all__ = ["GapOutcome", "GapsBridged", "gaps_bridged"]
+__all__ = ["GapOutcome", "GapsBridged", "UnscorableGap", "gaps_bridged"]
 
 _SNAP_UM = 1e-6
+
+
+class UnscorableGap(ValueError):
+    """A gap that cannot be judged on its skeleton: an end off the skeleton or at one of its ends, both ends
+    at one point, or on unconnected pieces (e.g. a gap the volume border cut)."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +97,18 @@ class GapsBridged:
     fraction : float
         n_bridged / n_gaps, in [0, 1]; NaN if there are no gaps.
     n_gaps, n_bridged : int
-        Numbers of gaps and of bridged gaps.
+        Numbers of gaps scored and of bridged gaps.
     gaps : tuple of GapOutcome
-        One per gap, in input order.
+        One per scored gap, in input order.
+    n_skipped : int
+        Gaps left out as unscorable (only with ``skip_unscorable``).
     """
 
     fraction: float
     n_gaps: int
     n_bridged: int
     gaps: tuple[GapOutcome, ...]
+    n_skipped: int = 0
 
 
 def _gap_fields(gap: Any, k: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -163,7 +171,7 @@ def _side(h: nx.Graph, pos: dict, end: Hashable, inner: Hashable, what: str) -> 
     """The neighbour of ``end`` off the stretch (``inner`` is its neighbour on the stretch)."""
     outside = [w for w in h.neighbors(end) if w != inner]
     if not outside:
-        raise ValueError(f"{what} lies at an end of its skeleton; a gap needs skeleton on both sides")
+        raise UnscorableGap(f"{what} lies at an end of its skeleton; a gap needs skeleton on both sides")
     dist = [float(np.linalg.norm(pos[w] - pos[end])) for w in outside]
     return outside[int(np.argmin(dist))]
 
@@ -176,6 +184,7 @@ def gaps_bridged(
     voxel_size_um: Sequence[float],
     min_label_nodes: int = MIN_LABEL_NODES,
     max_offset_um: float | None = None,
+    skip_unscorable: bool = False,
 ) -> GapsBridged:
     """Fraction of ground-truth dropout gaps whose two sides lie in one predicted segment.
 
@@ -198,6 +207,9 @@ def gaps_bridged(
     max_offset_um : float, optional
         Largest allowed distance from a gap end to its skeleton, µm; default: the voxel diagonal
         ``sqrt(sum(voxel_size_um**2))`` (about one voxel).
+    skip_unscorable : bool
+        Leave out, and count, gaps that cannot be judged on their skeleton (:class:`UnscorableGap`)
+        instead of raising.
 
     Returns
     -------
@@ -209,9 +221,12 @@ def gaps_bridged(
     TypeError
         If ``skeletons`` or ``segmentation`` have the wrong type, or a gap's label is not an int.
     ValueError
-        If a gap refers to a label without a skeleton (or skeletons have no labels), an end lies
-        farther than ``max_offset_um`` from the skeleton or at one of its ends, both ends project to
-        the same point or onto unconnected pieces, or an input is invalid as in ``skeleton_metrics``.
+        If a gap refers to a label without a skeleton (or skeletons have no labels), or an input is
+        invalid as in ``skeleton_metrics``.
+    UnscorableGap
+        (A ``ValueError``; not with ``skip_unscorable``) if an end lies farther than ``max_offset_um``
+        from the skeleton or at one of its ends, or both ends project to the same point or onto
+        unconnected pieces.
 
     Examples
     --------
@@ -257,59 +272,71 @@ def gaps_bridged(
         sampled.append(sample_at(pos, seg, vs))  # warns (at the caller) about nodes outside the volume
     resolved = resolve_labels(sampled, [e for _, _, e in arrays], k)
 
-    outcomes = []
+    outcomes, skipped = [], 0
     for k_, (lab, start, end) in enumerate(parsed):
-        i = where[lab]
-        nodes, pos, edges = arrays[i]
-        what = f"gaps[{k_}] (label {lab})"
-        projections = []
-        for name, point in (("start_um", start), ("end_um", end)):
-            proj = _project(point, pos, edges)
-            if proj[0] > max_offset:
-                raise ValueError(
-                    f"{what}.{name} = {tuple(point.tolist())} lies {proj[0]:.3g} µm from skeleton {lab}; "
-                    f"expected within max_offset_um = {max_offset:.3g} µm"
-                )
-            projections.append(proj)
-        h = nx.Graph()
-        h.add_nodes_from(range(len(nodes)))
-        h.add_edges_from(edges.tolist())
-        pos_h = dict(enumerate(pos))
-        s = _insert(h, pos_h, "start", projections[0])
-        # the end point is projected again on h: its edge may have been split by the start point
-        h_nodes = list(h.nodes)
-        h_index = {n: j for j, n in enumerate(h_nodes)}
-        h_pos = np.array([pos_h[n] for n in h_nodes])
-        h_edges = np.array([(h_index[a], h_index[b]) for a, b in h.edges], dtype=np.int64).reshape(-1, 2)
-        _, u, v, t = _project(end, h_pos, h_edges)
-        e = _insert(h, pos_h, "end", (0.0, h_nodes[u], h_nodes[v], t))
-        if e == s:
-            raise ValueError(f"{what} has start_um and end_um at the same point of the skeleton")
         try:
-            path = nx.shortest_path(h, s, e)
-        except nx.NetworkXNoPath:
-            raise ValueError(
-                f"{what}: start_um and end_um lie on unconnected pieces of the skeleton"
-            ) from None
-        before = _side(h, pos_h, s, path[1], f"{what}.start_um")
-        after = _side(h, pos_h, e, path[-2], f"{what}.end_um")
-        steps = zip(path[:-1], path[1:], strict=True)
-        length = float(sum(np.linalg.norm(pos_h[p] - pos_h[q]) for p, q in steps))
-        labels = resolved[i][0]
-        bl, al = int(labels[before]), int(labels[after])
-        outcomes.append(
-            GapOutcome(
-                index=k_,
-                label=lab,
-                before_node=nodes[before],
-                after_node=nodes[after],
-                before_label=bl,
-                after_label=al,
-                bridged=bl == al != 0,
-                length_um=length,
-            )
-        )
+            outcomes.append(_score_gap(k_, lab, start, end, arrays[where[lab]], resolved[where[lab]][0],
+                                       max_offset))
+        except UnscorableGap:
+            if not skip_unscorable:
+                raise
+            skipped += 1
     n_bridged = sum(o.bridged for o in outcomes)
     return GapsBridged(
-        fraction=n_bridged / len(outcomes), n_gaps=len(outcomes), n_bridged=n_bridged, gaps=tuple(outcomes)
+        fraction=n_bridged / len(outcomes) if outcomes else math.nan, n_gaps=len(outcomes),
+        n_bridged=n_bridged, gaps=tuple(outcomes), n_skipped=skipped,
     )
+
+
+def _score_gap(
+    k_: int, lab: int, start: np.ndarray, end: np.ndarray, arrays: tuple, labels: np.ndarray,
+    max_offset: float,
+) -> GapOutcome:
+    """One gap's outcome (definitions 1-5 of the module docstring); raises :class:`UnscorableGap`."""
+    nodes, pos, edges = arrays
+    what = f"gaps[{k_}] (label {lab})"
+    projections = []
+    for name, point in (("start_um", start), ("end_um", end)):
+        proj = _project(point, pos, edges)
+        if proj[0] > max_offset:
+            raise UnscorableGap(
+                f"{what}.{name} = {tuple(point.tolist())} lies {proj[0]:.3g} µm from skeleton {lab}; "
+                f"expected within max_offset_um = {max_offset:.3g} µm"
+            )
+        projections.append(proj)
+    h = nx.Graph()
+    h.add_nodes_from(range(len(nodes)))
+    h.add_edges_from(edges.tolist())
+    pos_h = dict(enumerate(pos))
+    s = _insert(h, pos_h, "start", projections[0])
+    # the end point is projected again on h: its edge may have been split by the start point
+    h_nodes = list(h.nodes)
+    h_index = {n: j for j, n in enumerate(h_nodes)}
+    h_pos = np.array([pos_h[n] for n in h_nodes])
+    h_edges = np.array([(h_index[a], h_index[b]) for a, b in h.edges], dtype=np.int64).reshape(-1, 2)
+    _, u, v, t = _project(end, h_pos, h_edges)
+    e = _insert(h, pos_h, "end", (0.0, h_nodes[u], h_nodes[v], t))
+    if e == s:
+        raise UnscorableGap(f"{what} has start_um and end_um at the same point of the skeleton")
+    try:
+        path = nx.shortest_path(h, s, e)
+    except nx.NetworkXNoPath:
+        raise UnscorableGap(
+            f"{what}: start_um and end_um lie on unconnected pieces of the skeleton"
+        ) from None
+    before = _side(h, pos_h, s, path[1], f"{what}.start_um")
+    after = _side(h, pos_h, e, path[-2], f"{what}.end_um")
+    steps = zip(path[:-1], path[1:], strict=True)
+    length = float(sum(np.linalg.norm(pos_h[p] - pos_h[q]) for p, q in steps))
+    bl, al = int(labels[before]), int(labels[after])
+    return GapOutcome(
+        index=k_,
+        label=lab,
+        before_node=nodes[before],
+        after_node=nodes[after],
+        before_label=bl,
+        after_label=al,
+        bridged=bl == al != 0,
+        length_um=length,
+    )
+

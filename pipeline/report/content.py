@@ -130,7 +130,9 @@ NEURON_COLUMNS = (
 #: (``neurons`` or ``ais``), ``inputs`` and ``parameters``.
 METRICS_SCHEMA = {
     "voxel": tuple(r.key for r in VOXEL_ROWS),
-    "skeleton": (*(r.key for r in SKELETON_ROWS), "n_gaps", "n_gaps_bridged", "per_neuron"),
+    "skeleton": (
+        *(r.key for r in SKELETON_ROWS), "n_gaps", "n_gaps_bridged", "n_gaps_unscorable", "per_neuron",
+    ),
     "length": (
         *(r.key for r in LENGTH_ROWS),
         "ssmd_signed",

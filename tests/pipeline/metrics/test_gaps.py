@@ -127,3 +127,18 @@ def test_validation():
     g.graph["label"] = g2.graph["label"] = 1
     with pytest.raises(ValueError, match="two skeletons have ground-truth label 1"):
         gaps_bridged([g, g2], [gap()], seg, voxel_size_um=vs)
+
+
+def test_unscorable_gaps_are_counted_not_scored_when_asked():
+    from pipeline.metrics.gaps import UnscorableGap
+
+    g = _chain(10)
+    seg = np.ones((1, 1, 10), np.uint8)
+    tip = {"label": 1, "start_um": (0, 0, 0.0), "end_um": (0, 0, 2.5)}  # cut by the border: no side before it
+    good = {"label": 1, "start_um": (0, 0, 3.5), "end_um": (0, 0, 5.5)}
+    with pytest.raises(UnscorableGap, match="at an end of its skeleton"):
+        gaps_bridged({1: g}, [good, tip], seg, voxel_size_um=(1, 1, 1))
+    r = gaps_bridged({1: g}, [good, tip], seg, voxel_size_um=(1, 1, 1), skip_unscorable=True)
+    assert (r.fraction, r.n_gaps, r.n_bridged, r.n_skipped) == (1.0, 1, 1, 1) and r.gaps[0].index == 0
+    none = gaps_bridged({1: g}, [tip], seg, voxel_size_um=(1, 1, 1), skip_unscorable=True)
+    assert math.isnan(none.fraction) and (none.n_gaps, none.n_skipped) == (0, 1)
