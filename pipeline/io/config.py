@@ -64,8 +64,15 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
             raise ConfigError(
                 f"config file {p} does not exist (or is not a file); pass the path of a YAML file"
             )
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {p} has {p.stat().st_size} bytes, more than a configuration needs "
+                f"({MAX_CONFIG_BYTES}); pass the YAML config, not a data file"
+            )
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            loaded = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - safe
+        except _DuplicateKey as exc:
+            raise ConfigError(f"config file {p}: {exc}") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -86,7 +93,61 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         _set_nested(data, keys, value, source)
     if overrides:
         source += " + NEURORECON__ environment overrides"
+    _check_expanded_size(data, source)
     return config_from_dict(data, source=source)
+
+
+#: Largest config file read, bytes; larger files are refused before parsing.
+MAX_CONFIG_BYTES = 1 << 20
+#: Largest number of values a config may hold once YAML aliases are expanded (an alias bomb expands a
+#: few hundred bytes into billions of values).
+MAX_CONFIG_VALUES = 100_000
+#: Longest excerpt of a received value an error message echoes, characters.
+MAX_ECHO_CHARS = 200
+
+
+class _DuplicateKey(yaml.YAMLError):
+    """A mapping of a config file names a key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key that a mapping already holds (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(
+                    f"the key '{key}' appears twice in one mapping (lines {seen[key]} and {line}); "
+                    "keep one (YAML would silently use the last)"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expanded_size(data: Any, source: str) -> None:
+    """Refuse a config that holds more than :data:`MAX_CONFIG_VALUES` values once aliases are expanded."""
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"config {source} holds more than {MAX_CONFIG_VALUES} values once its YAML aliases "
+                "(*name) are expanded; a configuration needs a few hundred: remove the aliases"
+            )
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _excerpt(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_ECHO_CHARS` characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else text[: MAX_ECHO_CHARS - 5] + " ...)"
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> NeuroreconConfig:
@@ -143,8 +204,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         elif err["type"] == "value_error" and not err["loc"]:  # a whole-config check: its message says it all
             lines.append(err["msg"].removeprefix("Value error, "))
         else:
-            got = err.get("input")
-            lines.append(f"{loc}: {err['msg']} (got {got!r})")
+            lines.append(f"{loc}: {err['msg']} (got {_excerpt(err.get('input'))})")
     head = (
         f"invalid configuration in {source}: "
         if len(lines) == 1

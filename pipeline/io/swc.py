@@ -32,8 +32,8 @@ def read_swc(path: str | Path) -> nx.Graph:
     Raises
     ------
     InputDataError
-        If the file is missing, a line does not have 7 numeric fields, an id repeats, or a parent id
-        refers to no node.
+        If the file is missing, a line does not have 7 numeric fields, an id repeats, a parent id
+        refers to no node or to the node itself, or the parents form a cycle.
     """
     path = Path(path)
     if not path.is_file():
@@ -83,11 +83,29 @@ def read_swc(path: str | Path) -> nx.Graph:
         if not np.all(np.isfinite(pos)):
             raise InputDataError(f"{path}: node {node} has a non-finite coordinate")
         graph.add_node(node, pos_um=tuple(float(v) for v in pos), radius_um=float(radius), swc_type=swc_type)
+    root = {node: node for node in graph}  # union-find over the edges so far: a cycle closes within one tree
+
+    def find(n: int) -> int:
+        while root[n] != n:
+            root[n] = root[root[n]]
+            n = root[n]
+        return n
+
     for node, *_, parent in rows:
         if parent == -1:
             continue
+        if parent == node:
+            raise InputDataError(f"{path}: node {node} is its own parent; a root has parent -1")
         if parent not in graph:
             raise InputDataError(f"{path}: node {node} has parent {parent}, which is not in the file")
+        a, b = find(parent), find(node)
+        if a == b:
+            cycle = nx.shortest_path(graph, parent, node)
+            raise InputDataError(
+                f"{path}: the parents of node {node} form a cycle ({' -> '.join(map(str, [node, *cycle]))}); "
+                "an SWC file holds trees: every chain of parents must end at a root (parent -1)"
+            )
+        root[a] = b
         graph.add_edge(parent, node)
     return graph
 

@@ -87,3 +87,40 @@ def test_configuration_has_no_place_for_secrets():
     names = list(keys(NeuroreconConfig))
     assert len(names) > 50
     assert not [n for n in names if re.search(r"password|secret|token|api_?key|credential", n, re.I)]
+
+
+def test_a_duplicate_key_is_refused_naming_it_and_its_lines(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text("synth:\n  seed: 3\n  shape: [16, 64, 64]\n  seed: 4\n")
+    message = r"dup\.yaml: the key 'seed' appears twice in one mapping \(lines 2 and 4\)"
+    with pytest.raises(ConfigError, match=message):
+        load_config(p)
+    p.write_text("synth:\n  seed: 3\nsynth:\n  seed: 4\n")
+    with pytest.raises(ConfigError, match=r"key 'synth' appears twice .*lines 1 and 3"):
+        load_config(p)
+
+
+def test_an_alias_bomb_and_a_huge_file_are_refused_quickly_with_a_short_message(tmp_path):
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+    ) + "synth:\n  seed: *i\n"
+    p = tmp_path / "bomb.yaml"
+    p.write_text(bomb)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"more than 100000 values once its YAML aliases") as info:
+        load_config(p)
+    assert time.perf_counter() - start < 5 and len(str(info.value)) < 400
+    big = tmp_path / "big.yaml"
+    big.write_text("synth:\n  seed: 1\n" + "# padding\n" * 120_000)
+    with pytest.raises(ConfigError, match=r"big\.yaml has \d+ bytes, more than a configuration needs"):
+        load_config(big)
+
+
+def test_a_long_received_value_is_echoed_as_a_short_excerpt(tmp_path):
+    p = tmp_path / "long.yaml"
+    p.write_text("synth:\n  seed: [" + ", ".join(["1"] * 5000) + "]\n")
+    with pytest.raises(ConfigError, match=r"synth\.seed: .* \(got \[1, 1, 1.* \.\.\.\)") as info:
+        load_config(p)
+    assert len(str(info.value)) < 500

@@ -53,6 +53,11 @@ def test_offset_header_is_applied(tmp_path):
         ("1 2 1 2 3 0.5 -1\n1 2 1 2 3 0.5 -1\n", "more than once"),
         ("1 2 1 2 3 0.5 -1\n2 2 1 2 3 0.5 7\n", "parent 7"),
         ("# OFFSET 1 2\n1 2 1 2 3 0.5 -1\n", "OFFSET needs three numbers"),
+        ("1 2 1 2 3 0.5 -1\n2 2 1 2 3 0.5 2\n", "node 2 is its own parent"),
+        (
+            "1 2 1 2 3 0.5 3\n2 2 1 2 3 0.5 1\n3 2 1 2 3 0.5 2\n",
+            r"parents of node 3 form a cycle \(3 -> 2 -> 1 -> 3\)",
+        ),
     ],
 )
 def test_corrupt_swc_is_refused_with_line_numbers(tmp_path, text, match):
