@@ -104,13 +104,15 @@ def synth(
     (µm), lengths.csv, ais.csv, dropout_gaps.csv, params.json (with the kind) and COMPLETE.
     """
     from pipeline.io.config import load_config
+    from pipeline.io.lock import output_lock
     from pipeline.io.phantom import write_phantom
 
     cfg = load_config(config)
     params = _override(cfg.synth, seed=seed, kind=kind, shape=_parse_triple(shape, "--shape", int),
                        swc_files=tuple(swc) if swc else None)
     out = _confined(out, cfg, "--out")
-    result = write_phantom(out, params, overwrite=overwrite, progress=True)
+    with output_lock(out.parent):  # the folder a run may hold: a phantom never replaces a run's outputs
+        result = write_phantom(out, params, overwrite=overwrite, progress=True)
     typer.echo(f"wrote {result.store}  (raw + labels/ground_truth)")
     typer.echo(f"wrote {result.skeleton_dir}/  ({result.n_objects} SWC files, µm)")
     typer.echo(f"wrote {result.lengths_csv}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import NeuroreconConfig
-from pipeline.errors import ConfigError, InputDataError
+from pipeline.errors import ConfigError, InputDataError, OutputError
 from pipeline.io.checkpoint import ModelMetadata
 from pipeline.io.labels import open_label_image
 from pipeline.io.lock import check_writable_dir, confine
@@ -72,7 +72,13 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
         If the output directory lies outside ``output.root`` or cannot be written.
     """
     cfg = require_segment(config, None)
-    confine(cfg.out, config.output.root, what="segment.out")
+    out = confine(cfg.out, config.output.root, what="segment.out")
+    raw_store = Path(cfg.raw).expanduser().resolve()
+    if out == raw_store or raw_store in out.parents:
+        raise OutputError(
+            f"segment.out {cfg.out} lies inside the input image {cfg.raw}; inputs are only ever read: "
+            "choose an output directory outside it"
+        )
     raw = open_image(cfg.raw)
     if raw.axes != ("z", "y", "x"):
         raise InputDataError(

@@ -28,6 +28,7 @@ import json
 import shutil
 import types
 import typing
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,9 +143,14 @@ class BlockState:
                 if optional and not any(k == name or k.startswith(name + ".") for k in data.files):
                     return None  # type: ignore[return-value]
                 return record_from_arrays(cls, data, prefix=name)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            # (an EOFError must not escape: the command line would take it for Ctrl-D and say "interrupted")
+            if isinstance(key, int):
+                fix = f"delete {self.dir / f'{key}.json'} and this file and rerun: just that block is redone"
+            else:
+                fix = "delete it and rerun: it is made again from the blocks"
             raise OutputError(
-                f"block state {path} is missing or damaged ({exc}); rerun with --overwrite to redo the stage"
+                f"block state {path} is missing or damaged ({type(exc).__name__}: {exc}); {fix}"
             ) from None
 
     def _path(self, key: int | str) -> Path:

@@ -303,6 +303,11 @@ def output_outside_root(work):
                 env={"NEURORECON__OUTPUT__ROOT": str(work / "runs")})
 
 
+def output_inside_input(work):
+    return Case(["segment", str(_segment_config(work, out=work / "phantom.zarr" / "run"))],
+                r"segment\.out .*phantom\.zarr/run lies inside the input image .*phantom\.zarr")
+
+
 def output_is_a_file(work):
     (work / "a_file").write_text("not a directory")
     return Case(["segment", str(_segment_config(work, out=work / "a_file"))],
@@ -320,8 +325,8 @@ CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     zero_voxel_size, negative_voxel_size_config, unknown_config_section, misspelt_config_key,
     bad_env_override, threshold_out_of_range, config_file_missing, config_not_yaml, raw_missing, not_ome_zarr,
     corrupt_chunk, block_smaller_than_halo, block_not_multiple_of_chunks, checkpoint_wrong_architecture,
-    checkpoint_truncated, corrupt_swc, float_ground_truth, output_outside_root, output_is_a_file,
-    synth_zero_shape,
+    checkpoint_truncated, corrupt_swc, float_ground_truth, output_outside_root, output_inside_input,
+    output_is_a_file, synth_zero_shape,
 )}
 SLOW_CASES = {"raw_inf_in_one_block", "corrupt_chunk"}  # they start a Dask cluster and run blocks
 
@@ -368,6 +373,12 @@ def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys)
         code, err = _run_cli(["segment", str(cfg)], {}, monkeypatch, capsys)
         assert code == 2
         assert re.search(rf"in use by another neurorecon run \(pid {holder.pid} on ", err), err
+        assert _snapshot(case_dir) == before
+        # every writing command holds the lock: a phantom written into the run's folder is refused too
+        argv = ["synth", "--out", str(case_dir / "existing_run" / "segmentation.zarr"), "--overwrite",
+                "--shape", "32,128,128"]
+        code, err = _run_cli(argv, {}, monkeypatch, capsys)
+        assert code == 2 and re.search(rf"in use by another neurorecon run \(pid {holder.pid} on ", err), err
         assert _snapshot(case_dir) == before
     finally:
         holder.kill()

@@ -96,3 +96,8 @@ def test_missing_or_damaged_records_name_the_file(tmp_path):
     (state.dir / "2.npz").write_bytes(b"not a zip")
     with pytest.raises(OutputError, match=r"blocks/2\.npz is missing or damaged"):
         state.load_record(2, np.ndarray, "merges")
+    (state.dir / "3.npz").write_bytes(b"")  # emptied (a payload renamed but never flushed, then a crash)
+    with pytest.raises(OutputError, match=r"blocks/3\.npz is missing or damaged \(EOFError.*delete .*blocks/3\.json"):
+        state.load_record(3, np.ndarray, "merges")
+    with pytest.raises(OutputError, match=r"blocks/plan\.npz is missing .* delete it and rerun"):
+        state.load_record("plan", np.ndarray, "plan")
