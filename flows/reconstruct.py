@@ -295,6 +295,8 @@ def shared_prefect_api() -> Iterator[None]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    # an offline run sends no telemetry (unless the user asked for it): no "Failed to send telemetry" noise
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = SubprocessASGIServer()  # Prefect's per-process singleton: the flow's client uses it too
     server.start(timeout=180)
     os.environ["PREFECT_API_URL"] = server.api_url
