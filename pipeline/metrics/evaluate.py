@@ -7,6 +7,8 @@ voxel metrics (:mod:`pipeline.metrics.voxel`), skeleton metrics against ground-t
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 from pipeline.metrics.config import MIN_LABEL_NODES
 from pipeline.metrics.gaps import gaps_bridged
 from pipeline.metrics.length import discontinuities, length_metrics
+from pipeline.metrics.nodes import OUTSIDE_WARNING, nodes_outside
 from pipeline.metrics.skeleton import NeuronRecord, skeleton_metrics
 from pipeline.metrics.voxel import accuracy, adjusted_rand_index, dice, variation_of_information
 
@@ -83,24 +86,13 @@ def evaluate_arrays(
         },
     }
     if gt_skeletons:
-        sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
-                              min_label_nodes=min_label_nodes)
-        result["skeleton"] = {
-            "splits_per_neuron": sk.splits_per_neuron,
-            "merges_per_neuron": float(np.mean([r.merges for r in sk.per_neuron])),
-            "omit_pct": sk.omit_pct,
-            "merged_pct": sk.merged_pct,
-            "edge_accuracy_pct": sk.edge_accuracy,
-            "erl_um": sk.erl_um,
-            "normalized_erl": sk.normalized_erl,
-            "n_skeletons": len(sk.per_neuron),
-            "per_neuron": [_neuron_row(r) for r in sk.per_neuron],
-        }
-        if gaps:
-            gb = gaps_bridged(gt_skeletons, gaps, segmentation, voxel_size_um=voxel_size_um,
-                              min_label_nodes=min_label_nodes, skip_unscorable=True)
-            result["skeleton"].update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged,
-                                      n_gaps_unscorable=gb.n_skipped)
+        # nodes a little outside the volume are sampled at the border: counted here, not warned about
+        outside = nodes_outside(gt_skeletons, segmentation.shape, voxel_size_um=voxel_size_um)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*" + re.escape(OUTSIDE_WARNING))
+            sections = _skeleton_sections(segmentation, voxel_size_um, gt_skeletons, gaps, min_label_nodes)
+        result.update(sections)
+        result["skeleton"]["n_nodes_outside_volume"] = outside
     lm = length_metrics(segmentation, gt_labels, voxel_size_um=voxel_size_um)
     result["length"] = {
         "precision": lm.precision,
@@ -130,3 +122,32 @@ def _neuron_row(record: NeuronRecord) -> dict[str, Any]:
         "splits": record.splits,
         "merges": record.merges,
     }
+
+
+def _skeleton_sections(
+    segmentation: np.ndarray,
+    voxel_size_um: Sequence[float],
+    gt_skeletons: Mapping[int, nx.Graph] | Sequence[nx.Graph],
+    gaps: Sequence[Any] | None,
+    min_label_nodes: int,
+) -> dict[str, Any]:
+    """The ``skeleton`` section: skeleton metrics, the per-neuron rows and (with gaps) the gaps bridged."""
+    sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
+                          min_label_nodes=min_label_nodes)
+    section: dict[str, Any] = {
+        "splits_per_neuron": sk.splits_per_neuron,
+        "merges_per_neuron": float(np.mean([r.merges for r in sk.per_neuron])),
+        "omit_pct": sk.omit_pct,
+        "merged_pct": sk.merged_pct,
+        "edge_accuracy_pct": sk.edge_accuracy,
+        "erl_um": sk.erl_um,
+        "normalized_erl": sk.normalized_erl,
+        "n_skeletons": len(sk.per_neuron),
+        "per_neuron": [_neuron_row(r) for r in sk.per_neuron],
+    }
+    if gaps:
+        gb = gaps_bridged(gt_skeletons, gaps, segmentation, voxel_size_um=voxel_size_um,
+                          min_label_nodes=min_label_nodes, skip_unscorable=True)
+        section.update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged,
+                       n_gaps_unscorable=gb.n_skipped)
+    return {"skeleton": section}

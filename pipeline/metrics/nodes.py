@@ -27,11 +27,13 @@ from pipeline.metrics.config import MIN_LABEL_NODES
 
 __all__ = [
     "MIN_LABEL_NODES",
+    "OUTSIDE_WARNING",
     "check_min_label_nodes",
     "check_skeletons",
     "connected_labels",
     "correct_misalignment",
     "labelled_arrays",
+    "nodes_outside",
     "resolve_labels",
     "resolve_node_labels",
     "sample_at",
@@ -138,6 +140,30 @@ def sample_node_labels(
     return dict(zip(nodes, sample_at(pos, seg, np.asarray(vs)).tolist(), strict=True))
 
 
+#: The warning :func:`sample_at` gives for skeleton nodes outside the volume (callers that count them
+#: themselves filter it by this message).
+OUTSIDE_WARNING = "skeleton node(s) lie outside the segmentation volume"
+
+
+def nodes_outside(
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
+    shape: Sequence[int],
+    *,
+    voxel_size_um: Sequence[float],
+) -> int:
+    """How many nodes of the skeletons lie outside a volume of ``shape`` voxels (their voxel, as
+    :func:`sample_node_labels` finds it, is outside; they are sampled at the nearest border voxel)."""
+    graphs, _, names = check_skeletons(skeletons)
+    vs = np.asarray(as_voxel_size(voxel_size_um))
+    hi = np.asarray(tuple(shape), dtype=np.int64) - 1
+    count = 0
+    for g, name in zip(graphs, names, strict=True):
+        _, pos, _ = skeleton_arrays(g, name)
+        idx = np.floor(pos / vs + 0.5).astype(np.int64)
+        count += int(((idx < 0) | (idx > hi)).any(axis=1).sum())
+    return count
+
+
 def sample_at(pos: np.ndarray, seg: np.ndarray, vs: np.ndarray) -> np.ndarray:
     if len(pos) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -146,7 +172,7 @@ def sample_at(pos: np.ndarray, seg: np.ndarray, vs: np.ndarray) -> np.ndarray:
     outside = ((idx < 0) | (idx > hi)).any(axis=1)
     if outside.any():
         warnings.warn(
-            f"{int(outside.sum())} skeleton node(s) lie outside the segmentation volume {seg.shape} "
+            f"{int(outside.sum())} {OUTSIDE_WARNING} {seg.shape} "
             "(voxel_size_um applied); they are clipped to the nearest border voxel",
             UserWarning,
             stacklevel=3,

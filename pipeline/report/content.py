@@ -86,6 +86,12 @@ SKELETON_ROWS = (
         "merged_pct", "Merged edges", "{:.1f} %", "edges in segments that also cover another true neuron"
     ),
     MetricRow("omit_pct", "Omitted edges", "{:.1f} %", "edges with an end in background"),
+    MetricRow(
+        "n_nodes_outside_volume",
+        "Skeleton nodes outside the image",
+        "{:d}",
+        "ground-truth nodes beyond the volume, scored at its nearest border voxel",
+    ),
     MetricRow("n_skeletons", "Ground-truth skeletons", "{:d}", "SWC skeletons compared"),
 )
 
