@@ -41,6 +41,7 @@ Exits non-zero if any trial fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -59,6 +60,10 @@ NEURORECON = Path(sys.executable).with_name("neurorecon")
 
 COMMANDS = ("segment", "run")
 FAULTS = ("worker", "run")
+#: Signal faults: the signal, to the run's process group (a Ctrl-C or ``scancel``) or to its main process.
+SIGNAL_FAULTS = ("SIGINT-group", "SIGTERM-group", "SIGINT-main", "SIGTERM-main")
+#: A signalled run must exit within this many seconds (issue 18).
+SIGNAL_EXIT_S = 10.0
 SEGMENT_STAGES = ("predict", "blocks", "faces", "relabel")
 ZARR_OUTPUTS = ("affinities.zarr", "fragments.zarr", "segmentation.zarr")
 #: Stages of the ``--targeted`` trials (predict, the longest stage, is reached by the random times).
@@ -175,6 +180,42 @@ def kill_group(proc: subprocess.Popen, *, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"process group {pgid} still has processes {group_alive(pgid)} after SIGKILL")
         time.sleep(0.1)
+
+
+def process_tree(proc: subprocess.Popen) -> list[int]:
+    """Pids of the run's main process and all its descendants, wherever their session (the temporary
+    Prefect API server runs in its own)."""
+    import psutil
+
+    try:
+        return [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def still_alive(pids: list[int]) -> list[int]:
+    """The pids of ``pids`` that are live (non-zombie) processes."""
+    import psutil
+
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def send_signal(proc: subprocess.Popen, fault: str) -> str:
+    """Send ``fault`` (one of :data:`SIGNAL_FAULTS`) to the run; say what was signalled."""
+    name, target = fault.split("-")
+    sig = signal.Signals[name]
+    if target == "group":
+        os.killpg(proc.pid, sig)
+        return f"{name} to process group {proc.pid}"
+    os.kill(proc.pid, sig)
+    return f"{name} to main process {proc.pid}"
 
 
 def dask_workers(proc: subprocess.Popen) -> dict[int, bool]:
@@ -391,6 +432,8 @@ class Trial:
     chunk_problems: list[str] = field(default_factory=list)
     strays: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
+    exit_s: float | None = None  # signal faults: seconds from the signal to the run's exit
+    last_line: str = ""  # signal faults: the last line the run printed
 
     @property
     def completed(self) -> bool:
@@ -406,12 +449,24 @@ class Trial:
         return self.completed and not self.chunk_problems
 
     @property
+    def stopped_cleanly(self) -> bool:
+        """A signal fault: the run exited within :data:`SIGNAL_EXIT_S` with 128 + the signal, its last
+        line says it was interrupted, and nothing it started outlived it (other faults: True)."""
+        if self.fault not in SIGNAL_FAULTS or self.killed.startswith("nothing"):
+            return True
+        name = self.fault.split("-")[0]
+        return (self.exit_s is not None and self.exit_s <= SIGNAL_EXIT_S and not self.leftovers
+                and self.first_rc == 128 + signal.Signals[name]
+                and self.last_line.startswith(f"interrupted ({name})"))
+
+    @property
     def ok(self) -> bool:
-        return self.identical and self.readable
+        return self.identical and self.readable and self.stopped_cleanly
 
 
 def run_trial(ws: Workspace, *, index: int, fault: str, kill_at_s: float, rng: random.Random, n_blocks: int,
-              timeout: float, after_marker: str | None = None, prefer_prefect: bool = False) -> Trial:
+              timeout: float, after_marker: str | None = None, prefer_prefect: bool = False,
+              rerun: bool = True) -> Trial:
     """Start the command, inject the fault, rerun if needed, and check the outputs against the reference.
 
     The fault comes ``kill_at_s`` seconds after the start, or, with ``after_marker``, as soon as the
@@ -422,7 +477,7 @@ def run_trial(ws: Workspace, *, index: int, fault: str, kill_at_s: float, rng: r
         shutil.rmtree(ws.out)
     trial = Trial(index, ws.command, fault, kill_at_s)
     t0 = time.perf_counter()
-    proc, _ = ws.start()
+    proc, log = ws.start()
     if after_marker is None:
         try:
             proc.wait(timeout=kill_at_s)
@@ -435,17 +490,38 @@ def run_trial(ws: Workspace, *, index: int, fault: str, kill_at_s: float, rng: r
             time.sleep(0.05)
         trial.kill_at_s = time.perf_counter() - t0
         trial.trigger = f"1st {after_marker} block done"
+    tree: list[int] = []
     if proc.poll() is not None:
         trial.killed, trial.at_kill = "nothing (run had ended)", "finished"
     else:
         trial.at_kill = progress(ws.out, n_blocks, ws.command)
+        tree = process_tree(proc)
         if fault == "run":
             kill_group(proc)
             trial.killed = f"process group {proc.pid}"
+        elif fault in SIGNAL_FAULTS:
+            signalled = time.perf_counter()
+            trial.killed = send_signal(proc, fault)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            trial.exit_s = time.perf_counter() - signalled
         else:
             trial.killed = kill_worker(proc, rng, prefer_prefect=prefer_prefect)
     trial.first_rc, trial.leftovers = wait(proc, timeout=timeout)
-    if trial.first_rc != 0:
+    # processes outside the group too (the Prefect API server has its own session): gone within 10 s
+    deadline = time.monotonic() + SIGNAL_EXIT_S
+    while still_alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in still_alive(tree):
+        trial.leftovers.append(_describe(pid))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if fault in SIGNAL_FAULTS:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        trial.last_line = lines[-1] if lines else ""
+    if trial.first_rc != 0 and rerun:
         trial.reruns = 1
         trial.rerun_rc, trial.rerun_s, more = run_to_completion(ws, timeout=timeout)
         trial.leftovers += more
@@ -475,18 +551,20 @@ def table(trials: list[Trial]) -> str:
         ident = "yes" if t.identical else ("no: " + "; ".join(t.diffs) if t.completed else "no (unfinished)")
         readable = f"yes ({t.chunks_read})" if t.readable else ("no: " + "; ".join(t.chunk_problems[:2])
                                                                  if t.completed else "—")
+        exit_in = "" if t.exit_s is None else f" (exit in {t.exit_s:.1f} s)"
         lines.append(
             f"| {t.index} | {t.command} | {t.fault} | {t.trigger} | {t.kill_at_s:.1f} | {t.at_kill} | "
-            f"{t.killed} | {_rc(t.first_rc)} | {rerun} | {t.rerun_s:.1f} | {ident} | {readable} | "
+            f"{t.killed}{exit_in} | {_rc(t.first_rc)} | {rerun} | {t.rerun_s:.1f} | {ident} | {readable} | "
             f"{len(t.strays)} | {', '.join(t.leftovers) or 'none'} |"
         )
     return "\n".join(lines)
 
 
-def plan(n_trials: int, seed: int, reference_s: dict[str, float]) -> list[tuple[str, str, float]]:
-    """(command, fault, kill time) of each trial: the 4 combinations in turn, times ~ U(0.1 T, 0.9 T)."""
+def plan(n_trials: int, seed: int, reference_s: dict[str, float],
+         faults: tuple[str, ...] = FAULTS) -> list[tuple[str, str, float]]:
+    """(command, fault, kill time) of each trial: the combinations in turn, times ~ U(0.1 T, 0.9 T)."""
     rng = random.Random(seed)
-    combos = [(c, f) for c in reference_s for f in FAULTS]
+    combos = [(c, f) for c in reference_s for f in faults]
     out = []
     for i in range(n_trials):
         command, fault = combos[i % len(combos)]
@@ -503,6 +581,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=12, help="number of trials (cycling over command x fault)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill times and worker choices")
     ap.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS))
+    ap.add_argument("--faults", nargs="+", choices=FAULTS + SIGNAL_FAULTS, default=list(FAULTS),
+                    help="faults to cycle over: SIGKILL a worker or the run's group, or a signal to the "
+                         "group or the main process (which must then exit within 10 s)")
     ap.add_argument("--shape", type=int, nargs=3, default=(32, 128, 128), help="phantom shape z y x")
     ap.add_argument("--block", type=int, nargs=3, default=(32, 64, 64), help="block shape z y x")
     ap.add_argument("--phantom-seed", type=int, default=3)
@@ -542,7 +623,7 @@ def main() -> None:
     rng = random.Random(args.seed + 1)  # worker choices
     trials = []
     n_worker_kills = dict.fromkeys(spaces, 0)
-    schedule = [(c, f, t, None) for c, f, t in plan(args.trials, args.seed, reference_s)]
+    schedule = [(c, f, t, None) for c, f, t in plan(args.trials, args.seed, reference_s, tuple(args.faults))]
     if args.targeted:
         schedule += [(c, f, 0.0, stage) for c in spaces for stage in TARGETED[c] for f in FAULTS]
     for i, (command, fault, kill_at, after_marker) in enumerate(schedule, 1):
@@ -556,7 +637,7 @@ def main() -> None:
                           after_marker=after_marker)
         trials.append(trial)
         status = "ok" if trial.ok else "FAILED"
-        print(f"trial {i:2d} {command:8s} {fault:6s} kill at {trial.kill_at_s:5.1f} s ({trial.trigger}) "
+        print(f"trial {i:2d} {command:8s} {fault:13s} kill at {trial.kill_at_s:5.1f} s ({trial.trigger}) "
               f"during [{trial.at_kill}]: {status}  ({trial.total_s:.0f} s)", flush=True)
         if args.keep:
             dest = ws.dir / f"trial_{i:02d}"

@@ -456,10 +456,15 @@ def _confined(path: Path, cfg: Any, what: str) -> Path:
 
 def main() -> None:
     """Console entry point: run the app, turning domain errors into one clear message."""
+    import shlex
+
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
+    from flows.interrupt import stop_on_signals
+
     try:
-        app(standalone_mode=False)
+        with stop_on_signals(shlex.join(["neurorecon", *sys.argv[1:]])):
+            app(standalone_mode=False)
     except NeuroreconError as exc:
         if _state["debug"]:
             raise

@@ -25,6 +25,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.interrupt import note_flow_run
 from flows.preflight import RunInputs, check_run, require_segment
 from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, NeuroreconError
@@ -229,6 +230,7 @@ def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) 
     ``failed_blocks.json`` and a report page listing the failed blocks) if blocks still fail after their
     retries.
     """
+    note_flow_run()
     inputs = check_run(config) if inputs is None else inputs
     segment = require_segment(config, None)
     retries = config.dask.max_retries
@@ -285,7 +287,9 @@ def shared_prefect_api() -> Iterator[None]:
     ``kill -9`` would outlive the run. Here the flow's process starts the server once and hands its
     address to the workers through ``PREFECT_API_URL`` (inherited when the ``LocalCluster`` spawns
     them). Like Prefect's own temporary server it stops when this process exits (after Prefect has sent
-    its last logs); a later run in the same process reuses it. With ``PREFECT_API_URL`` set (a Prefect
+    its last logs); a later run in the same process reuses it. It runs in its own session, so a Ctrl-C
+    reaches only this process, which records the interruption and then stops it
+    (:mod:`flows.interrupt`). With ``PREFECT_API_URL`` set (a Prefect
     server or Cloud), nothing changes.
     """
     from prefect.settings import PREFECT_API_URL
@@ -293,12 +297,11 @@ def shared_prefect_api() -> Iterator[None]:
     if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from flows.interrupt import start_temporary_prefect_server
 
     # an offline run sends no telemetry (unless the user asked for it): no "Failed to send telemetry" noise
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    server = SubprocessASGIServer()  # Prefect's per-process singleton: the flow's client uses it too
-    server.start(timeout=180)
+    server = start_temporary_prefect_server()  # in its own session: a Ctrl-C is this process's to handle
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         yield

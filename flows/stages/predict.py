@@ -29,7 +29,7 @@ from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import ModelMetadata
 from pipeline.io.layout import RunLayout
 from pipeline.io.omezarr import open_image, write_region
-from pipeline.segment.config import SegmentConfig
+from pipeline.segment.config import SegmentConfig, default_tile_shape
 
 __all__ = ["predict_run", "predict_volume"]
 
@@ -67,8 +67,9 @@ def predict_volume(
     block_shape : sequence of 3 int
         Write-region shape, a multiple of the raw image's chunks.
     tile_shape : sequence of 3 int or None
-        Network output size per tile (None: the block shape; smaller tiles use less memory but
-        recompute the network's context around each tile).
+        Network output size per tile (None: :func:`~pipeline.segment.config.default_tile_shape`, never
+        the block shape; smaller tiles use less memory but recompute the network's context around
+        each tile).
     batch_size : int
         Tiles per forward pass.
     device : {"cpu", "cuda"}
@@ -113,8 +114,12 @@ def predict_volume(
             f"raw image {raw} contains NaN or infinite intensities (sampled range {rng.low}..{rng.high}); "
             "replace them (e.g. by 0) before reconstruction"
         )
-    # Large tiles: each tile reads the network's context around it, so small tiles recompute a lot.
-    tile = tuple(int(t) for t in (tile_shape or block_shape))
+    # Large tiles: each tile reads the network's context around it, so small tiles recompute a lot. The
+    # default never follows the block shape: the result must not depend on it (a tile's size changes
+    # the float rounding of its convolutions).
+    factors = np.prod(np.array(meta.architecture.get("downsample_factors") or [[1, 1, 1]]), axis=0)
+    tile = tuple(int(t) for t in tile_shape) if tile_shape else default_tile_shape(
+        image.spatial_shape, tuple(int(f) for f in factors))
     blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=tuple(image.chunks))
     params = {
         "raw": str(Path(raw).resolve()), "checkpoint": str(Path(checkpoint).resolve()),

@@ -10,6 +10,7 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). S
    from the face planes stage 1 saved for the block and its lower neighbours (no volume reads);
 3. ``union``: connected components of all decisions -> the :class:`~pipeline.segment.blockwise.Lut`
    record ``<state>/union/lut.npz`` (in the client: the fragment graph, not the volume, is in memory);
+   segments are numbered in raster order of their first voxel, so the ids do not depend on the blocks;
 4. ``relabel``: ``segmentation`` = lut[fragments].
 
 Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragments`` and
@@ -124,7 +125,7 @@ def segment_volume(
         "halo_vx": list(halo),
         "threshold": float(threshold),
         "background_threshold": float(background_threshold),
-        "state_format": 3,  # 3: BlockDecisions records in blocks/<id>.npz
+        "state_format": 4,  # 4: BlockDecisions with first voxels (segment ids independent of blocks)
     }
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
@@ -159,7 +160,8 @@ def segment_volume(
         ])
         pairs = [states["blocks"].load_record(b.id, np.ndarray, "decisions.merges") for b in blocks]
         pairs += [states["faces"].load_record(b.id, np.ndarray, "pairs") for b in blocks]
-        lut = Lut(*union_lut(ids, pairs))
+        firsts = [states["blocks"].load_record(b.id, np.ndarray, "decisions.first_voxel") for b in blocks]
+        lut = Lut(*union_lut(ids, pairs, first_voxel=np.concatenate(firsts)))
         states["union"].save_records(_LUT, lut=lut)
         states["relabel"].check_params(params, reset=True)  # a new table invalidates relabelled blocks
         log.info("union: %d fragments -> %d segments", len(lut), int(lut.segments.max()) if len(lut) else 0)

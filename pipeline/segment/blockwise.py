@@ -89,13 +89,14 @@ class BlockDecisions:
 
     Attributes
     ----------
-    merges, lower, upper
+    merges, lower, upper, first_voxel
         As in :class:`BlockSegment`.
     """
 
     merges: np.ndarray
     lower: Faces
     upper: Faces
+    first_voxel: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,10 @@ class BlockSegment:
         Per axis d, the block's non-zero fragments on its last plane (what the block above needs to
         turn its ``lower`` decisions into pairs). None where the read region ends with the write
         region (the volume border).
+    first_voxel : numpy.ndarray
+        (n, 3) int64 global (z, y, x) of each fragment's first voxel in raster order, fragment
+        ``id_offset + 1`` first: the union numbers segments by it, so segment ids do not depend on the
+        block grid.
     """
 
     fragments: np.ndarray
@@ -125,11 +130,12 @@ class BlockSegment:
     merges: np.ndarray
     lower: Faces
     upper: Faces
+    first_voxel: np.ndarray
 
     @property
     def decisions(self) -> BlockDecisions:
-        """The merge decisions alone (without the fragments)."""
-        return BlockDecisions(self.merges, self.lower, self.upper)
+        """The merge decisions and first voxels alone (without the fragments)."""
+        return BlockDecisions(self.merges, self.lower, self.upper, self.first_voxel)
 
 
 def block_segment(
@@ -172,6 +178,11 @@ def block_segment(
     table[present] = np.arange(id_offset + 1, id_offset + n + 1, dtype=np.uint64)
     fragments = table[frag]
     seg = segments[w]
+    # each fragment's first voxel in raster order (local C order is global raster order within a block)
+    ids, first = np.unique(fragments.ravel(), return_index=True)
+    first = first[ids != 0]
+    origin = np.array([sl.start for sl in block.write], np.int64)
+    first_voxel = np.stack(np.unravel_index(first, fragments.shape), axis=1).astype(np.int64) + origin
 
     pairs = []
     for d in range(3):  # edges with both ends inside the write region
@@ -206,7 +217,8 @@ def block_segment(
         else:
             upper.append(None)
     return BlockSegment(
-        fragments, n, merges.astype(np.uint64), tuple(lower), tuple(upper)  # type: ignore[arg-type]
+        fragments, n, merges.astype(np.uint64), tuple(lower), tuple(upper),  # type: ignore[arg-type]
+        first_voxel.reshape(n, 3),
     )
 
 
@@ -385,19 +397,20 @@ def segment_blockwise(
 
     grid = grid_shape(blocks)
     fragments = np.zeros(spatial, np.uint64)
-    ids, pairs, faces = [], [], {}
+    ids, pairs, faces, firsts = [], [], {}, []
     for b in blocks:
         res = block_segment(affinities[(slice(None), *b.read)], b, id_offset=b.id * per_block,
                             threshold=threshold, background_threshold=background_threshold)
         fragments[b.write] = res.fragments
         ids.append(np.arange(b.id * per_block + 1, b.id * per_block + res.n + 1, dtype=np.uint64))
+        firsts.append(res.first_voxel)
         pairs.append(res.merges)
         faces[b.id] = (res.lower, res.upper)
     for b in blocks:
         for d, lower in enumerate(faces[b.id][0]):
             if lower is not None:
                 pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid)][1][d]))
-    lut = Lut(*union_lut(np.concatenate(ids), pairs))
+    lut = Lut(*union_lut(np.concatenate(ids), pairs, first_voxel=np.concatenate(firsts)))
     out = np.zeros(spatial, np.uint64)
     for b in blocks:
         out[b.write] = relabel_block(fragments[b.write], lut)

@@ -9,12 +9,18 @@ from pydantic import Field
 
 from pipeline.settings import StrictModel
 
-__all__ = ["DEFAULT_BACKGROUND_THRESHOLD", "DEFAULT_HALO_VX", "SegmentConfig"]
+__all__ = ["DEFAULT_BACKGROUND_THRESHOLD", "DEFAULT_HALO_VX", "DEFAULT_TILE_SHAPE", "SegmentConfig",
+           "default_tile_shape"]
 
 #: Default watershed context per side of a block, voxels (z, y, x) (``segment.halo_vx``).
 DEFAULT_HALO_VX = (4, 16, 16)
 #: Voxels whose incident affinities are all below this are background (``segment.background_threshold``).
 DEFAULT_BACKGROUND_THRESHOLD = 0.5
+
+#: Network output per inference tile, voxels (z, y, x), unless ``segment.tile_shape`` is set: about 2
+#: Mvoxels (the shipped U-Net peaks near 1.3 GB per tile on CPU). A fixed default, clipped only to the
+#: volume, so the affinities — hence the segmentation — do not depend on ``block_shape``.
+DEFAULT_TILE_SHAPE = (32, 256, 256)
 
 PositiveInt = Annotated[int, Field(gt=0)]
 HaloInt = Annotated[int, Field(ge=1)]
@@ -42,7 +48,24 @@ class SegmentConfig(StrictModel):
     background_threshold: Unit = Field(
         DEFAULT_BACKGROUND_THRESHOLD, description="voxels with all affinities below this are background")
     tile_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
-        None, description="network output per tile; default the block shape (less memory: smaller)")
+        None, description="network output per tile (null: DEFAULT_TILE_SHAPE (32, 256, 256) clipped to the "
+                          "volume; less memory: smaller). Results depend on it, never on block_shape")
     batch_size: PositiveInt = Field(1, description="tiles per forward pass")
     device: Literal["cpu", "cuda"] = "cpu"
     affinity_dtype: Literal["uint8", "float16"] = "uint8"
+
+
+def default_tile_shape(
+    volume_shape: tuple[int, ...], stride_multiple: tuple[int, ...]
+) -> tuple[int, int, int]:
+    """:data:`DEFAULT_TILE_SHAPE` clipped to the volume, rounded up to the network's downsample factor.
+
+    Examples
+    --------
+    >>> default_tile_shape((64, 512, 512), (1, 4, 4))
+    (32, 256, 256)
+    >>> default_tile_shape((20, 100, 37), (1, 4, 4))
+    (20, 100, 40)
+    """
+    return tuple(min(t, -(-int(n) // int(m)) * int(m))  # type: ignore[return-value]
+                 for t, n, m in zip(DEFAULT_TILE_SHAPE, volume_shape, stride_multiple, strict=True))

@@ -103,3 +103,29 @@ def test_failed_blocks_are_reported_by_id_and_done_ones_kept(tmp_path):
     again = run_blocks("stage", blocks, functools.partial(_flaky, bad=set()), state=state, max_retries=2,
                        progress=False)
     assert again.skipped == 6 and again.done == 2 and again.ok
+
+
+@pytest.mark.slow
+def test_on_a_phantom_only_block_shape_changed_changes_no_bit(tmp_path):
+    """Issue 18: at default settings the block-wise result must not depend on ``segment.block_shape``
+    (it did: the inference tile followed the block, and segment ids followed the block grid)."""
+    from flows.preflight import check_run
+    from flows.stages.segment import segment_raw
+    from pipeline.config import NeuroreconConfig, OutputConfig
+    from pipeline.io.phantom import write_phantom
+    from pipeline.segment.config import SegmentConfig
+    from pipeline.synth import PhantomParams
+
+    raw = tmp_path / "phantom.zarr"
+    write_phantom(raw, PhantomParams(shape=(32, 64, 128), chunks=(16, 32, 32), seed=3), progress=False)
+    outs = []
+    for block in [(16, 32, 64), (32, 64, 128)]:
+        cfg = NeuroreconConfig(segment=SegmentConfig(raw=raw, out=tmp_path / "x".join(map(str, block)),
+                                                     block_shape=block, halo_vx=(4, 16, 16)),
+                               output=OutputConfig(root=tmp_path))
+        done = segment_raw(cfg.segment, inputs=check_run(cfg, evaluate=False), max_retries=0, progress=False)
+        outs.append([open_image(p).array[...] for p in (done.affinities, done.segmentation)])
+    (aff_a, seg_a), (aff_b, seg_b) = outs
+    np.testing.assert_array_equal(aff_a, aff_b)
+    assert seg_a.max() >= 3
+    np.testing.assert_array_equal(seg_a, seg_b)

@@ -63,6 +63,26 @@ def test_union_lut_matches_connected_components_and_numbers_by_smallest_fragment
         union_lut(frags[:5], [np.array([[frags[0], 123456789]], np.uint64)])
 
 
+def test_union_lut_numbers_segments_in_raster_order_of_their_first_voxel():
+    rng = np.random.default_rng(4)
+    frags = rng.choice(np.arange(1, 10_000, dtype=np.uint64), 200, replace=False)
+    pairs = rng.choice(frags, (120, 2))
+    first = rng.choice(50**3, 200, replace=False)  # distinct voxels of a 50^3 volume
+    first_voxel = np.stack(np.unravel_index(first, (50, 50, 50)), axis=1)
+    f, s = union_lut(frags, [pairs], first_voxel=first_voxel)
+    # slow reference: a segment's first voxel is its fragments' earliest; ids follow that order
+    seg_of = dict(zip(f.tolist(), s.tolist(), strict=True))
+    earliest: dict[int, int] = {}
+    for frag, flat in zip(frags.tolist(), first.tolist(), strict=True):
+        earliest[seg_of[frag]] = min(earliest.get(seg_of[frag], flat), flat)
+    assert sorted(earliest, key=earliest.get) == list(range(1, len(earliest) + 1))
+    # the same partition as without first voxels
+    _, s0 = union_lut(frags, [pairs])
+    assert same_partition(s, s0)
+    with pytest.raises(ValueError, match=r"first_voxel has shape \(3, 3\); expected \(200, 3\)"):
+        union_lut(frags, [pairs], first_voxel=first_voxel[:3])
+
+
 @pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.7])
 def test_one_block_equals_a_single_waterz_call(threshold):
     labels = tube_labels((16, 24, 24), 6, seed=5)
@@ -120,8 +140,10 @@ def test_blockwise_matches_one_block_within_voi(blocks_per_axis):
     seg = segment_blockwise(aff, block_shape=block_shape, threshold=0.5)
     voi = variation_of_information(seg.astype(np.int64), one.astype(np.int64), log_base=np.e)
     assert voi.total < 0.01, (block_shape, voi)
-    # With the face agreement of both blocks' watersheds, identity is exact on these volumes.
+    # With the face agreement of both blocks' watersheds, identity is exact on these volumes, and the
+    # segments are numbered in raster order of their first voxel: the same ids, whatever the blocking.
     assert same_partition(seg, one)
+    np.testing.assert_array_equal(seg, one)
     # Background is decided voxel-wise from the affinities: identical whatever the blocking.
     np.testing.assert_array_equal(seg == 0, one == 0)
 
