@@ -3,8 +3,9 @@
 Every command has ``--help``. Settings come from the config (``--config``, ``NEURORECON__SECTION__KEY``
 environment overrides); an option of the same name overrides its key for one run and reads its default
 from the config model, never restating it. Failures caused by input or configuration print one message
-(what is wrong and how to fix it) and exit with status 2; blocks that still fail after their retries
-exit with status 3 (their ids are in the message, the log and the run's report). No traceback unless
+(what is wrong and how to fix it) and exit with status 2; blocks that still fail after their retries,
+and a full disk, exit with status 3 (the run is incomplete and resumable; block ids are in the message,
+the log and the run's report). No traceback unless
 ``--debug`` is given. Heavy imports (torch, prefect, dask) happen inside the commands so ``--help``
 stays fast.
 """
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from pipeline.errors import BlockFailure, NeuroreconError
+from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
 from pipeline.skeleton.config import SkeletonizeConfig
@@ -74,6 +75,24 @@ def _root(
     if not verbose:  # libraries' routine chatter (cluster start/stop, HTTP calls) only with --verbose
         for name in ("distributed", "httpx", "prefect.server", "uvicorn", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if not debug:  # Prefect logs a failed flow's traceback; the one `error:` line says it all
+        _drop_prefect_tracebacks()
+
+
+def _drop_prefect_tracebacks() -> None:
+    """Log records of Prefect's loggers keep their message but lose their traceback (unless --debug)."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "neurorecon_quiet", False):
+        return
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        rec = make(*args, **kwargs)
+        if rec.exc_info and rec.name.startswith("prefect"):
+            rec.exc_info, rec.exc_text = None, None
+        return rec
+
+    record.neurorecon_quiet = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record)
 
 
 @app.command()
@@ -161,17 +180,19 @@ def segment(
     Runs on a local Dask cluster, or on the cluster at dask.address. Writes affinities.zarr,
     fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped.
     """
-    from flows.preflight import check_run, require_segment
+    from flows.preflight import check_output, check_run, require_segment
     from flows.stages.runner import dask_client
     from flows.stages.segment import segment_raw
     from pipeline.io.config import load_config
     from pipeline.io.lock import output_lock
 
     cfg = load_config(config)
-    seg = require_segment(cfg, config)
-    inputs = check_run(cfg, evaluate=False)
-    with output_lock(seg.out), dask_client(cfg.dask) as client:
-        outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
+    require_segment(cfg, config)
+    seg = check_output(cfg)  # where the lock goes, before anything heavy
+    with output_lock(seg.out):
+        inputs = check_run(cfg, evaluate=False)
+        with dask_client(cfg.dask) as client:
+            outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
     typer.echo(f"segmentation: {outputs.segmentation}")
@@ -469,7 +490,15 @@ def main() -> None:
         if _state["debug"]:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        sys.exit(3 if isinstance(exc, BlockFailure) else 2)
+        sys.exit(3 if isinstance(exc, BlockFailure | DiskFullError) else 2)
+    except OSError as exc:  # a full disk where no writer of ours saw it (a library's own file)
+        from pipeline.io.diskspace import disk_full_error, is_disk_full
+
+        if _state["debug"] or not is_disk_full(exc):
+            raise
+        what = f"cannot write {exc.filename}" if exc.filename else "a write failed"
+        typer.secho(f"error: {disk_full_error(what, exc.filename or '.')}", fg=typer.colors.RED, err=True)
+        sys.exit(3)
     except NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(0)

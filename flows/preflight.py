@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import NeuroreconConfig
+from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import ConfigError, InputDataError, OutputError
 from pipeline.io.checkpoint import ModelMetadata
 from pipeline.io.labels import open_label_image
@@ -25,7 +25,18 @@ from pipeline.io.omezarr import OmeArray, open_image
 from pipeline.segment.blockwise import check_halo_vx
 from pipeline.segment.config import SegmentConfig
 
-__all__ = ["RunInputs", "check_model", "check_model_fits_raw", "check_run", "model_path", "require_segment"]
+__all__ = [
+    "CLUSTER_TIMEOUT_S",
+    "RunInputs",
+    "check_cluster",
+    "check_model",
+    "check_model_fits_raw",
+    "check_output",
+    "check_prefect_home",
+    "check_run",
+    "model_path",
+    "require_segment",
+]
 
 
 @dataclass(frozen=True)
@@ -55,13 +66,14 @@ def require_segment(config: NeuroreconConfig, source: str | Path | None) -> Segm
 def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     """Validate a run's configuration against the files it names (``neurorecon segment`` / ``run``).
 
-    Checks the ``segment:`` section (raw image, block layout, halo, model, output directory inside
-    ``output.root``) and, with ``evaluate``, the ground truth of the ``evaluate:`` section.
+    Checks the ``segment:`` section (output directory: :func:`check_output`; raw image, block layout,
+    halo, model), with ``evaluate`` the ground truth of the ``evaluate:`` section, and that the cluster
+    at ``dask.address``, if any, answers (:func:`check_cluster`).
 
     Raises
     ------
     ConfigError
-        If there is no ``segment:`` section.
+        If there is no ``segment:`` section, or no scheduler answers at ``dask.address``.
     InputDataError
         If the raw image is missing, not a non-empty 3-D (z, y, x) image of integers or floats, the
         block shape does not cover whole chunks or the halo does not fit it, or the ground truth does
@@ -71,14 +83,7 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     OutputError
         If the output directory lies outside ``output.root`` or cannot be written.
     """
-    cfg = require_segment(config, None)
-    out = confine(cfg.out, config.output.root, what="segment.out")
-    raw_store = Path(cfg.raw).expanduser().resolve()
-    if out == raw_store or raw_store in out.parents:
-        raise OutputError(
-            f"segment.out {cfg.out} lies inside the input image {cfg.raw}; inputs are only ever read: "
-            "choose an output directory outside it"
-        )
+    cfg = check_output(config)
     raw = open_image(cfg.raw)
     if raw.axes != ("z", "y", "x"):
         raise InputDataError(
@@ -113,8 +118,82 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     check_model_fits_raw(meta, raw, what="segment.raw")
     if evaluate:
         check_ground_truth(config, raw.spatial_shape)
-    check_writable_dir(cfg.out, what="segment.out")
+    check_cluster(config.dask)
     return RunInputs(model=path, model_meta=meta)
+
+
+def check_output(config: NeuroreconConfig) -> SegmentConfig:
+    """The cheap part of :func:`check_run`, safe before taking the output lock: ``segment.out`` lies
+    inside ``output.root``, outside the input image, and can be written. Returns the ``segment:`` section.
+
+    Raises
+    ------
+    ConfigError
+        If there is no ``segment:`` section.
+    OutputError
+        If the output directory lies outside ``output.root`` or inside the raw image, or cannot be
+        written.
+    """
+    cfg = require_segment(config, None)
+    out = confine(cfg.out, config.output.root, what="segment.out")
+    raw_store = Path(cfg.raw).expanduser().resolve()
+    if out == raw_store or raw_store in out.parents:
+        raise OutputError(
+            f"segment.out {cfg.out} lies inside the input image {cfg.raw}; inputs are only ever read: "
+            "choose an output directory outside it"
+        )
+    check_writable_dir(cfg.out, what="segment.out")
+    return cfg
+
+
+#: Seconds to wait for the scheduler at ``dask.address`` before refusing the run.
+CLUSTER_TIMEOUT_S = 5.0
+
+
+def check_cluster(dask: DaskConfig, *, timeout_s: float = CLUSTER_TIMEOUT_S) -> None:
+    """Refuse an existing-cluster address (``dask.address``) where no scheduler answers within
+    ``timeout_s`` seconds (Dask's own default waits 30 s, then the run fails with a traceback).
+
+    Raises
+    ------
+    ConfigError
+        Naming the address, what happened and the two ways out.
+    """
+    if not dask.address:
+        return
+    from distributed import Client
+
+    try:
+        with Client(dask.address, timeout=timeout_s, set_as_default=False):
+            pass
+    except (OSError, TimeoutError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"dask.address {dask.address!r}: no Dask scheduler answered within {timeout_s:.0f} s ({why}); "
+            f"start one there (`dask scheduler`, then `dask worker {dask.address}`), or set dask.address: "
+            "null to run on a local cluster"
+        ) from None
+
+
+def check_prefect_home() -> None:
+    """Refuse a ``PREFECT_HOME`` where the temporary Prefect server cannot keep its database (it would
+    wait three minutes for the server, then fail with a traceback).
+
+    Raises
+    ------
+    ConfigError
+        Naming the directory and the fix.
+    """
+    from prefect.settings import get_current_settings
+
+    home = Path(get_current_settings().home).expanduser()
+    try:
+        check_writable_dir(home, what="PREFECT_HOME")
+    except OutputError as exc:
+        raise ConfigError(
+            f"{exc}; Prefect keeps the database of a run's temporary server there: set PREFECT_HOME to a "
+            "writable directory (default ~/.prefect), or PREFECT_API_URL to a running Prefect server"
+        ) from None
 
 
 def model_path(cfg: SegmentConfig) -> Path:

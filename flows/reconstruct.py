@@ -9,8 +9,9 @@ neurorecon's own refusals); blocks are retried ``dask.max_retries`` times by Das
 
 The run directory (``segment.out``) is laid out as :class:`pipeline.io.layout.RunLayout` says. Each flow
 holds the output directory's lock (:func:`pipeline.io.lock.output_lock`) while it runs: a second run on
-the same output is refused. If blocks still fail after their retries, ``reconstruct`` writes
-``failed_blocks.json`` and a report page listing them by id, then fails (the command exits 3).
+the same output is refused. If blocks still fail after their retries, or the disk fills up,
+``reconstruct`` writes ``failed_blocks.json`` and a report page saying the run is INCOMPLETE (listing
+the failed blocks by id), where it can, then fails (the command exits 3).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.interrupt import note_flow_run
-from flows.preflight import RunInputs, check_run, require_segment
+from flows.preflight import RunInputs, check_output, check_run, require_segment
 from pipeline.config import DaskConfig, NeuroreconConfig
-from pipeline.errors import BlockFailure, NeuroreconError
+from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
+from pipeline.io.diskspace import reserved_space
 from pipeline.io.layout import RunLayout
 from pipeline.io.lock import output_lock
 from pipeline.metrics.config import EvaluateConfig
@@ -235,7 +237,7 @@ def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) 
     segment = require_segment(config, None)
     retries = config.dask.max_retries
     run = RunLayout(segment.out)
-    with output_lock(run.root):
+    with output_lock(run.root), reserved_space(run.reserve) as release:
         try:
             affinities = predict_task.submit(segment, inputs, retries).result()
             segmentation = segment_task.submit(segment, affinities, retries).result()
@@ -243,16 +245,21 @@ def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) 
             if config.evaluate.gt_labels is not None:
                 evaluate_task.submit(segmentation, run.root, config.evaluate).result()
             report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
-        except BlockFailure as exc:
+        except (BlockFailure, DiskFullError) as exc:
+            release()  # room for the record, should the disk be full
             page = record_block_failure(run.root, exc)
-            log.error("%s; failed blocks listed in %s", exc, page)
+            log.error("%s; %s", exc, f"see {page}" if page else "the failure could not be recorded")
             raise
         run.failed_blocks.unlink(missing_ok=True)
         return report
 
 
-def record_block_failure(out: Path, exc: BlockFailure) -> Path:
-    """Write ``failed_blocks.json`` and a ``report.html`` that lists the failed blocks; return the page."""
+def record_block_failure(out: Path, exc: BlockFailure | DiskFullError) -> Path | None:
+    """Write ``failed_blocks.json`` and a ``report.html`` saying the run is INCOMPLETE; return the page.
+
+    Each file is written only if it can be (on a full disk it may not): returns None if the page
+    could not be written. A report of an earlier state is removed either way.
+    """
     import json
 
     from pipeline.io.atomic import write_atomic
@@ -260,22 +267,36 @@ def record_block_failure(out: Path, exc: BlockFailure) -> Path:
     from pipeline.report.versions import software_versions
 
     run = RunLayout(out)
-    run.root.mkdir(parents=True, exist_ok=True)
-    write_atomic(run.failed_blocks, json.dumps(
-        {"stage": exc.stage, "block_ids": sorted(exc.errors), "message": str(exc),
-         "errors": {str(k): v for k, v in sorted(exc.errors.items())}}, indent=1))
-    run.report_pdf.unlink(missing_ok=True)  # a report of an earlier state must not survive
-    return write_atomic(run.report_html,
-                        failure_page(str(run.root.resolve()), exc.stage, exc.errors, software_versions()))
+    stage = getattr(exc, "stage", "")
+    errors = getattr(exc, "errors", {})
+    with contextlib.suppress(OSError):
+        run.report_pdf.unlink(missing_ok=True)  # a report of an earlier state must not survive
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(run.failed_blocks, json.dumps(
+            {"stage": stage, "block_ids": sorted(errors), "message": str(exc),
+             "errors": {str(k): v for k, v in sorted(errors.items())}}, indent=1))
+    except OSError as err:
+        log.error("could not write %s: %s", run.failed_blocks, err)
+    try:
+        return write_atomic(run.report_html, failure_page(str(run.root.resolve()), stage, errors,
+                                                          software_versions(), message=str(exc)))
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            run.report_html.unlink(missing_ok=True)  # not the report of an earlier state either
+        log.error("could not write %s: %s", run.report_html, err)
+        return None
 
 
 def run_reconstruct(config: NeuroreconConfig) -> Path:
-    """Check the run's inputs once, lock its output, and run :func:`reconstruct_flow` on the Dask cluster
+    """Lock the run's output, check its inputs once, and run :func:`reconstruct_flow` on the Dask cluster
     the config names; return the report path (``neurorecon run``)."""
-    inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
-    with output_lock(require_segment(config, None).out), shared_prefect_api():
-        runner = dask_task_runner(config.dask)
-        return Path(reconstruct_flow.with_options(task_runner=runner)(config, inputs=inputs))
+    segment = check_output(config)  # where the lock goes, before anything heavy
+    with output_lock(segment.out):  # a second run on this output is refused at once
+        inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
+        with shared_prefect_api():
+            runner = dask_task_runner(config.dask)
+            return Path(reconstruct_flow.with_options(task_runner=runner)(config, inputs=inputs))
 
 
 @contextlib.contextmanager
@@ -298,7 +319,9 @@ def shared_prefect_api() -> Iterator[None]:
         yield
         return
     from flows.interrupt import start_temporary_prefect_server
+    from flows.preflight import check_prefect_home
 
+    check_prefect_home()
     # an offline run sends no telemetry (unless the user asked for it): no "Failed to send telemetry" noise
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = start_temporary_prefect_server()  # in its own session: a Ctrl-C is this process's to handle

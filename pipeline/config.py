@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
@@ -44,9 +44,37 @@ class DaskConfig(StrictModel):
     address: str | None = Field(None, description="scheduler address of an existing Dask cluster")
     n_workers: Annotated[int, Field(ge=1)] = 2
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
-    memory_limit: str = Field("4GiB", description="per local worker, as Dask parses it")
+    memory_limit: str = Field("4GiB", description="per local worker: a size ('4GiB', '16 GB') or 'auto'")
     max_retries: Annotated[int, Field(ge=0)] = Field(
         2, description="extra attempts per failed block, every stage")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        """A size Dask understands (checked here, not when the cluster starts), or 'auto'."""
+        from dask.utils import parse_bytes
+
+        if value.strip().lower() == "auto":
+            return value
+        try:
+            size = parse_bytes(value)
+        except (ValueError, TypeError):
+            raise ValueError("must be a size such as '4GiB', '16 GB' or '512MiB', or 'auto'") from None
+        if size < 2**28:
+            raise ValueError("must be at least 256MiB per worker (the U-Net alone needs more)")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _an_address(cls, value: str | None) -> str | None:
+        """``[protocol://]host:port``; whether a scheduler answers there is checked by the preflight."""
+        if value is None or value.startswith("inproc://"):  # in-process clusters have no port
+            return value
+        rest = value.split("://", 1)[-1]
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("must be a scheduler address such as 'tcp://scheduler:8786' (protocol://host:port)")
+        return value
 
 
 class OutputConfig(StrictModel):

@@ -29,6 +29,11 @@ class OutputError(NeuroreconError, OSError):
     """An output location cannot be written safely (read-only, locked, outside the output root, ...)."""
 
 
+class DiskFullError(OutputError):
+    """A disk (or quota) holding an output is full: the run is incomplete, and resumable once there is
+    space. The command line exits with status 3 for it, as for failed blocks."""
+
+
 class BlockFailure(NeuroreconError, RuntimeError):
     """One or more blocks failed after their retries; the run is incomplete.
 

@@ -30,6 +30,7 @@ from pipeline.blocks import Block
 from pipeline.errors import OutputError
 from pipeline.io.atomic import write_atomic
 from pipeline.io.blockstate import BlockState
+from pipeline.io.diskspace import write_error
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
 from pipeline.io.omezarr import open_image
@@ -180,7 +181,7 @@ def skeletonize_volume(
         write_atomic(run.skeletonize_json,
                      json.dumps({**record, "n_objects": len(rows), "n_skeletons": len(graphs)}, indent=1))
     except OSError as exc:
-        raise OutputError(f"cannot write {run.skeletonize_json}: {exc}") from None
+        raise write_error(f"cannot write {run.skeletonize_json}", exc, run.skeletonize_json) from None
     log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), len(graphs), run.root)
     return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json,
                               len(rows), len(graphs))

@@ -37,6 +37,7 @@ import numpy as np
 
 from pipeline.errors import OutputError
 from pipeline.io.atomic import TMP_GLOB, write_arrays_atomic, write_atomic
+from pipeline.io.diskspace import write_error
 
 __all__ = ["BlockState", "record_arrays", "record_from_arrays"]
 
@@ -247,7 +248,7 @@ def _write(path: Path, write: Any) -> None:
     try:
         write()
     except OSError as exc:
-        raise OutputError(f"cannot write block state {path}: {exc}") from None
+        raise write_error(f"cannot write block state {path}", exc, path) from None
 
 
 def _jsonable(value: Any) -> Any:

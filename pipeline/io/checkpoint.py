@@ -36,8 +36,9 @@ from typing import Any
 
 import torch
 
-from pipeline.errors import CheckpointError, OutputError
+from pipeline.errors import CheckpointError
 from pipeline.io.atomic import atomic_file, write_atomic
+from pipeline.io.diskspace import write_error
 from pipeline.model import UNet
 
 __all__ = [
@@ -110,7 +111,7 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
         with atomic_file(path, fsync=True) as fh:
             torch.save(data, fh)
     except OSError as exc:
-        raise OutputError(f"cannot write checkpoint {path}: {exc}") from None
+        raise write_error(f"cannot write checkpoint {path}", exc, path) from None
     return path
 
 
@@ -287,7 +288,7 @@ class TrainingLog:
             if not self.path.is_file():
                 self._rewrite([])
         except OSError as exc:
-            raise OutputError(f"cannot write the training log {self.path}: {exc}") from None
+            raise write_error(f"cannot write the training log {self.path}", exc, self.path) from None
 
     def rows(self) -> list[dict[str, str]]:
         """All rows, as strings."""

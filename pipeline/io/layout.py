@@ -11,6 +11,7 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     report.html  report.pdf                              the report                  (report)
     state/<stage>/                                       per-block progress (resume) (every stage)
     failed_blocks.json                                   only while blocks fail      (run)
+    .neurorecon.reserve                                  space kept for a failure record, while it runs (run)
     COMPLETE                                             written last by the batch flow
     .neurorecon.lock                                     held while a command writes here
 """
@@ -79,6 +80,10 @@ class RunLayout:
     @property
     def failed_blocks(self) -> Path:
         return self.root / "failed_blocks.json"
+
+    @property
+    def reserve(self) -> Path:
+        return self.root / ".neurorecon.reserve"
 
     @property
     def complete(self) -> Path:

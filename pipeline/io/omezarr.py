@@ -41,6 +41,7 @@ from zarr.codecs import BloscCodec
 
 from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError, OutputError
+from pipeline.io.diskspace import disk_full_error, is_disk_full, write_error
 
 __all__ = [
     "CheckedReader",
@@ -230,7 +231,7 @@ def _create_atomically(
             existing = open_image(path, mode="r+")
             _require_compatible(existing, shape, dtype, chunks, vs, str(path))
             return existing.array
-        raise OutputError(f"cannot create OME-Zarr image at {path}: {exc}") from None
+        raise write_error(f"cannot create OME-Zarr image at {path}", exc, path) from None
     return open_image(path, mode="r+").array
 
 
@@ -293,7 +294,7 @@ def create_labels(
         labels_group.attrs["ome"] = {"version": "0.5", "labels": names}
         write_label_metadata(labels_group, name, fmt=FormatV05(), source={"image": "../../"})
     except OSError as exc:
-        raise OutputError(f"cannot create label image {label_path}: {exc}") from None
+        raise write_error(f"cannot create label image {label_path}", exc, label_path) from None
     return arr
 
 
@@ -434,6 +435,8 @@ def write_region(array: zarr.Array, region: Sequence[slice], data: np.ndarray) -
     ------
     ValueError
         If the region is not aligned, is out of bounds, or ``data`` has another shape.
+    DiskFullError
+        If the disk (or quota) is full.
     """
     region = tuple(region)
     if len(region) != array.ndim:
@@ -451,7 +454,13 @@ def write_region(array: zarr.Array, region: Sequence[slice], data: np.ndarray) -
         want.append(stop - start)
     if tuple(data.shape) != tuple(want):
         raise ValueError(f"data has shape {data.shape} but region {region} has shape {tuple(want)}")
-    array[region] = data
+    try:
+        array[region] = data
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        where = getattr(array.store, "root", None) or exc.filename or "."
+        raise disk_full_error(f"cannot write region {region} of {where}", where) from exc
 
 
 def write_image(

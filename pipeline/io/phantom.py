@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from pipeline.blocks import block_grid
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import atomic_file, write_atomic
+from pipeline.io.diskspace import write_error
 from pipeline.io.labels import image_of_labels
 from pipeline.io.omezarr import create_image, create_labels, write_region
 from pipeline.io.swc import read_swc, write_swc
@@ -287,7 +288,7 @@ def write_phantom(
     try:
         skeleton_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create {skeleton_dir}: {exc}") from None
+        raise write_error(f"cannot create {skeleton_dir}", exc, skeleton_dir) from None
     frame = ", ".join(f"{x:.6f}" for x in phantom.origin_um)
     for obj in phantom.objects:
         write_swc(
@@ -328,7 +329,7 @@ def write_phantom(
             + "\n",
         )
     except OSError as exc:
-        raise OutputError(f"cannot write to {gt_dir}: {exc}") from None
+        raise write_error(f"cannot write to {gt_dir}", exc, gt_dir) from None
     return PhantomResult(
         store=store, gt_dir=gt_dir, skeleton_dir=skeleton_dir, lengths_csv=lengths_csv, gaps_csv=gaps_csv,
         n_objects=phantom.n_objects, gaps=phantom.gaps, ais_csv=ais_csv, kind=phantom.kind,
@@ -367,4 +368,4 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> N
             writer.writerow(columns)
             writer.writerows(rows)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc}") from None
+        raise write_error(f"cannot write {path}", exc, path) from None

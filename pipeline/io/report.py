@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InputDataError, OutputError
+from pipeline.errors import InputDataError
 from pipeline.io.atomic import write_atomic
+from pipeline.io.diskspace import write_error
 from pipeline.report import Report
 
 __all__ = ["read_metrics_json", "write_metrics_json", "write_report"]
@@ -46,7 +47,7 @@ def write_report(
                 out[fig_name] = directory / f"{name}_{fig_name}.png"
                 write_atomic(out[fig_name], png)
     except OSError as exc:
-        raise OutputError(f"cannot write the report to {directory}: {exc}") from None
+        raise write_error(f"cannot write the report to {directory}", exc, directory) from None
     return out
 
 
@@ -80,7 +81,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, (json.dumps(_jsonable(metrics), indent=1, allow_nan=False) + "\n").encode("utf-8"))
     except OSError as exc:
-        raise OutputError(f"cannot write metrics file {path}: {exc}") from None
+        raise write_error(f"cannot write metrics file {path}", exc, path) from None
     return path
 
 

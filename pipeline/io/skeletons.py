@@ -44,6 +44,7 @@ from osteoid import Skeleton
 
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import atomic_file, write_atomic
+from pipeline.io.diskspace import write_error
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.skeleton.lengths import ObjectRow
 
@@ -83,7 +84,7 @@ def _prepare_dir(directory: Path, *, overwrite: bool, what: str) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create {what} folder {directory}: {exc}") from None
+        raise write_error(f"cannot create {what} folder {directory}", exc, directory) from None
 
 
 def _label_of(name: str) -> int | None:
@@ -221,7 +222,7 @@ def write_precomputed_skeletons(
             write_atomic(path, _to_osteoid(graphs[label], int(label)).to_precomputed())
             written.append(path)
     except OSError as exc:
-        raise OutputError(f"cannot write precomputed skeletons to {directory}: {exc}") from None
+        raise write_error(f"cannot write precomputed skeletons to {directory}", exc, directory) from None
     return written
 
 
@@ -315,7 +316,7 @@ def write_lengths_csv(path: str | Path, rows: Iterable[ObjectRow]) -> Path:
                     ]
                 )
     except OSError as exc:
-        raise OutputError(f"cannot write lengths table {path}: {exc}") from None
+        raise write_error(f"cannot write lengths table {path}", exc, path) from None
     return path
 
 

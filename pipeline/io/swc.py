@@ -20,8 +20,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from pipeline.errors import InputDataError, OutputError
+from pipeline.errors import InputDataError
 from pipeline.io.atomic import write_atomic
+from pipeline.io.diskspace import write_error
 
 __all__ = ["read_swc", "write_swc"]
 
@@ -148,7 +149,7 @@ def write_swc(path: str | Path, graph: nx.Graph, *, comments: Iterable[str] = ()
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, "\n".join(lines) + "\n")
     except OSError as exc:
-        raise OutputError(f"cannot write SWC file {path}: {exc}") from None
+        raise write_error(f"cannot write SWC file {path}", exc, path) from None
 
 
 def _sort_key(node: object) -> tuple[int, str]:
