@@ -6,13 +6,15 @@ every existing output as it was. :func:`check_run` reads only metadata (and the 
 the volume: per-block problems (NaN intensities, unreadable chunks) are caught by the blocks. What it
 learnt (the model's metadata) is handed to the stages in :class:`RunInputs`, so nothing is checked or
 loaded twice. The same check functions serve a stage called on its own (:func:`check_model`,
-:func:`check_model_fits_raw`).
+:func:`check_model_fits_raw`, :func:`check_same_voxel_size`, :func:`check_skeletons_in_volume`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,15 +27,21 @@ from pipeline.io.omezarr import OmeArray, open_image
 from pipeline.segment.blockwise import check_halo_vx
 from pipeline.segment.config import SegmentConfig
 
+if TYPE_CHECKING:
+    import networkx as nx
+
 __all__ = [
     "CLUSTER_TIMEOUT_S",
     "RunInputs",
     "check_cluster",
+    "check_ground_truth",
     "check_model",
     "check_model_fits_raw",
     "check_output",
     "check_prefect_home",
     "check_run",
+    "check_same_voxel_size",
+    "check_skeletons_in_volume",
     "model_path",
     "require_segment",
 ]
@@ -75,9 +83,10 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     ConfigError
         If there is no ``segment:`` section, or no scheduler answers at ``dask.address``.
     InputDataError
-        If the raw image is missing, not a non-empty 3-D (z, y, x) image of integers or floats, the
-        block shape does not cover whole chunks or the halo does not fit it, or the ground truth does
-        not match the raw image.
+        If the raw image is missing, not a non-empty 3-D (z, y, x) image of integers or floats, has
+        axes without a unit and a scale implausible in µm, the block shape does not cover whole chunks
+        or the halo does not fit it, the model does not take a single-channel 3-D image, or the ground
+        truth does not match the raw image (shape, voxel size, skeletons inside the volume).
     CheckpointError
         If the model checkpoint is missing, corrupt or not a 3-channel affinity model.
     OutputError
@@ -117,7 +126,7 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     meta = check_model(path, what="segment.model")
     check_model_fits_raw(meta, raw, what="segment.raw")
     if evaluate:
-        check_ground_truth(config, raw.spatial_shape)
+        check_ground_truth(config, raw)
     check_cluster(config.dask)
     return RunInputs(model=path, model_meta=meta)
 
@@ -184,9 +193,9 @@ def check_prefect_home() -> None:
     ConfigError
         Naming the directory and the fix.
     """
-    from prefect.settings import get_current_settings
+    from prefect.settings import Settings
 
-    home = Path(get_current_settings().home).expanduser()
+    home = Path(Settings().home).expanduser()  # from the environment now, as the server process will see it
     try:
         check_writable_dir(home, what="PREFECT_HOME")
     except OutputError as exc:
@@ -227,13 +236,25 @@ def check_model(path: str | Path, *, what: str = "model") -> ModelMetadata:
 
 
 def check_model_fits_raw(meta: ModelMetadata, raw: OmeArray, *, what: str = "raw image") -> None:
-    """Refuse a raw image whose voxel size differs from the model's training data by more than 25 %.
+    """Refuse a model that does not take ``raw``: one input channel and 3-D (z, y, x) patches, and
+    training data whose voxel size is within 25 % of the raw image's.
 
     Raises
     ------
     InputDataError
-        Naming both voxel sizes and the fix (predictions would be unreliable).
+        For a model of another number of input channels or dimensions (naming what it expects), or
+        naming both voxel sizes and the fix (predictions would be unreliable).
     """
+    arch = meta.architecture
+    in_channels, ndim = arch.get("in_channels", 1), arch.get("ndim", 3)
+    if in_channels != 1 or ndim != 3:
+        expects = f"{in_channels}-channel {ndim}-D {'(z, y, x)' if ndim == 3 else '(y, x)'} input"
+        raise InputDataError(
+            f"model {meta.path} expects {expects} (architecture in_channels={in_channels}, ndim={ndim}), "
+            f"but {what} {raw.path} is a single-channel 3-D (z, y, x) image; use a model trained on "
+            "single-channel 3-D volumes (neurorecon train with train.model.ndim: 3), or the shipped one "
+            "(segment.model: null)"
+        )
     trained_vs = meta.input.get("voxel_size_um")
     if trained_vs is None:
         return
@@ -246,17 +267,121 @@ def check_model_fits_raw(meta: ModelMetadata, raw: OmeArray, *, what: str = "raw
         )
 
 
-def check_ground_truth(config: NeuroreconConfig, shape: tuple[int, int, int]) -> None:
-    """Check the ``evaluate:`` section's ground truth against a raw image of ``shape`` (if it is set)."""
+def check_ground_truth(config: NeuroreconConfig, raw: OmeArray) -> None:
+    """Check the ``evaluate:`` section's ground truth against the raw image (if it is set).
+
+    The label image must have the raw image's shape and voxel size; the skeletons (``evaluate.gt_swc``,
+    or a phantom's own) must lie in the raw image's volume (:func:`check_skeletons_in_volume`).
+
+    Raises
+    ------
+    InputDataError
+        If the ground truth is missing or malformed, or does not match the raw image.
+    """
+    from pipeline.io.phantom import phantom_skeletons
+    from pipeline.io.skeletons import read_swc_folder
+
     ev = config.evaluate
     if ev.gt_labels is not None:
         gt: OmeArray = open_label_image(ev.gt_labels, what="evaluate.gt_labels")
-        if gt.spatial_shape != tuple(shape):  # open_label_image has checked the axes and the integer dtype
+        # open_label_image has checked the axes and the integer dtype
+        if gt.spatial_shape != raw.spatial_shape:
             raise InputDataError(
                 f"evaluate.gt_labels {ev.gt_labels} has shape {gt.spatial_shape} but segment.raw has "
-                f"{tuple(shape)}; ground truth must cover the raw image voxel for voxel"
+                f"{raw.spatial_shape}; ground truth must cover the raw image voxel for voxel"
             )
+        check_same_voxel_size(gt, raw, truth_what="evaluate.gt_labels", image_what="segment.raw")
     if ev.gt_swc is not None and not Path(ev.gt_swc).is_dir():
         raise InputDataError(
             f"evaluate.gt_swc {ev.gt_swc} is not a folder; expected a folder of <label>.swc files"
         )
+    if ev.gt_labels is None:  # nothing is evaluated
+        return
+    swc_dir = Path(ev.gt_swc) if ev.gt_swc is not None else phantom_skeletons(ev.gt_labels)
+    if swc_dir is not None:  # the skeletons the evaluate stage will score against
+        what = "evaluate.gt_swc" if ev.gt_swc is not None else "the phantom's ground-truth skeletons"
+        check_skeletons_in_volume(read_swc_folder(swc_dir), shape=raw.spatial_shape,
+                                  voxel_size_um=raw.voxel_size_um, what=f"{what} {swc_dir}")
+
+
+def check_same_voxel_size(
+    truth: OmeArray, image: OmeArray, *, truth_what: str, image_what: str, fix: str = ""
+) -> None:
+    """Refuse ground-truth labels whose voxel size differs from the image they are compared with.
+
+    Serves the preflight (against ``segment.raw``) and ``neurorecon evaluate`` (against the
+    segmentation); ``fix`` adds a way out that only one of them has.
+
+    Raises
+    ------
+    InputDataError
+        Naming both images and both voxel sizes (µm).
+    """
+    if not np.allclose(truth.voxel_size_um, image.voxel_size_um, rtol=1e-6):
+        raise InputDataError(
+            f"{truth_what} {truth.path} has voxel size {truth.voxel_size_um} µm but {image_what} "
+            f"{image.path} has {image.voxel_size_um} µm (z, y, x); ground truth must lie on the same voxel "
+            f"grid: resample it, or correct the scale metadata of the image that is wrong{fix}"
+        )
+
+
+#: Refuse a ground-truth skeleton set when more than this fraction of its nodes lie outside the volume.
+MAX_FRACTION_OUTSIDE = 0.5
+
+
+def check_skeletons_in_volume(
+    skeletons: Mapping[int, nx.Graph],
+    *,
+    shape: Sequence[int],
+    voxel_size_um: Sequence[float],
+    what: str = "ground-truth skeletons",
+) -> None:
+    """Refuse ground-truth skeletons most of whose nodes lie outside the volume (wrong units or frame).
+
+    A few nodes just beyond the border are normal (a skeleton sampled at the border): the evaluation
+    counts them (``skeleton.n_nodes_outside_volume``). When more than half of all nodes lie outside
+    the volume's extent (``shape`` x ``voxel_size_um``, µm), every metric against them would be
+    meaningless (an ERL of 0): typically SWC coordinates in nm instead of µm, or in another frame.
+
+    Parameters
+    ----------
+    skeletons : mapping of int to networkx.Graph
+        Ground-truth skeletons, nodes with ``pos_um`` (z, y, x) µm, as
+        :func:`pipeline.io.skeletons.read_swc_folder` reads them.
+    shape : sequence of 3 int
+        (z, y, x) shape of the volume, voxels.
+    voxel_size_um : sequence of 3 float
+        (z, y, x) voxel size, µm.
+    what : str
+        The skeletons' name and folder, for the message.
+
+    Raises
+    ------
+    InputDataError
+        Naming ``what``, the coordinate range found and the volume's extent in µm, and the likely cause.
+    """
+    from pipeline.metrics.nodes import nodes_outside
+
+    if not skeletons:
+        return
+    n_nodes = sum(g.number_of_nodes() for g in skeletons.values())
+    outside = nodes_outside(skeletons, shape, voxel_size_um=voxel_size_um)
+    if n_nodes == 0 or outside <= MAX_FRACTION_OUTSIDE * n_nodes:
+        return
+    pos = np.array([d["pos_um"] for g in skeletons.values() for _, d in g.nodes(data=True)], dtype=float)
+    lo, hi = pos.min(axis=0), pos.max(axis=0)
+    extent = np.asarray(shape, float) * np.asarray(voxel_size_um, float)
+    found = ", ".join(f"{a} {lo[i]:.6g}..{hi[i]:.6g}" for i, a in enumerate("zyx"))
+    volume = ", ".join(f"{a} 0..{extent[i]:.6g}" for i, a in enumerate("zyx"))
+    ratio = float(np.max(np.maximum(np.abs(lo), np.abs(hi)) / extent))
+    if 100 <= ratio <= 10_000:
+        cause = (f"SWC coordinates must be in µm; these look like nm (they reach {ratio:.0f}x the volume's "
+                 "extent): divide them by 1000")
+    else:
+        cause = ("SWC coordinates must be in µm, in the volume's frame (x y z from its first voxel's "
+                 "centre; # OFFSET headers are added): check their units and origin")
+    raise InputDataError(
+        f"{what}: {outside} of {n_nodes} nodes lie outside the volume; their coordinates span {found} µm "
+        f"but the volume spans {volume} µm ({tuple(int(v) for v in shape)} voxels of "
+        f"{tuple(float(v) for v in voxel_size_um)} µm); {cause}"
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flows.preflight import check_same_voxel_size, check_skeletons_in_volume
 from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
@@ -60,7 +61,8 @@ def evaluate_run(
     ------
     InputDataError
         If an input is missing, not an integer label image, the shapes differ, the voxel sizes differ
-        (without ``voxel_size_um``), or the ground truth holds no object.
+        (without ``voxel_size_um``), the ground truth holds no object, or most ground-truth skeleton
+        nodes lie outside the volume (SWC coordinates in nm rather than µm, or in another frame).
     """
     seg = open_label_image(segmentation, what="segmentation")
     gt = open_label_image(gt_labels, what="ground-truth labels")
@@ -69,20 +71,21 @@ def evaluate_run(
             f"segmentation {segmentation} has shape {seg.spatial_shape} but ground truth {gt_labels} has "
             f"{gt.spatial_shape}; they must cover the same (z, y, x) volume"
         )
-    if voxel_size_um is None and not np.allclose(seg.voxel_size_um, gt.voxel_size_um, rtol=1e-6):
-        raise InputDataError(
-            f"segmentation voxel size {seg.voxel_size_um} µm differs from ground truth "
-            f"{gt.voxel_size_um} µm; pass --voxel-size to say which applies"
-        )
+    if voxel_size_um is None:
+        check_same_voxel_size(gt, seg, truth_what="ground-truth labels", image_what="segmentation",
+                              fix=" (or pass --voxel-size to say which applies)")
     vs = voxel_size_of(seg, voxel_size_um)
+    swc_dir = Path(gt_swc) if gt_swc is not None else phantom_skeletons(gt_labels)
+    skeletons = read_swc_folder(swc_dir) if swc_dir is not None else None
+    if skeletons:  # before any metric: skeletons in nm or another frame would score an ERL of 0
+        check_skeletons_in_volume(skeletons, shape=seg.spatial_shape, voxel_size_um=vs,
+                                  what=f"ground-truth skeletons {swc_dir}")
     truth = np.asarray(gt.array[...])
     if not truth.any():
         raise InputDataError(
             f"ground-truth labels {gt_labels} hold no objects (every voxel is 0); metrics against them are "
             "undefined: pass the label image that holds the annotated neurons"
         )
-    swc_dir = Path(gt_swc) if gt_swc is not None else phantom_skeletons(gt_labels)
-    skeletons = read_swc_folder(swc_dir) if swc_dir is not None else None
     truth_meta = read_phantom_truth(gt_labels)
     kind = truth_meta.kind if truth_meta is not None else "neurons"
     gaps = None

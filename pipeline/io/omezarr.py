@@ -10,8 +10,10 @@ Layout of a store written here (Zarr v3, OME-NGFF 0.5)::
     volume.zarr/labels/<name>/0  integer label array, same (z, y, x) shape and scale as the image
 
 Voxel sizes are read from (and written to) the ``scale`` transformation of level ``0`` and reported in
-micrometres, whatever unit the file uses (nanometer and millimeter are converted). Multiscale metadata
-and image-label metadata are written with ome-zarr-py, arrays with zarr.
+micrometres, whatever unit the file uses (nanometer and millimeter are converted). A spatial axis without
+a unit is read as µm, unless its scale is over :data:`MAX_UNITLESS_SCALE` (a voxel of over 0.1 mm: most
+likely nm), which is refused with a request for the unit. Multiscale metadata and image-label metadata
+are written with ome-zarr-py, arrays with zarr.
 
 Writes go through :func:`write_region`, which accepts only regions aligned to the chunk grid (a region
 may end at the volume border), so concurrent block writers never share a chunk.
@@ -353,7 +355,8 @@ def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
     ------
     InputDataError
         If there is no Zarr group at ``path``, it has no OME multiscales metadata, its level-0 array
-        is missing, or its axes/scale are not (c,) z, y, x with positive sizes.
+        is missing, its axes/scale are not (c,) z, y, x with positive sizes, or a spatial axis has no
+        unit and a scale over :data:`MAX_UNITLESS_SCALE` (probably nm, read as µm).
     """
     return _open_group_image(Path(path), mode=mode, what="OME-Zarr image")
 
@@ -565,6 +568,32 @@ def _remove_tree(path: Path) -> None:
         raise OutputError(f"cannot remove existing {path}: {exc}") from None
 
 
+#: A scale above this on a spatial axis without a unit is refused: as µm it would be a voxel of over 0.1 mm,
+#: as nm (or another unit) it is an ordinary voxel size read 1000x too large.
+MAX_UNITLESS_SCALE = 100.0
+
+
+def _check_unitless_scale(
+    path: Path, what: str, names: Sequence[str], scale: Sequence[Any], units: Sequence[str | None]
+) -> None:
+    """Refuse spatial axes without a unit whose scale is implausible in µm (> :data:`MAX_UNITLESS_SCALE`)."""
+    try:
+        spatial = [(n, float(s), u) for n, s, u in zip(names, scale, units, strict=True) if n != "c"]
+    except (TypeError, ValueError):
+        return  # a malformed scale is refused with the voxel size
+    unitless = [n for n, _, u in spatial if not u]
+    big = [n for n, s, u in spatial if not u and s > MAX_UNITLESS_SCALE]
+    if big:
+        found = tuple(s for _, s, _ in spatial)
+        axes = f"axis {unitless[0]} has" if len(unitless) == 1 else f"axes {', '.join(unitless)} have"
+        raise InputDataError(
+            f"{what} {path}: {axes} no unit and the scale is {found} (z, y, x); read as micrometres "
+            f"that is over {MAX_UNITLESS_SCALE:g} µm per voxel, so the scale is probably in nanometres. "
+            'Add the unit to each axis of its multiscales metadata: "unit": "nanometer" (or '
+            '"unit": "micrometer" if the scale really is in µm)'
+        )
+
+
 def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
     if not (path / "zarr.json").is_file():
         hint = (
@@ -609,7 +638,9 @@ def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
     for t in level0.get("coordinateTransformations", []):
         if t.get("type") == "scale":
             scale = list(t["scale"])
-    units = [a.get("unit", "micrometer") if isinstance(a, dict) else "micrometer" for a in axes]
+    given = [a.get("unit") if isinstance(a, dict) else None for a in axes]
+    _check_unitless_scale(path, what, names, scale, given)
+    units = [u or "micrometer" for u in given]  # an axis without a unit: its scale is read as µm
     vs = []
     for name, s, unit in zip(names, scale, units, strict=True):
         if name == "c":

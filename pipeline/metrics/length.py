@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cc3d
+import fastremap
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
@@ -108,6 +109,10 @@ class LengthMetrics:
     true_lengths_um: dict[int, float] = field(default_factory=dict)
 
 
+#: Labels above this (uint64 ids >= 2**63) turn negative through an int64 cast: they are never cast.
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def connected_instances(mask: np.ndarray, *, connectivity: int = 26) -> np.ndarray:
     """Label the connected components of a mask or label volume as instances.
 
@@ -129,6 +134,9 @@ def connected_instances(mask: np.ndarray, *, connectivity: int = 26) -> np.ndarr
         raise ValueError(f"connectivity must be 6, 18 or 26; got {connectivity!r}")
     if m.dtype == bool:
         m = m.view(np.uint8)
+    elif m.dtype == np.uint64 and m.size and m.max() > _INT64_MAX:
+        # cc3d overflows on uint64 labels >= 2**63: number the labels densely first (0 stays 0)
+        m, _ = fastremap.renumber(m, preserve_zero=True, in_place=False)
     return cc3d.connected_components(np.ascontiguousarray(m), connectivity=connectivity)
 
 
@@ -142,7 +150,7 @@ def instance_overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> np.nd
 
     Returns
     -------
-    ndarray, shape (K, 3), int64
+    ndarray, shape (K, 3), int64 (uint64 when a label is >= 2**63)
         Rows ``(true_label, pred_label, n_voxels)`` for every pair of non-zero labels that share at
         least one voxel, sorted by (true, pred).
     """
@@ -151,7 +159,21 @@ def instance_overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> np.nd
     check_same_shape(p, "pred_labels", t, "true_labels")
     both = (p != 0) & (t != 0)
     p_ids, t_ids, counts = contingency_table(p[both], t[both])
-    return np.stack([t_ids.astype(np.int64), p_ids.astype(np.int64), counts], axis=1).reshape(-1, 3)
+    big = any(ids.dtype == np.uint64 and len(ids) and ids.max() > _INT64_MAX for ids in (p_ids, t_ids))
+    dtype = np.uint64 if big else np.int64  # a uint64 id >= 2**63 would turn negative as int64
+    return np.stack([t_ids.astype(dtype), p_ids.astype(dtype), counts.astype(dtype)], axis=1).reshape(-1, 3)
+
+
+def _overlap_columns(overlap_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True labels, predicted labels and voxel counts (int64) of ``(true, pred, n_voxels)`` rows.
+
+    Labels keep their integer type, so uint64 labels >= 2**63 stay unsigned (never cast to int64).
+    """
+    pairs = np.asarray(overlap_pairs)
+    if pairs.dtype.kind not in "iu":
+        pairs = np.asarray(overlap_pairs, dtype=np.int64)
+    pairs = pairs.reshape(-1, 3)
+    return pairs[:, 0], pairs[:, 1], pairs[:, 2].astype(np.int64)
 
 
 def match_instances(overlap_pairs: np.ndarray) -> tuple[MatchedPair, ...]:
@@ -173,14 +195,15 @@ def match_instances(overlap_pairs: np.ndarray) -> tuple[MatchedPair, ...]:
     >>> [(m.true_label, m.pred_label) for m in match_instances([[1, 10, 5], [1, 11, 4], [2, 10, 3]])]
     [(1, 11), (2, 10)]
     """
-    pairs = np.asarray(overlap_pairs, dtype=np.int64).reshape(-1, 3)
-    if len(pairs) == 0:
+    true_col, pred_col, counts = _overlap_columns(overlap_pairs)
+    if len(counts) == 0:
         return ()
-    t_ids, t_idx = np.unique(pairs[:, 0], return_inverse=True)
-    p_ids, p_idx = np.unique(pairs[:, 1], return_inverse=True)
+    # dense indices of the labels (np.unique's inverse): no arithmetic on the labels themselves
+    t_ids, t_idx = np.unique(true_col, return_inverse=True)
+    p_ids, p_idx = np.unique(pred_col, return_inverse=True)
     nt, n_p = len(t_ids), len(p_ids)
     # connected components of the bipartite overlap graph: true nodes 0..nt-1, pred nodes nt..
-    graph = coo_matrix((np.ones(len(pairs)), (t_idx, nt + p_idx)), shape=(nt + n_p, nt + n_p))
+    graph = coo_matrix((np.ones(len(counts)), (t_idx, nt + p_idx)), shape=(nt + n_p, nt + n_p))
     _, comp = connected_components(graph, directed=False)
     pair_comp = comp[t_idx]
     order = np.argsort(pair_comp, kind="stable")
@@ -191,11 +214,11 @@ def match_instances(overlap_pairs: np.ndarray) -> tuple[MatchedPair, ...]:
         rows, row_inv = np.unique(t_idx[sel], return_inverse=True)
         cols, col_inv = np.unique(p_idx[sel], return_inverse=True)
         if len(rows) == 1 or len(cols) == 1:
-            best = sel[np.lexsort((p_idx[sel], t_idx[sel], -pairs[sel, 2]))[0]]
-            matches.append(MatchedPair(int(pairs[best, 0]), int(pairs[best, 1]), int(pairs[best, 2])))
+            best = sel[np.lexsort((p_idx[sel], t_idx[sel], -counts[sel]))[0]]
+            matches.append(MatchedPair(int(true_col[best]), int(pred_col[best]), int(counts[best])))
             continue
         weight = np.zeros((len(rows), len(cols)))
-        weight[row_inv, col_inv] = pairs[sel, 2]
+        weight[row_inv, col_inv] = counts[sel]
         r, c = linear_sum_assignment(weight, maximize=True)
         for i, j in zip(r, c, strict=True):
             if weight[i, j] > 0:
@@ -313,9 +336,9 @@ def length_metrics_from_overlaps(
     """
     pred_set = {int(v) for v in pred_ids}
     true_set = {int(v) for v in true_ids}
-    pairs = np.asarray(overlap_pairs, dtype=np.int64).reshape(-1, 3)
-    unknown_t = set(pairs[:, 0].tolist()) - true_set
-    unknown_p = set(pairs[:, 1].tolist()) - pred_set
+    true_col, pred_col, _ = _overlap_columns(overlap_pairs)
+    unknown_t = set(true_col.tolist()) - true_set
+    unknown_p = set(pred_col.tolist()) - pred_set
     if unknown_t or unknown_p:
         raise ValueError(
             f"overlap_pairs refers to instances not in true_ids/pred_ids: true {sorted(unknown_t)[:5]}, "
@@ -330,12 +353,12 @@ def length_metrics_from_overlaps(
         if bad:
             raise ValueError(f"{name} contains invalid lengths {bad[:5]}; expected finite values >= 0 (µm)")
 
-    matches = match_instances(pairs)
+    matches = match_instances(overlap_pairs)
     n_pred, n_true = len(pred_set), len(true_set)
     precision = len(matches) / n_pred if n_pred else math.nan
     recall = len(matches) / n_true if n_true else math.nan
     if matches:
-        t_with, n_with = np.unique(pairs[:, 0], return_counts=True)
+        t_with, n_with = np.unique(true_col, return_counts=True)
         overlap_count = dict(zip(t_with.tolist(), n_with.tolist(), strict=True))
         overlapping = float(np.mean([overlap_count[m.true_label] for m in matches]))
     else:

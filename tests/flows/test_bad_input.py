@@ -5,7 +5,8 @@ Each case runs the real ``neurorecon`` entry point (``flows.cli.main``) in this 
 an OME-Zarr phantom, a finished run directory (``existing_run/``) and copies broken in one way. Before and
 after, every file under the case's folder is hashed; a case passes only if the exit status is non-zero,
 stderr carries one ``error:`` message matching what names the problem and its fix, and no file that
-existed before was changed or removed (new files — a lock, a fresh run's state — may appear).
+existed before was changed or removed (new files — a lock, a fresh run's state — may appear). A case marked
+``before_cluster`` must be refused by the preflight: starting Prefect or Dask fails it (issue 18).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ import torch
 import zarr
 
 from flows.cli import main
+from pipeline.io.checkpoint import save_checkpoint
 from pipeline.io.omezarr import create_label_image, open_image, write_image, write_labels
 from pipeline.io.phantom import write_phantom
-from pipeline.model import DEMO_MODEL
+from pipeline.io.skeletons import read_swc_folder
+from pipeline.io.swc import write_swc
+from pipeline.model import DEMO_MODEL, UNet
 from pipeline.synth import PhantomParams
 
 SHAPE = (16, 64, 64)
@@ -44,6 +48,7 @@ class Case:
     match: str  # regex searched in stderr
     env: dict[str, str] = field(default_factory=dict)
     code: int = 2
+    before_cluster: bool = False  # refused by the preflight, before Prefect or Dask starts
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +324,100 @@ def synth_zero_shape(work):
                 r"shape.*greater than 0")
 
 
+# -- issue 18: refused early, by the preflight of run / segment (or by evaluate, which starts no cluster) --
+
+
+def _truth_at(work: Path, vs) -> Path:
+    """The phantom's ground truth in a store of voxel size ``vs``."""
+    store = _image(work, "other_grid.zarr", _raw(work), vs=vs)
+    truth = np.asarray(open_image(work / "phantom.zarr" / "labels" / "ground_truth").array)
+    write_labels(store, "ground_truth", truth)
+    return store / "labels" / "ground_truth"
+
+
+def gt_other_voxel_size(work):
+    cfg = _segment_config(work, gt_labels=_truth_at(work, (1.0, 0.5, 0.5)))
+    return Case(["run", str(cfg)],
+                r"evaluate\.gt_labels .*other_grid\.zarr/labels/ground_truth has voxel size "
+                r"\(1\.0, 0\.5, 0\.5\) µm but segment\.raw .*phantom\.zarr has \(1\.5, 0\.5, 0\.5\) µm"
+                r".*resample",
+                before_cluster=True)
+
+
+def gt_other_voxel_size_evaluate(work):
+    return Case(["evaluate", "-s", str(work / "existing_run" / "segmentation.zarr"), "-g",
+                 str(_truth_at(work, (1.0, 0.5, 0.5))), "--out", str(work / "existing_run")],
+                r"ground-truth labels .*other_grid\.zarr/labels/ground_truth has voxel size "
+                r"\(1\.0, 0\.5, 0\.5\) µm but segmentation .*segmentation\.zarr has \(1\.5, 0\.5, 0\.5\) "
+                r"µm.*resample")
+
+
+def _swc_in_nm(work: Path) -> Path:
+    """The phantom's ground-truth skeletons written in nm (coordinates x 1000), as a folder."""
+    folder = work / "swc_nm"
+    for label, graph in read_swc_folder(work / "phantom_gt" / "skeletons").items():
+        for _, node in graph.nodes(data=True):
+            node["pos_um"] = tuple(1000 * v for v in node["pos_um"])
+        write_swc(folder / f"{label}.swc", graph)
+    return folder
+
+
+_NM_SWC = (r"swc_nm: \d+ of \d+ nodes lie outside the volume; their coordinates span z .* µm but the volume "
+           r"spans z 0\.\.24, y 0\.\.32, x 0\.\.32 µm .*SWC coordinates must be in µm; these look like nm")
+
+
+def gt_swc_in_nm_evaluate(work):
+    return Case(["evaluate", "-s", str(work / "existing_run" / "segmentation.zarr"), "-g",
+                 str(work / "phantom.zarr" / "labels" / "ground_truth"), "--gt-swc", str(_swc_in_nm(work)),
+                 "--out", str(work / "existing_run")], r"ground-truth skeletons .*" + _NM_SWC)
+
+
+def gt_swc_in_nm(work):
+    cfg = _segment_config(work, gt_labels=work / "phantom.zarr" / "labels" / "ground_truth",
+                          gt_swc=_swc_in_nm(work))
+    return Case(["run", str(cfg)], r"evaluate\.gt_swc .*" + _NM_SWC, before_cluster=True)
+
+
+def _checkpoint(work: Path, name: str, **arch) -> Path:
+    """A small untrained affinity checkpoint (as tests/flows/stages/test_predict.py builds one)."""
+    arch = {"in_channels": 1, "out_channels": 3, "ndim": 3, "depth": 1, "base_features": 4,
+            "downsample_factors": [[1, 2, 2]], "padding": "same", "norm": "group", **arch}
+    model = UNet(**{**arch, "downsample_factors": [tuple(f) for f in arch["downsample_factors"]]})
+    save_checkpoint(work / name, {
+        "architecture": arch, "model": model.state_dict(), "step": 0,
+        "metadata": {"target": "affinities", "normalization": "dtype", "voxel_size_um": list(VS),
+                     "downscale_xy": 1},
+    })
+    return work / name
+
+
+def model_two_input_channels(work):
+    cfg = _segment_config(work, model=_checkpoint(work, "two_channels.pt", in_channels=2))
+    return Case(["segment", str(cfg)],
+                r"model .*two_channels\.pt expects 2-channel 3-D \(z, y, x\) input .*segment\.raw "
+                r".*phantom\.zarr is a single-channel 3-D \(z, y, x\) image", before_cluster=True)
+
+
+def model_2d(work):
+    cfg = _segment_config(work, model=_checkpoint(work, "flat.pt", ndim=2, downsample_factors=[[2, 2]]))
+    return Case(["run", str(cfg)],
+                r"model .*flat\.pt expects 1-channel 2-D \(y, x\) input .*segment\.raw .*phantom\.zarr is a "
+                r"single-channel 3-D \(z, y, x\) image", before_cluster=True)
+
+
+def raw_unitless_nm_scale(work):
+    meta = work / "phantom.zarr" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    ms = doc["attributes"]["ome"]["multiscales"][0]
+    for axis in ms["axes"]:
+        axis.pop("unit", None)
+    ms["datasets"][0]["coordinateTransformations"][0]["scale"] = [1500, 500, 500]
+    meta.write_text(json.dumps(doc))
+    return Case(["run", str(_segment_config(work))],
+                r"phantom\.zarr: axes z, y, x have no unit and the scale is \(1500\.0, 500\.0, 500\.0\).*"
+                r"probably in nanometres.*\"unit\": \"nanometer\"", before_cluster=True)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     raw_wrong_ndim, raw_wrong_dtype, raw_nan, raw_inf_in_one_block, empty_volume, all_zero_labels_training,
     all_zero_ground_truth, missing_level0_array, missing_label_image, raw_label_shape_mismatch,
@@ -326,7 +425,8 @@ CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     bad_env_override, threshold_out_of_range, config_file_missing, config_not_yaml, raw_missing, not_ome_zarr,
     corrupt_chunk, block_smaller_than_halo, block_not_multiple_of_chunks, checkpoint_wrong_architecture,
     checkpoint_truncated, corrupt_swc, float_ground_truth, output_outside_root, output_inside_input,
-    output_is_a_file, synth_zero_shape,
+    output_is_a_file, synth_zero_shape, gt_other_voxel_size, gt_other_voxel_size_evaluate, gt_swc_in_nm,
+    gt_swc_in_nm_evaluate, model_two_input_channels, model_2d, raw_unitless_nm_scale,
 )}
 SLOW_CASES = {"raw_inf_in_one_block", "corrupt_chunk"}  # they start a Dask cluster and run blocks
 
@@ -336,6 +436,8 @@ SLOW_CASES = {"raw_inf_in_one_block", "corrupt_chunk"}  # they start a Dask clus
 )
 def test_bad_input_is_refused_clearly_and_changes_nothing(name, case_dir, monkeypatch, capsys):
     case = CASES[name](case_dir)
+    if case.before_cluster:
+        _refuse_to_start_a_cluster(monkeypatch)
     before = _snapshot(case_dir)
     code, err = _run_cli(case.argv, case.env, monkeypatch, capsys)
     if case.code == -1:
@@ -348,6 +450,19 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(name, case_dir, monkey
     after = _snapshot(case_dir)
     changed = sorted(k for k, v in before.items() if after.get(k) != v)
     assert not changed, f"existing files changed or removed: {changed}"
+
+
+def _refuse_to_start_a_cluster(monkeypatch) -> None:
+    """Make starting the Prefect server, the flow's Dask task runner or a stage's Dask client fail a test."""
+    import flows.reconstruct
+    import flows.stages.runner
+
+    def started(*args, **kwargs):
+        raise AssertionError("a Prefect server or Dask cluster started before the input was refused")
+
+    monkeypatch.setattr(flows.reconstruct, "shared_prefect_api", started)
+    monkeypatch.setattr(flows.reconstruct, "dask_task_runner", started)
+    monkeypatch.setattr(flows.stages.runner, "dask_client", started)
 
 
 def test_catalogue_has_at_least_20_kinds():

@@ -132,3 +132,20 @@ def test_two_touching_neurons_given_one_label_are_merged(phantoms):
     assert m["skeleton"]["merged_pct"] == pytest.approx(expected)
     rows = {r["label"]: r for r in m["skeleton"]["per_neuron"]}
     assert rows[first]["merges"] == rows[second]["merges"] == 1
+
+
+def test_label_ids_from_2_63_score_exactly_as_the_ground_truth(phantom):
+    """uint64 ids >= 2**63 are labels like any other (issue 18): the exact ground truth with every id moved
+    up by 2**63 scores what the ground truth itself scores, and the ids are reported as they are."""
+    _, root, gt_path, gt, _, _ = phantom
+    shift = np.uint64(2**63)
+    big = np.where(gt > 0, gt.astype(np.uint64) + shift, np.uint64(0))
+    assert big.dtype == np.uint64 and int(big.max()) > np.iinfo(np.int64).max
+    oracle = _evaluate(root, gt_path, gt, "oracle_small_ids")
+    shifted = _evaluate(root, gt_path, big, "big_ids")
+    assert shifted["voxel"] == oracle["voxel"] and shifted["voxel"]["dice"] == 1.0
+    assert shifted["skeleton"] == oracle["skeleton"] and shifted["skeleton"]["normalized_erl"] == 1.0
+    ln, expected = shifted["length"], dict(oracle["length"])
+    expected["pred_lengths_um"] = {str(int(k) + 2**63): v for k, v in expected["pred_lengths_um"].items()}
+    assert ln == expected and ln["precision"] == ln["recall"] == 1.0
+    assert ln["discontinuities_per_instance"] == 0.0

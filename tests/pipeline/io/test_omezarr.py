@@ -86,6 +86,31 @@ def test_nanometer_units_are_converted_to_um(tmp_path):
     assert open_image(path).voxel_size_um == pytest.approx((0.04, 0.016, 0.016))
 
 
+def _drop_units(path, scale):
+    meta = json.loads((path / "zarr.json").read_text())
+    ms = meta["attributes"]["ome"]["multiscales"][0]
+    for a in ms["axes"]:
+        a.pop("unit", None)
+    ms["datasets"][0]["coordinateTransformations"][0]["scale"] = scale
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_axes_without_unit_are_read_as_um_unless_the_scale_is_implausible_for_um(tmp_path):
+    path = tmp_path / "unitless.zarr"
+    write_image(path, np.zeros((2, 2, 2), np.uint8), voxel_size_um=VS)
+    _drop_units(path, [1.5, 0.5, 0.5])
+    assert open_image(path).voxel_size_um == VS  # plausible in µm: read as µm, as always
+    _drop_units(path, [1500, 500, 500])  # 1.5 mm voxels: nm without a unit
+    with pytest.raises(InputDataError, match=r"unitless\.zarr: axes z, y, x have no unit and the scale is "
+                       r"\(1500\.0, 500\.0, 500\.0\).*\"unit\": \"nanometer\""):
+        open_image(path)
+    meta = json.loads((path / "zarr.json").read_text())
+    for a in meta["attributes"]["ome"]["multiscales"][0]["axes"]:
+        a["unit"] = "nanometer"  # the fix the message asks for
+    (path / "zarr.json").write_text(json.dumps(meta))
+    assert open_image(path).voxel_size_um == pytest.approx(VS)
+
+
 def test_write_region_requires_chunk_alignment(tmp_path):
     arr = create_image(tmp_path / "v.zarr", shape=(8, 10, 10), dtype="uint8", chunks=(4, 4, 4),
                        voxel_size_um=VS)

@@ -195,6 +195,34 @@ def test_instance_overlaps():
     assert instance_overlaps(pred, true).tolist() == [[3, 1, 2], [3, 2, 1]]
 
 
+def test_uint64_labels_from_2_63_are_matched_and_measured_as_they_are():
+    """Issue 18: ids >= 2**63 turned negative through an int64 cast (and cc3d overflowed on them); they
+    must give the metrics of the same labels numbered small, with the ids reported unchanged."""
+    true = np.zeros((3, 3, 30), np.uint64)
+    _line(true, 1, 1, 2, 11, 1)
+    _line(true, 1, 1, 15, 27, 2)
+    pred = true.copy()
+    pred[1, 1, 7] = 0  # true 1 in two pieces of one predicted label
+    pred[true == 2] = 3
+    shift = np.uint64(2**63)
+    big_true, big_pred = (np.where(a > 0, a + shift, np.uint64(0)) for a in (true, pred))
+    small, big = (length_metrics(p, t, voxel_size_um=VS) for p, t in ((pred, true), (big_pred, big_true)))
+    assert big.matches == tuple(
+        type(m)(m.true_label + 2**63, m.pred_label + 2**63, m.overlap_voxels) for m in small.matches
+    )
+    assert big.pred_lengths_um == {k + 2**63: v for k, v in small.pred_lengths_um.items()}
+    assert big.true_lengths_um == {k + 2**63: v for k, v in small.true_lengths_um.items()}
+    same = ("precision", "recall", "overlapping_instances", "wasserstein_um", "ssmd_signed", "n_true")
+    assert [getattr(big, k) for k in same] == [getattr(small, k) for k in same]
+    assert instance_overlaps(big_pred, big_true).tolist() == [
+        [t + 2**63, p + 2**63, n] for t, p, n in instance_overlaps(pred, true).tolist()
+    ]
+    d_small, d_big = discontinuities(pred, true), discontinuities(big_pred, big_true)
+    assert d_small.per_instance == d_big.per_instance == 0.5
+    assert d_big.per_true == {k + 2**63: v for k, v in d_small.per_true.items()}
+    assert connected_instances(big_pred).max() == 3  # two pieces of one label, one more object
+
+
 # ---------------------------------------------------------------------------------------------------------
 # matching
 
