@@ -46,7 +46,7 @@ class DaskConfig(StrictModel):
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = Field("4GiB", description="per local worker: a size ('4GiB', '16 GB') or 'auto'")
     max_retries: Annotated[int, Field(ge=0)] = Field(
-        2, description="extra attempts per failed block, every stage")
+        2, description="extra attempts per block failed by an I/O or memory error, every stage")
 
     @field_validator("memory_limit")
     @classmethod

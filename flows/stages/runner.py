@@ -4,10 +4,11 @@ Every stage driver in :mod:`flows.stages` hands its per-block function to :func:
 
 This is the only scheduler code in neurorecon, and it schedules nothing itself: blocks are submitted
 to a ``dask.distributed`` client — a ``LocalCluster`` by default, or an existing cluster by address —
-with Dask's own ``retries``. A block is marked done (``pipeline.io.blockstate``) on the worker, after
-its outputs are written, so a rerun skips exactly the finished blocks. Blocks that still fail after
-their retries are reported by id; the caller raises :class:`pipeline.errors.BlockFailure` so a run
-never reports success with missing blocks.
+with Dask's own ``retries``, for errors :func:`worth_retrying` only (I/O, memory): a block that fails
+on bad input or a bug is reported at once, not tried again. A block is marked done
+(``pipeline.io.blockstate``) on the worker, after its outputs are written, so a rerun skips exactly
+the finished blocks. Blocks that still fail after their retries are reported by id; the caller raises
+:class:`pipeline.errors.BlockFailure` so a run never reports success with missing blocks.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from tqdm.auto import tqdm
 
 from pipeline.blocks import Block
 from pipeline.config import DaskConfig
-from pipeline.errors import BlockFailure
+from pipeline.errors import BlockFailure, DiskFullError
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["BlockRunReport", "dask_client", "one_malloc_arena", "return_freed_memory", "run_blocks"]
+__all__ = ["BlockRunReport", "NotRetried", "dask_client", "one_malloc_arena", "return_freed_memory",
+           "run_blocks", "worth_retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +114,20 @@ def run_blocks(
         if client is None:
             one_malloc_arena()
             for b in todo:
-                error = None
-                for _attempt in range(max_retries + 1):
+                error, attempts = None, 0
+                for attempts in range(1, max_retries + 2):  # noqa: B007 - reported below
                     try:
-                        _process_and_mark(process, state, b)
-                        error = None
-                        break
-                    except Exception:  # noqa: BLE001 - reported per block below
+                        outcome = _process_and_mark(process, state, b)
+                    except Exception:  # noqa: BLE001 - worth retrying; reported per block below
                         error = traceback.format_exc()
+                        continue
+                    error = outcome.traceback if isinstance(outcome, NotRetried) else None
+                    break
                 if error is None:
                     report.done += 1
                 else:
                     report.failed[b.id] = error
-                    log.error("%s: block %d failed after %d attempts:\n%s", stage, b.id, max_retries + 1,
-                              error)
+                    log.error("%s: block %d failed after %d attempt(s):\n%s", stage, b.id, attempts, error)
                 bar.update()
         else:
             from distributed import as_completed
@@ -139,7 +141,12 @@ def run_blocks(
             }
             for fut in as_completed(futures):
                 b = futures[fut]
-                if fut.status == "finished":
+                outcome = fut.result() if fut.status == "finished" else None
+                if isinstance(outcome, NotRetried):
+                    report.failed[b.id] = outcome.traceback
+                    log.error("%s: block %d failed (not retried): %s", stage, b.id,
+                              outcome.traceback.strip().splitlines()[-1])
+                elif fut.status == "finished":
                     report.done += 1
                 else:
                     exc = fut.exception()
@@ -193,15 +200,37 @@ def return_freed_memory() -> bool:
     return True
 
 
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a block that raised ``exc`` may succeed when tried again: I/O errors (a flaky file system
+    or network; not a full disk), memory errors (another worker may have room), CUDA out of memory.
+    Bad input, a bad model or a bug fails the same way every time: such a block is not retried."""
+    if isinstance(exc, DiskFullError):
+        return False
+    return isinstance(exc, OSError | MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+@dataclass(frozen=True)
+class NotRetried:
+    """What a block task returns instead of raising an error not :func:`worth_retrying` (Dask retries
+    every exception): the error's traceback."""
+
+    traceback: str
+
+
 def _process_and_mark(
     process: Callable[[Block], Mapping[str, Any] | None], state: BlockState, block: Block
-) -> None:
+) -> NotRetried | None:
     one_malloc_arena()  # once per process (cached); a no-op after the first block
     try:
         info = process(block)
+    except Exception as exc:
+        if worth_retrying(exc):
+            raise
+        return NotRetried("".join(traceback.format_exception(exc)))
     finally:
         return_freed_memory()
     state.mark_done(block.id, info or {})
+    return None
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import numpy as np
 
 from flows.stages.runner import run_blocks
 from pipeline.blocks import Block
-from pipeline.errors import OutputError
+from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import write_atomic
 from pipeline.io.blockstate import BlockState
 from pipeline.io.diskspace import write_error
@@ -188,9 +188,27 @@ def skeletonize_volume(
 
 
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
-    """The ``skeletonize.json`` of a run (inputs and parameters), or ``{}`` where there is none."""
+    """The ``skeletonize.json`` of a run (inputs and parameters), or ``{}`` where there is none.
+
+    Raises
+    ------
+    InputDataError
+        If the file is damaged (truncated, not JSON), naming it and the command that rewrites it.
+    """
     path = RunLayout(run_dir).skeletonize_json
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise InputDataError(
+            f"{path} is damaged ({type(exc).__name__}: {str(exc)[:120]}); rerun `neurorecon skeletonize` (or "
+            "`neurorecon run`) on this run directory to rewrite it"
+        ) from None
+    if not isinstance(record, dict):
+        raise InputDataError(f"{path} is not a skeletonize record (a JSON object); rerun `neurorecon "
+                             "skeletonize` on this run directory to rewrite it")
+    return record
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,6 +419,29 @@ def raw_unitless_nm_scale(work):
                 r"probably in nanometres.*\"unit\": \"nanometer\"", before_cluster=True)
 
 
+def memory_limit_not_a_size(work):
+    return Case(["segment", str(_segment_config(work))],
+                r"dask\.memory_limit.*must be a size such as '4GiB'.*'lots'",
+                env={"NEURORECON__DASK__MEMORY_LIMIT": "lots"}, before_cluster=True)
+
+
+def dask_address_unreachable(work):  # Dask's own timeout is 30 s, then a traceback
+    return Case(["segment", str(_segment_config(work))],
+                r"dask\.address 'tcp://127\.0\.0\.1:9': no Dask scheduler answered within 5 s.*"
+                r"dask\.address: null", env={"NEURORECON__DASK__ADDRESS": "tcp://127.0.0.1:9"},
+                before_cluster=True)
+
+
+def skeletonize_record_truncated(work):
+    run = work / "existing_run"
+    (run / "lengths.csv").write_text("label,length_um,cable_length_um,n_voxels,touches_border,n_endpoints\n"
+                                     "1,10.0,10.0,100,False,2\n")
+    (run / "skeletonize.json").write_text('{"segmentation": "/runs/a/segm')
+    return Case(["report", str(run)],
+                r"existing_run/skeletonize\.json is damaged \(JSONDecodeError.*"
+                r"rerun `neurorecon skeletonize`")
+
+
 CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     raw_wrong_ndim, raw_wrong_dtype, raw_nan, raw_inf_in_one_block, empty_volume, all_zero_labels_training,
     all_zero_ground_truth, missing_level0_array, missing_label_image, raw_label_shape_mismatch,
@@ -426,7 +450,8 @@ CASES: dict[str, Callable[[Path], Case]] = {f.__name__: f for f in (
     corrupt_chunk, block_smaller_than_halo, block_not_multiple_of_chunks, checkpoint_wrong_architecture,
     checkpoint_truncated, corrupt_swc, float_ground_truth, output_outside_root, output_inside_input,
     output_is_a_file, synth_zero_shape, gt_other_voxel_size, gt_other_voxel_size_evaluate, gt_swc_in_nm,
-    gt_swc_in_nm_evaluate, model_two_input_channels, model_2d, raw_unitless_nm_scale,
+    gt_swc_in_nm_evaluate, model_two_input_channels, model_2d, raw_unitless_nm_scale, memory_limit_not_a_size,
+    dask_address_unreachable, skeletonize_record_truncated,
 )}
 SLOW_CASES = {"raw_inf_in_one_block", "corrupt_chunk"}  # they start a Dask cluster and run blocks
 
@@ -503,6 +528,52 @@ def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys)
 
     with output_lock(case_dir / "existing_run"):
         pass
+
+
+def test_the_lock_is_taken_before_the_model_is_read(case_dir, monkeypatch, capsys):
+    """With the output held by another process, a run whose model is broken is refused for the lock: the
+    lock came first (it used to come after loading the model, 10-26 s)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time\nfrom pipeline.io.lock import output_lock\n"
+         f"with output_lock({str(case_dir / 'existing_run')!r}):\n"
+         "    print('locked', flush=True)\n    time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (case_dir / "broken.pt").write_bytes(b"not a checkpoint")
+        cfg = _segment_config(case_dir, model=case_dir / "broken.pt")
+        before = _snapshot(case_dir)
+        for command in ("segment", "run"):
+            env = {"NEURORECON__OUTPUT__ROOT": str(case_dir)}
+            code, err = _run_cli([command, str(cfg)], env, monkeypatch, capsys)
+            assert code == 2, err
+            assert re.search(rf"in use by another neurorecon run \(pid {holder.pid} on ", err), err
+        assert _snapshot(case_dir) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_prefect_home_that_is_a_file_is_refused_before_the_server_starts(case_dir):
+    """The temporary Prefect server used to be waited for 180 s, then a traceback. In a process of its
+    own: in this one a test's Prefect API may be configured, and then no temporary server starts."""
+    (case_dir / "not_a_dir").write_text("")
+    cfg = _segment_config(case_dir, out=case_dir / "new_run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "NEURORECON__"))}
+    env.update(PREFECT_HOME=str(case_dir / "not_a_dir"), NEURORECON__OUTPUT__ROOT=str(case_dir))
+    before = _snapshot(case_dir)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg)], capture_output=True,
+                            text=True, env=env, timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert time.monotonic() - start < 60
+    assert re.search(r"^error: PREFECT_HOME .*not_a_dir exists and is not a directory.*set PREFECT_HOME to a "
+                     r"writable directory", result.stderr, re.M | re.S), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    after = _snapshot(case_dir)
+    assert [k for k, v in before.items() if after.get(k) != v] == []
 
 
 def test_read_only_output_location_is_refused(tmp_path):

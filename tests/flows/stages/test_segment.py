@@ -3,6 +3,7 @@ failures."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 
@@ -103,6 +104,36 @@ def test_failed_blocks_are_reported_by_id_and_done_ones_kept(tmp_path):
     again = run_blocks("stage", blocks, functools.partial(_flaky, bad=set()), state=state, max_retries=2,
                        progress=False)
     assert again.skipped == 6 and again.done == 2 and again.ok
+
+
+def _counted(block, *, log, error):
+    """Append the block id to ``log`` (one line per attempt), then fail with ``error``."""
+    with open(log, "a") as fh:
+        fh.write(f"{block.id}\n")
+    raise error
+
+
+@pytest.mark.parametrize("where", ["serial", "dask"])
+def test_only_errors_worth_retrying_are_retried(tmp_path, where):
+    """I/O and memory errors are tried 1 + max_retries times; bad input or a bug fails at once (issue 17:
+    Dask retried every error, so bad input cost max_retries + 1 attempts per block)."""
+    blocks = block_grid((2, 2, 4), block_shape=(2, 2, 2))
+    cases = {"io": OSError("NFS hiccup"), "memory": MemoryError(), "input": ValueError("bad voxel size"),
+             "bug": KeyError("x")}
+    with contextlib.ExitStack() as stack:
+        client = None
+        if where == "dask":
+            client = stack.enter_context(dask_client(DaskConfig(n_workers=1, memory_limit="1GiB")))
+        for name, error in cases.items():
+            log = tmp_path / f"{where}-{name}.log"
+            report = run_blocks(name, blocks, functools.partial(_counted, log=str(log), error=error),
+                                state=BlockState(tmp_path / where, name), client=client, max_retries=2,
+                                progress=False)
+            attempts = sorted(int(x) for x in log.read_text().split())
+            expected = 3 if name in ("io", "memory") else 1
+            assert attempts == [0] * expected + [1] * expected, (name, attempts)
+            assert sorted(report.failed) == [0, 1]
+            assert type(error).__name__ in report.failed[0]
 
 
 @pytest.mark.slow
