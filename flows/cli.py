@@ -481,11 +481,11 @@ def main() -> None:
 
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
-    from flows.interrupt import stop_on_signals
+    from flows.interrupt import handle_signals
 
+    handle_signals(shlex.join(["neurorecon", *sys.argv[1:]]))  # until the process ends, exit included
     try:
-        with stop_on_signals(shlex.join(["neurorecon", *sys.argv[1:]])):
-            app(standalone_mode=False)
+        app(standalone_mode=False)
     except NeuroreconError as exc:
         if _state["debug"]:
             raise

@@ -6,7 +6,8 @@ Python and Prefect, a signal sent to the terminal's process group killed the API
 the flow kept going, retried the dead API and exited minutes later with hundreds of lines of
 tracebacks; SIGTERM to the main process alone left the server orphaned.
 
-:func:`stop_on_signals` (installed by the command-line entry point) handles SIGINT and SIGTERM itself.
+:func:`handle_signals` (installed by the command-line entry point for the life of the process) and
+:func:`stop_on_signals` (the same for the duration of a block) handle SIGINT and SIGTERM themselves.
 On the first signal it
 
 1. marks the flow runs of this process (:func:`note_flow_run`) ``Crashed`` on the Prefect API, which
@@ -36,8 +37,10 @@ from typing import Any
 
 __all__ = [
     "TERMINATE_WAIT_S",
+    "handle_signals",
     "note_flow_run",
     "start_temporary_prefect_server",
+    "stop_handling_signals",
     "stop_on_signals",
 ]
 
@@ -86,6 +89,24 @@ def stop_on_signals(what: str) -> Iterator[None]:
         _state["active"] = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def handle_signals(what: str) -> None:
+    """Handle SIGINT and SIGTERM as this module describes for the rest of the process's life (the
+    command line: a signal during interpreter exit, while Prefect stops its server, is handled too)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _state.update(active=True, what=what, flow_runs=[], stopping=None)
+    _install()
+
+
+def stop_handling_signals() -> None:
+    """Undo :func:`handle_signals`: Python's default handlers again (for a process that called the
+    command line's entry point and goes on, such as a test)."""
+    _state["active"] = False
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def note_flow_run() -> None:

@@ -30,6 +30,7 @@ import torch
 import zarr
 
 from flows.cli import main
+from flows.interrupt import stop_handling_signals
 from pipeline.io.checkpoint import save_checkpoint
 from pipeline.io.omezarr import create_label_image, open_image, write_image, write_labels
 from pipeline.io.phantom import write_phantom
@@ -86,8 +87,11 @@ def _run_cli(argv: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(sys, "argv", ["neurorecon", *argv])
     capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main()
+    try:
+        with pytest.raises(SystemExit) as info:
+            main()
+    finally:  # the command line keeps its signal handlers for the life of its process: not pytest's
+        stop_handling_signals()
     return int(info.value.code or 0), capsys.readouterr().err
 
 

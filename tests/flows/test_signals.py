@@ -6,7 +6,7 @@ to the run's process group (a Ctrl-C in a terminal, ``scancel``) and to its main
 random time of the run (seeded; the stage it was in is in the failure message). Each run must exit
 within 10 s with status 130 / 143 and one ``interrupted`` line last, leave no process behind (its Dask
 workers and its temporary Prefect API server included) and mark its Prefect flow run Crashed; after
-two of them (one of each signal and target) one rerun must end bit-identical to the reference.
+one of them (a Ctrl-C to the group) one rerun must end bit-identical to the reference.
 ``benchmarks/bench_fault_injection.py --faults SIGINT-group ...`` reruns after every trial.
 """
 
@@ -61,7 +61,7 @@ def flow_run_states(home: Path) -> list[str]:
             return []
 
 
-@pytest.mark.parametrize(("fault", "rerun"), [("SIGINT-group", True), ("SIGTERM-main", True),
+@pytest.mark.parametrize(("fault", "rerun"), [("SIGINT-group", True), ("SIGTERM-main", False),
                                              ("SIGTERM-group", False), ("SIGINT-main", False)])
 def test_a_signal_stops_the_run_within_10_s_and_a_rerun_resumes(bench, reconstruct_run, fault, rerun):
     ws, seconds = reconstruct_run
@@ -77,6 +77,7 @@ def test_a_signal_stops_the_run_within_10_s_and_a_rerun_resumes(bench, reconstru
     assert trial.stopped_cleanly, f"{where}: {trial}\n{log}"
     states = flow_run_states(ws.work / "prefect" / f"run-{first:02d}")
     assert states in ([], ["CRASHED"]), f"{where}: flow run states {states}"  # [] if before the flow began
-    if rerun:  # resuming does not depend on which signal stopped the run: two of the four are rerun
+    if rerun:  # resuming does not depend on which signal stopped the run: one is rerun (the benchmark
+        # reruns every trial)
         assert trial.reruns == 1 and trial.completed, f"{where}: {trial}\n{log}"
         assert trial.diffs == [] and trial.chunk_problems == [], f"{where}: {trial}"
