@@ -8,6 +8,12 @@ schedule; a volume whose run was interrupted is resumed (its blocks' state is ke
 the error that failed the first of them (a bad input stays a bad input: exit status 2, failed blocks 3),
 naming every failed volume. The deployment with its cron schedule is defined in ``prefect.yaml`` and
 registered with ``prefect deploy --all``.
+
+The config (:class:`~pipeline.config.BatchConfig`) needs no ``segment.raw`` / ``segment.out``: they are
+each volume's. ``output_root`` is the output root (``output.root``) unless the config, or
+``NEURORECON__OUTPUT__ROOT``, sets one; then ``output_root`` must lie inside it. ``overwrite`` starts each
+unfinished volume over instead of resuming it (finished volumes stay skipped): the way out when a volume
+was started with other parameters; pass it for one run, not in the deployment's defaults.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ def pending_volumes(input_dir: Path, output_root: Path) -> list[Path]:
 
 
 @flow(name="batch", log_prints=True)
-def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -> list[str]:
+def batch_flow(
+    input_dir: Path, output_root: Path, config: Path | None = None, overwrite: bool = False
+) -> list[str]:
     """Reconstruct each unprocessed volume of ``input_dir`` into ``output_root/<name>/``.
 
     Parameters
@@ -46,11 +54,15 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
     input_dir : Path
         Folder of OME-Zarr raw images (``*.zarr``).
     output_root : Path
-        Where run directories are created.
+        Where run directories are created; the output root, unless the config sets ``output.root``
+        (then ``output_root`` must lie inside it).
     config : Path, optional
-        A YAML config whose ``segment:`` section (raw/out are replaced per volume) and other sections
-        apply to every volume (ground truth in ``evaluate:`` is not used: it belongs to one volume);
-        defaults otherwise.
+        A YAML config whose ``segment:`` section (without raw/out: they are set per volume) and other
+        sections apply to every volume (ground truth in ``evaluate:`` is not used: it belongs to one
+        volume); defaults otherwise.
+    overwrite : bool
+        Start every unfinished volume over (its earlier outputs and block state removed) instead of
+        resuming it; finished volumes are still skipped.
 
     Returns
     -------
@@ -62,13 +74,17 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
     NeuroreconError
         Of the class of the first volume's failure, naming every failed volume, if any failed.
     """
+    from pipeline.config import BatchConfig, NeuroreconConfig, OutputConfig
     from pipeline.io.config import load_config
     from pipeline.segment.config import SegmentConfig
 
     logger = get_run_logger()
-    cfg = load_config(config)
+    cfg = load_config(config, model=BatchConfig)
+    if "root" not in cfg.output.model_fields_set:  # no output.root configured: the batch's own is the root
+        cfg = cfg.model_copy(update={"output": OutputConfig(root=Path(output_root))})
     confine(output_root, cfg.output.root, what="output_root")
     base = cfg.segment.model_dump() if cfg.segment is not None else {}
+    shared = {name: getattr(cfg, name) for name in NeuroreconConfig.model_fields}
     todo = pending_volumes(Path(input_dir), Path(output_root))
     logger.info("%d volume(s) to process in %s", len(todo), input_dir)
     reports: list[str] = []
@@ -77,13 +93,14 @@ def batch_flow(input_dir: Path, output_root: Path, config: Path | None = None) -
         run = RunLayout(Path(output_root) / store.stem)
         start = time.time()
         try:
-            volume = cfg.model_copy(update={
-                "segment": SegmentConfig.model_validate({**base, "raw": store, "out": run.root}),
+            volume = NeuroreconConfig(**{
+                **shared, "segment": SegmentConfig.model_validate({**base, "raw": store, "out": run.root}),
                 "evaluate": EvaluateConfig(),
             })
             inputs = check_run(volume)
             runner = dask_task_runner(cfg.dask)
-            report = reconstruct_flow.with_options(task_runner=runner)(volume, inputs=inputs)
+            flow_run = reconstruct_flow.with_options(task_runner=runner)
+            report = flow_run(volume, inputs=inputs, overwrite=overwrite)
         except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end
             logger.error("%s failed: %s", store.name, exc)
             failed[store.name] = exc

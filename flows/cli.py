@@ -44,6 +44,11 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c",
                  help="YAML config (see configs/); NEURORECON__SECTION__KEY env vars override it."),
 ]
+#: ``--overwrite`` of every command that writes into a run directory: one meaning everywhere.
+OVERWRITE_HELP = (
+    "Start over: remove what this command wrote in the output directory before (its block state "
+    "included; never inputs or other files) instead of resuming."
+)
 LabelImageArg = (
     "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
     "(volume.zarr/labels/NAME)."
@@ -143,14 +148,16 @@ def train(
         Path, typer.Argument(help="YAML config with a train: section (e.g. configs/train_tiny.yaml).")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints/, log.csv, data/.")],
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Ignore checkpoints in --out and start over.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", "--fresh",
+        help="Start over: remove the checkpoints and log.csv in --out (data/ and other files are kept) "
+             "instead of resuming.")] = False,
 ) -> None:
     """Train the U-Net: BCE + Dice pretraining, then topology-loss fine-tuning; resumes if interrupted.
 
     Rerunning the same command after an interruption continues from OUT/checkpoints/last.pt and ends
-    with the same weights as an uninterrupted run. Progress goes to a bar and OUT/log.csv.
+    with the same weights as an uninterrupted run; --overwrite starts over. Progress goes to a bar and
+    OUT/log.csv.
     """
     from pipeline.errors import ConfigError
     from pipeline.io.config import load_config
@@ -161,7 +168,11 @@ def train(
     if cfg.train is None:
         raise ConfigError(f"{config} has no train: section; see configs/train_tiny.yaml for an example")
     with output_lock(_confined(out, cfg, "--out")):
-        result = run_training(cfg.train, out_dir=out, resume=not fresh, progress=True)
+        if overwrite:
+            from pipeline.train.trainer import remove_training
+
+            _removed(remove_training(out))
+        result = run_training(cfg.train, out_dir=out, resume=True, progress=True)
     typer.echo(f"{'finished' if result.finished else 'stopped'} at step {result.step}; "
                f"checkpoint {result.checkpoint}; log {result.log}")
     if result.val_metrics:
@@ -174,23 +185,32 @@ def segment(
     config: Annotated[
         Path, typer.Argument(help="YAML config with a segment: section (and optionally dask:).")
     ],
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " Removes every output of the run "
+                                                "directory: later stages derive from the segmentation.")
+                         ] = False,
 ) -> None:
     """Raw OME-Zarr -> affinities -> waterz fragments -> segmentation, block by block on Dask.
 
     Runs on a local Dask cluster, or on the cluster at dask.address. Writes affinities.zarr,
-    fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped.
+    fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped,
+    also after the run directory was moved or copied elsewhere (update segment.out). A rerun with other
+    parameters is refused: --overwrite starts over.
     """
     from flows.preflight import check_output, check_run, require_segment
     from flows.stages.runner import dask_client
     from flows.stages.segment import segment_raw
     from pipeline.io.config import load_config
+    from pipeline.io.layout import RunLayout, remove_outputs
     from pipeline.io.lock import output_lock
 
     cfg = load_config(config)
     require_segment(cfg, config)
     seg = check_output(cfg)  # where the lock goes, before anything heavy
     with output_lock(seg.out):
-        inputs = check_run(cfg, evaluate=False)
+        inputs = check_run(cfg, evaluate=False)  # a refused run removes nothing
+        if overwrite:
+            run = RunLayout(seg.out)
+            _removed(remove_outputs(run, run.run_outputs, inputs=[seg.raw]))
         with dask_client(cfg.dask) as client:
             outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
     typer.echo(f"affinities:   {outputs.affinities}")
@@ -202,6 +222,8 @@ def segment(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     seed: Annotated[int | None, typer.Option(help="Phantom seed (default: the demo's own).")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " The phantoms are always written "
+                                                "again.")] = False,
 ) -> None:
     """The main job on embedded defaults: light-sheet phantoms with signal dropout, reconstructed.
 
@@ -219,7 +241,7 @@ def demo(
 
     start = time.perf_counter()
     with output_lock(_confined(out, load_config(), "--out")):
-        reports = run_demo(out, seed=seed)
+        reports = run_demo(out, seed=seed, overwrite=overwrite)
     for kind, report in reports.items():
         typer.echo(f"{kind} report: {report}   (PDF: {report.with_suffix('.pdf')})")
     seconds = time.perf_counter() - start
@@ -231,12 +253,15 @@ def run(
     config: Annotated[
         Path, typer.Argument(help="YAML config with a segment: section (raw, out, ...) and dask:.")
     ],
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " Removes every output of the run "
+                                                "directory.")] = False,
 ) -> None:
     """Reconstruct any OME-Zarr volume: the reconstruct flow on the config's Dask cluster.
 
     raw -> affinities -> segmentation -> skeletons -> lengths -> metrics (if evaluate.gt_labels is
     set) -> report, in segment.out, with the skeletonize:, evaluate: and report: sections. Rerunning
-    resumes where it stopped.
+    resumes where it stopped, also after the run directory was moved or copied elsewhere (update
+    segment.out). A rerun with other parameters is refused: --overwrite starts over.
     """
     from flows.preflight import require_segment
     from flows.reconstruct import run_reconstruct
@@ -244,7 +269,7 @@ def run(
 
     cfg = load_config(config)
     require_segment(cfg, config)
-    typer.echo(f"report: {run_reconstruct(cfg)}")
+    typer.echo(f"report: {run_reconstruct(cfg, overwrite=overwrite)}")
 
 
 @app.command()
@@ -283,9 +308,7 @@ def skeletonize(
         typer.Option(help="Local Dask workers; 0 runs serially in this process (default: dask.n_workers)."),
     ] = None,
     config: ConfigOpt = None,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace earlier skeletons and block state in --out.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Skeletonize a segmentation block by block (kimimaro TEASAR, fused across blocks); measure every object.
 
@@ -298,6 +321,7 @@ def skeletonize(
     from flows.stages.skeletonize import skeletonize_volume
     from pipeline.io.config import load_config
     from pipeline.io.labels import open_label_image
+    from pipeline.io.layout import RunLayout, remove_outputs
     from pipeline.io.lock import output_lock
 
     cfg = load_config(config)
@@ -314,6 +338,9 @@ def skeletonize(
     )
     n_workers = cfg.dask.n_workers if workers is None else workers
     with output_lock(out):
+        if overwrite:
+            run = RunLayout(out)
+            _removed(remove_outputs(run, run.skeletonize_outputs, inputs=[segmentation]))
         if n_workers == 0 and not cfg.dask.address:
             result = skeletonize_volume(segmentation, client=None, **kwargs)
         else:
@@ -340,6 +367,8 @@ def evaluate(
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
     config: ConfigOpt = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " (metrics.json is written anew on every "
+                                                "run; --overwrite removes the old one first.)")] = False,
 ) -> None:
     """Compare a segmentation with ground truth: voxel, skeleton (ERL, splits, merges) and length metrics.
 
@@ -352,6 +381,7 @@ def evaluate(
     from flows.stages.evaluate import evaluate_run
     from pipeline.errors import ConfigError
     from pipeline.io.config import load_config
+    from pipeline.io.layout import RunLayout, remove_outputs
     from pipeline.io.lock import output_lock
 
     cfg = load_config(config)
@@ -362,6 +392,9 @@ def evaluate(
                           "in the config")
     out = _confined(out, cfg, "--out")
     with output_lock(out):
+        if overwrite:
+            _removed(remove_outputs(RunLayout(out), [RunLayout(out).metrics_json],
+                                    inputs=[segmentation, settings.gt_labels]))
         path = evaluate_run(segmentation, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
                             min_label_nodes=settings.min_label_nodes,
                             voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float))
@@ -410,6 +443,9 @@ def report(
         bool | None, _setting(ReportConfig, "figures", "report", "--figures/--no-figures")
     ] = None,
     config: ConfigOpt = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " (the report is written anew on every "
+                                                "run; --overwrite first removes the old report.html, "
+                                                "report.pdf and figures.)")] = False,
 ) -> None:
     """Write RUN_DIR/report.html (self-contained) and report.pdf: lengths, projections, metrics, provenance.
 
@@ -418,6 +454,7 @@ def report(
     """
     from flows.stages.report import report_run
     from pipeline.io.config import load_config
+    from pipeline.io.layout import RunLayout, remove_outputs
     from pipeline.io.lock import output_lock
 
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # PDF font subsetting chatter
@@ -425,6 +462,10 @@ def report(
     settings = _override(cfg.report, figures=figures)
     target = _confined(out if out is not None else run_dir, cfg, "--out")
     with output_lock(target):
+        if overwrite:
+            place = RunLayout(target)
+            _removed(remove_outputs(place, place.report_outputs,
+                                    inputs=[p for p in (run_dir / "lengths.csv", raw, segmentation) if p]))
         written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=settings.figures)
     for path in written.values():
         typer.echo(f"wrote {path}")
@@ -465,6 +506,12 @@ def _override(model: Any, **updates: Any) -> Any:
             for e in exc.errors()
         ]
         raise ConfigError("invalid command-line option " + "; ".join(problems)) from None
+
+
+def _removed(paths: list[Path]) -> None:
+    """Say what ``--overwrite`` removed."""
+    if paths:
+        typer.echo("--overwrite removed " + ", ".join(str(p) for p in paths))
 
 
 def _confined(path: Path, cfg: Any, what: str) -> Path:

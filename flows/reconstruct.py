@@ -31,7 +31,7 @@ from flows.preflight import RunInputs, check_output, check_run, require_segment
 from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
 from pipeline.io.diskspace import reserved_space
-from pipeline.io.layout import RunLayout
+from pipeline.io.layout import RunLayout, remove_outputs
 from pipeline.io.lock import output_lock
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
@@ -49,6 +49,7 @@ __all__ = [
     "run_reconstruct",
     "segment_flow",
     "skeletonize_flow",
+    "start_over",
     "train_flow",
 ]
 
@@ -135,13 +136,15 @@ def segment_task(segment: SegmentConfig, affinities: str, max_retries: int) -> s
 
 
 @task(name="skeletonize", **_task)
-def skeletonize_task(segmentation: str, out: Path, settings: SkeletonizeConfig, max_retries: int) -> str:
+def skeletonize_task(
+    segmentation: str, out: Path, settings: SkeletonizeConfig, max_retries: int, overwrite: bool = False
+) -> str:
     from flows.stages.skeletonize import skeletonize_volume
 
     with _client() as client:
         # The flow owns its run directory: a rerun replaces the skeleton files (blocks resume from state).
         result = skeletonize_volume(segmentation, out=out, settings=settings, max_retries=max_retries,
-                                    client=client, progress=False, overwrite=True)
+                                    client=client, progress=False, replace_files=True, overwrite=overwrite)
     return str(result.lengths_csv)
 
 
@@ -187,31 +190,50 @@ def train_flow(config: TrainConfig, out_dir: Path) -> str:
         return train_task.submit(config, out_dir).result()
 
 
+def start_over(segment: SegmentConfig) -> None:
+    """Remove every output of the run directory ``segment.out`` (``overwrite``: later stages derive from
+    the segmentation, so all of them start over), never the raw image; call holding the output lock."""
+    run = RunLayout(segment.out)
+    removed = remove_outputs(run, run.run_outputs, inputs=[segment.raw])
+    if removed:
+        log.info("overwrite: removed %s", ", ".join(str(p) for p in removed))
+
+
 @flow(name="predict", log_prints=True)
-def predict_flow(config: NeuroreconConfig) -> str:
-    """Raw OME-Zarr -> affinities, block by block (the ``segment:`` and ``dask:`` sections)."""
+def predict_flow(config: NeuroreconConfig, overwrite: bool = False) -> str:
+    """Raw OME-Zarr -> affinities, block by block (the ``segment:`` and ``dask:`` sections); ``overwrite``
+    starts the run directory over (:func:`start_over`) instead of resuming."""
     inputs = check_run(config, evaluate=False)
     segment = require_segment(config, None)
     with output_lock(segment.out):
+        if overwrite:
+            start_over(segment)
         return predict_task.submit(segment, inputs, config.dask.max_retries).result()
 
 
 @flow(name="segment", log_prints=True)
-def segment_flow(config: NeuroreconConfig) -> str:
-    """Raw OME-Zarr -> affinities -> segmentation, block by block."""
+def segment_flow(config: NeuroreconConfig, overwrite: bool = False) -> str:
+    """Raw OME-Zarr -> affinities -> segmentation, block by block; ``overwrite`` starts the run directory
+    over (:func:`start_over`) instead of resuming."""
     inputs = check_run(config, evaluate=False)
     segment = require_segment(config, None)
     with output_lock(segment.out):
+        if overwrite:
+            start_over(segment)
         affinities = predict_task.submit(segment, inputs, config.dask.max_retries).result()
         return segment_task.submit(segment, affinities, config.dask.max_retries).result()
 
 
 @flow(name="skeletonize", log_prints=True)
-def skeletonize_flow(segmentation: Path, out: Path, config: NeuroreconConfig | None = None) -> str:
-    """Segmentation -> skeletons (SWC, precomputed) and lengths.csv, with the ``skeletonize:`` section."""
+def skeletonize_flow(
+    segmentation: Path, out: Path, config: NeuroreconConfig | None = None, overwrite: bool = False
+) -> str:
+    """Segmentation -> skeletons (SWC, precomputed) and lengths.csv, with the ``skeletonize:`` section;
+    ``overwrite`` resets the skeletons' block state instead of resuming it."""
     config = NeuroreconConfig() if config is None else config
     with output_lock(out):
-        task = skeletonize_task.submit(str(segmentation), out, config.skeletonize, config.dask.max_retries)
+        task = skeletonize_task.submit(str(segmentation), out, config.skeletonize, config.dask.max_retries,
+                                       overwrite)
         return task.result()
 
 
@@ -223,11 +245,14 @@ def evaluate_flow(segmentation: Path, out: Path, config: NeuroreconConfig) -> st
 
 
 @flow(name="reconstruct", log_prints=True)
-def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) -> str:
+def reconstruct_flow(
+    config: NeuroreconConfig, inputs: RunInputs | None = None, overwrite: bool = False
+) -> str:
     """The whole chain: raw -> affinities -> segmentation -> skeletons -> lengths -> metrics -> report.
 
     Metrics are computed when ``evaluate.gt_labels`` is set. ``inputs`` is what the caller's preflight
-    (:func:`flows.preflight.check_run`) established; without it the flow checks its inputs first. Returns
+    (:func:`flows.preflight.check_run`) established; without it the flow checks its inputs first.
+    ``overwrite`` starts the run directory over (:func:`start_over`) instead of resuming. Returns
     the path of ``report.html``. Raises :class:`~pipeline.errors.BlockFailure` (after writing
     ``failed_blocks.json`` and a report page listing the failed blocks) if blocks still fail after their
     retries.
@@ -235,23 +260,33 @@ def reconstruct_flow(config: NeuroreconConfig, inputs: RunInputs | None = None) 
     note_flow_run()
     inputs = check_run(config) if inputs is None else inputs
     segment = require_segment(config, None)
-    retries = config.dask.max_retries
     run = RunLayout(segment.out)
-    with output_lock(run.root), reserved_space(run.reserve) as release:
-        try:
-            affinities = predict_task.submit(segment, inputs, retries).result()
-            segmentation = segment_task.submit(segment, affinities, retries).result()
-            skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
-            if config.evaluate.gt_labels is not None:
-                evaluate_task.submit(segmentation, run.root, config.evaluate).result()
-            report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
-        except (BlockFailure, DiskFullError) as exc:
-            release()  # room for the record, should the disk be full
-            page = record_block_failure(run.root, exc)
-            log.error("%s; %s", exc, f"see {page}" if page else "the failure could not be recorded")
-            raise
-        run.failed_blocks.unlink(missing_ok=True)
-        return report
+    with output_lock(run.root):
+        if overwrite:
+            start_over(segment)
+        with reserved_space(run.reserve) as release:
+            return _reconstruct(config, segment, inputs, run, release)
+
+
+def _reconstruct(
+    config: NeuroreconConfig, segment: SegmentConfig, inputs: RunInputs, run: RunLayout, release: Any
+) -> str:
+    """The stages of :func:`reconstruct_flow`, holding its lock and reserve."""
+    retries = config.dask.max_retries
+    try:
+        affinities = predict_task.submit(segment, inputs, retries).result()
+        segmentation = segment_task.submit(segment, affinities, retries).result()
+        skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
+        if config.evaluate.gt_labels is not None:
+            evaluate_task.submit(segmentation, run.root, config.evaluate).result()
+        report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
+    except (BlockFailure, DiskFullError) as exc:
+        release()  # room for the record, should the disk be full
+        page = record_block_failure(run.root, exc)
+        log.error("%s; %s", exc, f"see {page}" if page else "the failure could not be recorded")
+        raise
+    run.failed_blocks.unlink(missing_ok=True)
+    return report
 
 
 def record_block_failure(out: Path, exc: BlockFailure | DiskFullError) -> Path | None:
@@ -288,15 +323,17 @@ def record_block_failure(out: Path, exc: BlockFailure | DiskFullError) -> Path |
         return None
 
 
-def run_reconstruct(config: NeuroreconConfig) -> Path:
+def run_reconstruct(config: NeuroreconConfig, *, overwrite: bool = False) -> Path:
     """Lock the run's output, check its inputs once, and run :func:`reconstruct_flow` on the Dask cluster
-    the config names; return the report path (``neurorecon run``)."""
+    the config names; return the report path (``neurorecon run``). ``overwrite`` starts the run over
+    (after the inputs were checked: a refused run removes nothing)."""
     segment = check_output(config)  # where the lock goes, before anything heavy
     with output_lock(segment.out):  # a second run on this output is refused at once
         inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
         with shared_prefect_api():
             runner = dask_task_runner(config.dask)
-            return Path(reconstruct_flow.with_options(task_runner=runner)(config, inputs=inputs))
+            flow_run = reconstruct_flow.with_options(task_runner=runner)
+            return Path(flow_run(config, inputs=inputs, overwrite=overwrite))
 
 
 @contextlib.contextmanager
@@ -356,13 +393,13 @@ def demo_config(out: Path, kind: str) -> NeuroreconConfig:
     )
 
 
-def run_demo(out: Path, *, seed: int | None) -> dict[str, Path]:
+def run_demo(out: Path, *, seed: int | None, overwrite: bool = False) -> dict[str, Path]:
     """The main job on embedded defaults: phantoms with signal dropout, reconstructed and evaluated.
 
     For each kind of :data:`DEMO_KINDS` writes ``out/<kind>/volume.zarr`` (raw + labels/ground_truth),
     ``out/<kind>/volume_gt/`` (true skeletons, lengths, gaps) and the reconstruction of
     :func:`reconstruct_flow` in ``out/<kind>``; returns the report path of each kind. ``seed`` is the
-    phantoms' (None: the demo's own, :data:`DEMO_SEED`).
+    phantoms' (None: the demo's own, :data:`DEMO_SEED`); ``overwrite`` starts each reconstruction over.
     """
     from pipeline.io.phantom import write_phantom
     from pipeline.synth import PhantomParams
@@ -372,5 +409,5 @@ def run_demo(out: Path, *, seed: int | None) -> dict[str, Path]:
         config = demo_config(out / kind, kind)
         params = PhantomParams(kind=kind, seed=DEMO_SEED if seed is None else seed)
         write_phantom(require_segment(config, None).raw, params, overwrite=True, progress=True)
-        reports[kind] = run_reconstruct(config)
+        reports[kind] = run_reconstruct(config, overwrite=overwrite)
     return reports

@@ -18,19 +18,19 @@ preflight of a run (:mod:`flows.preflight`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
-from pipeline.segment.config import SegmentConfig
+from pipeline.segment.config import SegmentConfig, SegmentSettings
 from pipeline.settings import StrictModel
 from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth.params import PhantomParams
 from pipeline.train.config import TrainConfig
 
-__all__ = ["DaskConfig", "NeuroreconConfig", "OutputConfig", "StrictModel"]
+__all__ = ["BatchConfig", "DaskConfig", "NeuroreconConfig", "OutputConfig", "StrictModel"]
 
 
 class DaskConfig(StrictModel):
@@ -97,3 +97,20 @@ class NeuroreconConfig(StrictModel):
     report: ReportConfig = ReportConfig()
     dask: DaskConfig = DaskConfig()
     output: OutputConfig = OutputConfig()
+
+
+class BatchConfig(NeuroreconConfig):
+    """The configuration of the batch flow (:func:`flows.batch.batch_flow`): its ``segment:`` section
+    holds the settings of every volume, without ``raw`` and ``out`` (the batch sets them per volume:
+    ``raw`` is each image of its input folder, ``out`` its run directory). ``raw`` and ``out`` of an
+    older batch config (placeholders, once required) are ignored."""
+
+    segment: SegmentSettings | None = Field(None, description="settings of every volume (no raw, no out)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _volume_keys_are_the_batchs(cls, data: Any) -> Any:
+        segment = data.get("segment") if isinstance(data, dict) else None
+        if isinstance(segment, dict) and ("raw" in segment or "out" in segment):
+            data = {**data, "segment": {k: v for k, v in segment.items() if k not in ("raw", "out")}}
+        return data

@@ -26,14 +26,17 @@ from pipeline.blocks import Block, block_grid
 from pipeline.errors import InputDataError
 from pipeline.io.affinities import AffinityDtype, create_affinity_image, encode_affinities
 from pipeline.io.blockstate import BlockState
-from pipeline.io.checkpoint import ModelMetadata
+from pipeline.io.checkpoint import ModelMetadata, checkpoint_sha256
 from pipeline.io.layout import RunLayout
-from pipeline.io.omezarr import open_image, write_region
+from pipeline.io.omezarr import image_fingerprint, open_image, write_region
 from pipeline.segment.config import SegmentConfig, default_tile_shape
 
 __all__ = ["predict_run", "predict_volume"]
 
 log = logging.getLogger(__name__)
+
+#: 2: inputs recorded where the run directory does not matter (relative inside it, fingerprints outside)
+_STATE_FORMAT = 2
 
 
 def predict_volume(
@@ -63,7 +66,10 @@ def predict_volume(
     out : path
         The affinity OME-Zarr image to create (or resume).
     state_dir : path
-        Per-block completion state (resume).
+        Per-block completion state (resume): the ``state`` folder of a run directory, its parent. The
+        stage's parameters name the inputs relative to that run directory where they lie inside it,
+        else by what they hold (the raw image's :func:`~pipeline.io.omezarr.image_fingerprint`, the
+        checkpoint's sha256), so a moved run directory resumes.
     block_shape : sequence of 3 int
         Write-region shape, a multiple of the raw image's chunks.
     tile_shape : sequence of 3 int or None
@@ -121,11 +127,14 @@ def predict_volume(
     tile = tuple(int(t) for t in tile_shape) if tile_shape else default_tile_shape(
         image.spatial_shape, tuple(int(f) for f in factors))
     blocks = block_grid(image.spatial_shape, block_shape=block_shape, chunks=tuple(image.chunks))
+    run = RunLayout(Path(state_dir).parent)  # the run directory (state_dir is its RunLayout.state)
     params = {
-        "raw": str(Path(raw).resolve()), "checkpoint": str(Path(checkpoint).resolve()),
+        "raw": run.identify(raw, lambda: image_fingerprint(image)),
+        "checkpoint": run.identify(checkpoint, lambda: {"sha256": checkpoint_sha256(checkpoint)}),
         "shape": list(image.shape),
         "block_shape": [int(b) for b in block_shape], "tile_shape": list(tile), "dtype": dtype,
         "normalization": [method, rng.low, rng.high], "downscale_xy": int(meta.input.get("downscale_xy", 1)),
+        "state_format": _STATE_FORMAT,
     }
     state = BlockState(state_dir, "predict")
     state.check_params(params)

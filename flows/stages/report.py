@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.stages.skeletonize import read_skeletonize_record
+from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentation
 from pipeline.errors import InputDataError
 from pipeline.io.labels import image_of_labels, open_label_image
 from pipeline.io.layout import RunLayout
@@ -60,11 +60,7 @@ def report_run(
     rows = read_lengths_csv(run.lengths_csv)
     record = read_skeletonize_record(run.root)
     metrics = read_metrics_json(run.metrics_json) if run.metrics_json.is_file() else None
-    seg_path = (
-        Path(segmentation)
-        if segmentation is not None
-        else (Path(record["segmentation"]) if "segmentation" in record else None)
-    )
+    seg_path = Path(segmentation) if segmentation is not None else recorded_segmentation(run.root, record)
     seg = open_label_image(seg_path) if seg_path is not None else None
     raw_path = Path(raw) if raw is not None else (image_of_labels(seg_path) if seg_path is not None else None)
     raw_image = open_image(raw_path) if raw_path is not None else None

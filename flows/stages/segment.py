@@ -43,7 +43,7 @@ from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
 from pipeline.io.layout import RunLayout
-from pipeline.io.omezarr import create_label_image, open_image, write_region
+from pipeline.io.omezarr import create_label_image, image_fingerprint, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
     FacePlane,
@@ -86,7 +86,9 @@ def segment_volume(
     fragments_out, segmentation_out : path
         OME-Zarr label images to create (or resume): waterz fragments and final segments, uint64.
     state_dir : path
-        Where per-block completion state is kept (resume).
+        Where per-block completion state is kept (resume): the ``state`` folder of a run directory, its
+        parent; the affinities are recorded relative to it if they lie inside, else by their
+        :func:`~pipeline.io.omezarr.image_fingerprint` (a moved run directory resumes).
     block_shape, halo_vx : sequence of 3 int
         Write-region shape (a multiple of the affinities' chunks) and watershed context, in voxels
         (:func:`~pipeline.segment.blockwise.check_halo_vx`).
@@ -118,14 +120,17 @@ def segment_volume(
     except ValueError as exc:
         raise InputDataError(str(exc)) from None
     blocks = block_grid(aff.spatial_shape, block_shape=block_shape, chunks=chunks, halo=halo)
+    run = RunLayout(Path(state_dir).parent)  # the run directory (state_dir is its RunLayout.state)
     params = {
-        "affinities": str(Path(affinities).resolve()),
+        "affinities": run.identify(affinities, lambda: image_fingerprint(aff)),
         "shape": list(aff.spatial_shape),
         "block_shape": list(block_shape),
         "halo_vx": list(halo),
         "threshold": float(threshold),
         "background_threshold": float(background_threshold),
-        "state_format": 4,  # 4: BlockDecisions with first voxels (segment ids independent of blocks)
+        # 4: BlockDecisions with first voxels (segment ids independent of blocks); 5: inputs recorded
+        # where the run directory does not matter (relative inside it, fingerprints outside)
+        "state_format": 5,
     }
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():

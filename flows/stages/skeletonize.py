@@ -33,7 +33,7 @@ from pipeline.io.blockstate import BlockState
 from pipeline.io.diskspace import write_error
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
-from pipeline.io.omezarr import open_image
+from pipeline.io.omezarr import image_fingerprint, open_image
 from pipeline.io.skeletons import write_lengths_csv, write_precomputed_skeletons, write_swc_folder
 from pipeline.skeleton import (
     BlockLabels,
@@ -51,12 +51,14 @@ from pipeline.skeleton import (
 )
 from pipeline.skeleton.config import SkeletonizeConfig
 
-__all__ = ["SkeletonizeOutputs", "skeletonize_volume"]
+__all__ = ["SkeletonizeOutputs", "read_skeletonize_record", "recorded_segmentation", "skeletonize_volume"]
 
 log = logging.getLogger(__name__)
 
 _PLAN = "plan"  # the one-piece plan, a stage record of "skeletonize"
-_STATE_FORMAT = 3  # 3: block records through pipeline.io.blockstate
+#: 3: block records through pipeline.io.blockstate; 4: the segmentation recorded where the run directory
+#: does not matter (relative inside it, a fingerprint outside)
+_STATE_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def skeletonize_volume(
     client: Any = None,
     progress: bool = True,
     overwrite: bool = False,
+    replace_files: bool = False,
 ) -> SkeletonizeOutputs:
     """Skeletonize a label image block by block and write SWC, precomputed skeletons and ``lengths.csv``.
 
@@ -100,7 +103,10 @@ def skeletonize_volume(
     client : distributed.Client, optional
         Dask client; serial in this process if None.
     overwrite : bool
-        Replace earlier outputs (and their block state) in ``out``.
+        Start over: replace earlier outputs and reset their block state in ``out``.
+    replace_files : bool
+        Replace the skeleton files of an earlier run but resume its block state (a flow that owns its
+        run directory and writes them again on every run).
 
     Returns
     -------
@@ -123,7 +129,7 @@ def skeletonize_volume(
     shape = seg.spatial_shape
     blocks_shape = tuple(min(int(b), s) for b, s in zip(settings.block_shape, shape, strict=True))
     run = RunLayout(out)
-    if not overwrite:
+    if not (overwrite or replace_files):
         existing = [p for p in (run.skeletons, run.skeletons_precomputed, run.lengths_csv) if p.exists()]
         if existing:
             raise OutputError(
@@ -132,8 +138,9 @@ def skeletonize_volume(
             )
     check_max_voxels(settings.one_piece_max_voxels, "one_piece_max_voxels")
     grid = skeleton_grid(shape, block_shape=blocks_shape, voxel_size_um=vs, halo_um=settings.halo_um)
-    record = {
-        "segmentation": str(Path(segmentation).resolve()),
+    inside = run.relative(segmentation)
+    record = {  # skeletonize.json: the segmentation relative to the run if inside it (moves with it)
+        "segmentation": inside if inside is not None else str(Path(segmentation).resolve()),
         "shape": list(shape),
         "voxel_size_um": list(vs),
         "block_shape": list(blocks_shape),
@@ -143,13 +150,15 @@ def skeletonize_volume(
         "one_piece_max_voxels": settings.one_piece_max_voxels,
         "state_format": _STATE_FORMAT,
     }
+    # the stage parameters: the segmentation relative to the run, or by its fingerprint (a moved run resumes)
+    params = {**record, "segmentation": run.identify(segmentation, lambda: image_fingerprint(seg))}
     # stage 1: label counts and bounding boxes per block (write regions only)
     labels_state = BlockState(run.state, "skeleton_labels")
     labels_state.check_params(
-        {k: record[k] for k in ("segmentation", "shape", "block_shape", "state_format")}, reset=overwrite
+        {k: params[k] for k in ("segmentation", "shape", "block_shape", "state_format")}, reset=overwrite
     )
     state = BlockState(run.state, "skeletonize")
-    state.check_params(record, reset=overwrite)
+    state.check_params(params, reset=overwrite)
     run_blocks(
         "skeleton labels", grid,
         functools.partial(_skeleton_labels_task, segmentation=str(segmentation), state_root=str(run.state)),
@@ -190,6 +199,9 @@ def skeletonize_volume(
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
     """The ``skeletonize.json`` of a run (inputs and parameters), or ``{}`` where there is none.
 
+    Its ``segmentation`` is a path relative to the run directory where the segmentation lies inside it
+    (it moves with the run); :func:`recorded_segmentation` gives the path to open.
+
     Raises
     ------
     InputDataError
@@ -209,6 +221,13 @@ def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
         raise InputDataError(f"{path} is not a skeletonize record (a JSON object); rerun `neurorecon "
                              "skeletonize` on this run directory to rewrite it")
     return record
+
+
+def recorded_segmentation(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
+    """The segmentation a ``skeletonize.json`` record names, as a path to open (None if it names none)."""
+    if "segmentation" not in record:
+        return None
+    return RunLayout(run_dir).root / str(record["segmentation"])  # an absolute path stays as it is
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------

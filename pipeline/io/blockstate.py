@@ -8,7 +8,10 @@ Layout of a stage's state (``<state_dir>/<stage>/``):
 * ``<block_id>.npz`` — the block's *records*, written before the marker (:meth:`BlockState.save_records`).
 * ``<name>.npz`` — records of the stage as a whole (a plan, a lookup table), under a non-numeric name.
 * ``stage.json`` — the parameters the stage ran with (grid, thresholds, ...): a rerun with other
-  parameters is refused instead of mixing results.
+  parameters is refused instead of mixing results. Nothing in it depends on where the run directory
+  lies: images inside the run are named relative to it (``"affinities.zarr"``), inputs outside it by
+  what they hold (:func:`pipeline.io.omezarr.image_fingerprint`, a checkpoint's sha256), so a moved or
+  copied run directory resumes.
 
 Records
 -------
@@ -39,9 +42,17 @@ from pipeline.errors import OutputError
 from pipeline.io.atomic import TMP_GLOB, write_arrays_atomic, write_atomic
 from pipeline.io.diskspace import write_error
 
-__all__ = ["BlockState", "record_arrays", "record_from_arrays"]
+__all__ = ["START_OVER", "BlockState", "record_arrays", "record_from_arrays"]
 
 R = TypeVar("R")
+
+#: How to start a run over, in the refusal of a rerun that cannot resume: every command that resumes block
+#: state (``segment``, ``run``, ``skeletonize``, ``demo``) has ``--overwrite``; the Prefect flows (the
+#: batch's included) have the parameter ``overwrite``.
+START_OVER = (
+    "start over with --overwrite (a Prefect flow such as the batch: overwrite=true), which replaces this "
+    "run's outputs, or write to another output directory"
+)
 
 
 class BlockState:
@@ -81,10 +92,15 @@ class BlockState:
             recorded = json.loads(meta.read_text())
             if recorded != wanted:
                 diff = sorted(k for k in set(recorded) | set(wanted) if recorded.get(k) != wanted.get(k))
+                if recorded.get("state_format") != wanted.get("state_format"):
+                    raise OutputError(
+                        f"stage '{self.stage}' in {self.dir.parent} was written by another version of "
+                        f"neurorecon (state format {recorded.get('state_format', 'unnumbered')}; this "
+                        f"version reads {wanted.get('state_format')}) and cannot be resumed; {START_OVER}"
+                    )
                 raise OutputError(
                     f"stage '{self.stage}' in {self.dir.parent} was started with other parameters "
-                    f"(differences: {', '.join(diff)}); resume with the same configuration, "
-                    "or start over with --overwrite / another output directory"
+                    f"(differences: {', '.join(diff)}); resume with the same configuration, or {START_OVER}"
                 )
             return
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ checkpoint's step are dropped (they will be produced again).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
     "ModelMetadata",
     "TrainingLog",
     "check_architecture",
+    "checkpoint_sha256",
     "export_model",
     "load_model",
     "read_checkpoint",
@@ -113,6 +115,24 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     except OSError as exc:
         raise write_error(f"cannot write checkpoint {path}", exc, path) from None
     return path
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The sha256 of a checkpoint file: what identifies a model wherever it lies (a run records it).
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for piece in iter(lambda: f.read(1 << 20), b""):
+                digest.update(piece)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -29,7 +29,15 @@ __all__ = ["ENV_PREFIX", "config_from_dict", "load_config"]
 ENV_PREFIX = "NEURORECON__"
 
 
-def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> NeuroreconConfig:
+C = typing.TypeVar("C", bound=NeuroreconConfig)
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    model: type[C] = NeuroreconConfig,  # type: ignore[assignment]
+) -> C:
     """Load and validate a configuration.
 
     Parameters
@@ -38,6 +46,9 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         A YAML file. Without one, the defaults (plus environment overrides) are used.
     env : mapping, optional
         Environment to read ``NEURORECON__...`` overrides from; defaults to ``os.environ``.
+    model : type
+        :class:`~pipeline.config.NeuroreconConfig`, or :class:`~pipeline.config.BatchConfig` for the
+        batch flow (a ``segment:`` section without ``raw`` and ``out``).
 
     Returns
     -------
@@ -94,7 +105,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     if overrides:
         source += " + NEURORECON__ environment overrides"
     _check_expanded_size(data, source)
-    return config_from_dict(data, source=source)
+    return config_from_dict(data, source=source, model=model)
 
 
 #: Largest config file read, bytes; larger files are refused before parsing.
@@ -150,10 +161,12 @@ def _excerpt(value: Any) -> str:
     return text if len(text) <= MAX_ECHO_CHARS else text[: MAX_ECHO_CHARS - 5] + " ...)"
 
 
-def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> NeuroreconConfig:
-    """Validate a plain mapping as a configuration; errors name ``source`` and the key path."""
+def config_from_dict(
+    data: Mapping[str, Any], *, source: str = "config", model: type[C] = NeuroreconConfig  # type: ignore[assignment]
+) -> C:
+    """Validate a plain mapping as a configuration (of ``model``); errors name ``source`` and the key path."""
     try:
-        return NeuroreconConfig.model_validate(dict(data))
+        return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
 

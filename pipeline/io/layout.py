@@ -14,14 +14,30 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     .neurorecon.reserve                                  space kept for a failure record, while it runs (run)
     COMPLETE                                             written last by the batch flow
     .neurorecon.lock                                     held while a command writes here
+
+Paths that a run records for itself (stage parameters in ``state/<stage>/stage.json``, the segmentation
+named in ``skeletonize.json``) are relative to the run directory when they lie inside it
+(:meth:`RunLayout.relative`), so a run directory can be moved or copied (to a cluster's scratch) and
+resumed there.
+
+``--overwrite`` of a command removes what that command wrote here before (:func:`remove_outputs`),
+holding the output lock: only the paths named above, never an input image or any other file.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RunLayout"]
+from pipeline.errors import OutputError
+
+__all__ = ["REPORT_FIGURES", "RunLayout", "remove_outputs"]
+
+#: The figures a report writes beside it with ``report.figures`` (``report_<name>.png``).
+REPORT_FIGURES = ("lengths", "projection")
 
 
 @dataclass(frozen=True)
@@ -88,3 +104,98 @@ class RunLayout:
     @property
     def complete(self) -> Path:
         return self.root / "COMPLETE"
+
+    @property
+    def report_figures(self) -> tuple[Path, ...]:
+        return tuple(self.root / f"report_{name}.png" for name in REPORT_FIGURES)
+
+    # -- what each command writes (what its --overwrite removes) ---------------------------------------
+    @property
+    def report_outputs(self) -> tuple[Path, ...]:
+        """What ``neurorecon report`` writes."""
+        return (self.report_html, self.report_pdf, *self.report_figures)
+
+    @property
+    def skeletonize_outputs(self) -> tuple[Path, ...]:
+        """What ``neurorecon skeletonize`` writes, its block state included."""
+        return (self.skeletons, self.skeletons_precomputed, self.lengths_csv, self.skeletonize_json,
+                self.state / "skeleton_labels", self.state / "skeletonize")
+
+    @property
+    def run_outputs(self) -> tuple[Path, ...]:
+        """Everything a run writes here (``segment``, ``run``, the batch flow): every later stage derives
+        from the segmentation, so restarting the segmentation restarts them all."""
+        return (self.affinities, self.fragments, self.segmentation, self.state, *self.skeletonize_outputs[:4],
+                self.metrics_json, *self.report_outputs, self.failed_blocks, self.complete)
+
+    def relative(self, path: str | Path) -> str | None:
+        """``path`` relative to the run directory (POSIX), if it lies inside it; else None.
+
+        Symbolic links and ``..`` are resolved first.
+
+        Examples
+        --------
+        >>> RunLayout("/data/runs/a").relative("/data/runs/a/segmentation.zarr")
+        'segmentation.zarr'
+        >>> RunLayout("/data/runs/a").relative("/data/raw.zarr") is None
+        True
+        """
+        resolved = Path(path).expanduser().resolve()
+        root = self.root.expanduser().resolve()
+        if resolved != root and root not in resolved.parents:
+            return None
+        return resolved.relative_to(root).as_posix()
+
+    def identify(self, path: str | Path, fingerprint: Callable[[], Any]) -> Any:
+        """How the run records ``path`` in its stage parameters: relative to the run directory if it lies
+        inside (:meth:`relative`), else by what it holds, ``fingerprint()`` (an image's
+        :func:`~pipeline.io.omezarr.image_fingerprint`, a checkpoint's sha256): neither changes when the
+        run directory, or the input, moves."""
+        inside = self.relative(path)
+        return {"in_run": inside} if inside is not None else fingerprint()
+
+
+def remove_outputs(run: RunLayout, paths: Iterable[Path], *, inputs: Iterable[str | Path] = ()) -> list[Path]:
+    """Remove the outputs ``paths`` of the run directory ``run`` (a command's ``--overwrite``); return those
+    that existed.
+
+    Call only while holding the run's output lock (:func:`pipeline.io.lock.output_lock`). Only paths of
+    :class:`RunLayout` directly inside ``run.root`` are accepted (anything else is left alone), and nothing
+    is removed if an input lies at or inside one of them.
+
+    Raises
+    ------
+    OutputError
+        If the lock is not held, or an input (the raw image, a segmentation) lies in an output to remove.
+    ValueError
+        If a path is not an output of the run layout.
+    """
+    from pipeline.io.lock import holds_lock
+
+    if not holds_lock(run.root):
+        raise OutputError(f"{run.root} is not locked by this process; its outputs are removed only under "
+                          "its lock")
+    known = set(run.run_outputs) | set(run.skeletonize_outputs)
+    targets = [Path(p) for p in paths]
+    for p in targets:
+        if p not in known:
+            raise ValueError(f"{p} is not an output of the run layout of {run.root}; it is never removed")
+    resolved = [p.resolve() for p in targets]
+    for given in inputs:
+        source = Path(given).expanduser().resolve()
+        for p, r in zip(targets, resolved, strict=True):
+            if source == r or r in source.parents:
+                raise OutputError(
+                    f"input {given} lies in {p}, an output that --overwrite would remove; inputs are only "
+                    "ever read: move the input out of the run directory, or write to another output directory"
+                )
+    removed = []
+    for p in targets:
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+        elif p.is_dir():
+            shutil.rmtree(p)
+        else:
+            continue
+        removed.append(p)
+    return removed

@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 from pipeline.errors import OutputError
 from pipeline.io.atomic import write_atomic
 
-__all__ = ["LOCK_NAME", "check_writable_dir", "confine", "output_lock"]
+__all__ = ["LOCK_NAME", "check_writable_dir", "confine", "holds_lock", "output_lock"]
 
 LOCK_NAME = ".neurorecon.lock"
 _HOLDER_NAME = ".neurorecon.lock.json"
@@ -134,6 +134,11 @@ def output_lock(out: str | Path) -> Iterator[Path]:
         del _held[directory]
         holder.unlink(missing_ok=True)
         lock.release()
+
+
+def holds_lock(out: str | Path) -> bool:
+    """Whether this process holds the lock of output directory ``out`` (:func:`output_lock`)."""
+    return Path(out).expanduser().resolve() in _held
 
 
 def _holder(directory: Path) -> str:

@@ -27,6 +27,7 @@ and metadata file atomically itself.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -51,6 +52,7 @@ __all__ = [
     "create_image",
     "create_label_image",
     "create_labels",
+    "image_fingerprint",
     "list_labels",
     "open_image",
     "open_labels",
@@ -359,6 +361,24 @@ def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
         unit and a scale over :data:`MAX_UNITLESS_SCALE` (probably nm, read as µm).
     """
     return _open_group_image(Path(path), mode=mode, what="OME-Zarr image")
+
+
+def image_fingerprint(image: OmeArray) -> dict[str, Any]:
+    """What identifies an image wherever it lies (a run's record of an input outside the run directory).
+
+    Shape, dtype, chunks, voxel size (µm) and the sha256 of the level-0 array's metadata and the image's
+    multiscales metadata: never the path (the image may move with its run) nor the voxels (cheap on any
+    size). Two copies of one image have the same fingerprint.
+    """
+    meta = {"array": image.array.metadata.to_dict(), "multiscales": _multiscales(image.path)}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+    return {"shape": list(image.shape), "dtype": str(image.dtype), "chunks": [int(c) for c in image.chunks],
+            "voxel_size_um": list(image.voxel_size_um), "metadata_sha256": digest}
+
+
+def _multiscales(path: Path) -> Any:
+    attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    return (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
 
 
 def open_labels(path: str | Path, name: str, *, mode: str = "r") -> OmeArray:

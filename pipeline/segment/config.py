@@ -10,7 +10,7 @@ from pydantic import Field
 from pipeline.settings import StrictModel
 
 __all__ = ["DEFAULT_BACKGROUND_THRESHOLD", "DEFAULT_HALO_VX", "DEFAULT_TILE_SHAPE", "SegmentConfig",
-           "default_tile_shape"]
+           "SegmentSettings", "default_tile_shape"]
 
 #: Default watershed context per side of a block, voxels (z, y, x) (``segment.halo_vx``).
 DEFAULT_HALO_VX = (4, 16, 16)
@@ -27,16 +27,10 @@ HaloInt = Annotated[int, Field(ge=1)]
 Unit = Annotated[float, Field(ge=0, le=1)]
 
 
-class SegmentConfig(StrictModel):
-    """Settings of ``neurorecon segment`` and ``neurorecon run``; shapes are (z, y, x) voxels.
+class SegmentSettings(StrictModel):
+    """The settings of the ``segment:`` section without its volume (``raw``, ``out``): what the batch flow
+    applies to every volume of its input folder. Shapes are (z, y, x) voxels."""
 
-    Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized, Blosc-LZ4), ``fragments.zarr`` and
-    ``segmentation.zarr`` (uint64 OME-Zarr label images) and ``state/`` (per-block progress: a rerun
-    resumes). The raw volume is only read.
-    """
-
-    raw: Path = Field(description="OME-Zarr raw image (z, y, x)")
-    out: Path = Field(description="run directory")
     model: Literal["neurons", "ais"] | Path | None = Field(
         None,
         description="checkpoint, or 'neurons' / 'ais' for a shipped model of that kind (null: 'neurons')")
@@ -53,6 +47,18 @@ class SegmentConfig(StrictModel):
     batch_size: PositiveInt = Field(1, description="tiles per forward pass")
     device: Literal["cpu", "cuda"] = "cpu"
     affinity_dtype: Literal["uint8", "float16"] = "uint8"
+
+
+class SegmentConfig(SegmentSettings):
+    """Settings of ``neurorecon segment`` and ``neurorecon run``: :class:`SegmentSettings` for one volume.
+
+    Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized, Blosc-LZ4), ``fragments.zarr`` and
+    ``segmentation.zarr`` (uint64 OME-Zarr label images) and ``state/`` (per-block progress: a rerun
+    resumes). The raw volume is only read.
+    """
+
+    raw: Path = Field(description="OME-Zarr raw image (z, y, x)")
+    out: Path = Field(description="run directory")
 
 
 def default_tile_shape(

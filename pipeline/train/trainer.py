@@ -7,6 +7,9 @@ Run directory (``out_dir``)::
     log.csv                step, phase, loss terms, lr, validation metrics, elapsed time
     data/                  generated phantoms (when ``data.phantom`` is set)
 
+:func:`remove_training` removes the checkpoints and the log (``neurorecon train --overwrite``), keeping
+``data/`` (regenerated identically from the config otherwise) and any other file.
+
 Resume
 ------
 ``train(config, out_dir=d)`` on a directory with ``checkpoints/last.pt`` continues from its step:
@@ -44,7 +47,8 @@ from pipeline.train.schedule import lr_factor
 from pipeline.train.sources import TrainingSources, open_sources
 from pipeline.train.validation import ValidationCounts, validation_counts
 
-__all__ = ["LOG_COLUMNS", "StepInfo", "TrainResult", "build_model", "make_loss", "train"]
+__all__ = ["LOG_COLUMNS", "TRAINING_OUTPUTS", "StepInfo", "TrainResult", "build_model", "make_loss",
+           "remove_training", "train"]
 
 #: Columns of ``log.csv``.
 LOG_COLUMNS = (
@@ -100,6 +104,28 @@ class TrainResult:
     finished: bool
     val_metrics: dict[str, float] = field(default_factory=dict)
     log: Path = Path("log.csv")
+
+
+#: What a training run writes in its run directory (beside ``data/``): what starting over removes.
+TRAINING_OUTPUTS = ("checkpoints", "log.csv", "log.old.csv")
+
+
+def remove_training(out_dir: str | Path) -> list[Path]:
+    """Remove the checkpoints and the log of the training run in ``out_dir`` (to start it over); return
+    those that existed. Call while holding the directory's output lock."""
+    import shutil
+
+    removed = []
+    for name in TRAINING_OUTPUTS:
+        path = Path(out_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
 
 
 def build_model(config: TrainConfig) -> UNet:

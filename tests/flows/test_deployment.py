@@ -90,9 +90,8 @@ def test_deployment_registers_runs_on_a_worker_and_skips_finished_volumes(server
     write_phantom(incoming / "tiny.zarr", PhantomParams(shape=(16, 64, 64), chunks=(16, 64, 64), seed=4,
                                                        n_neurons=1, n_ais=1), progress=False)
     config = tmp_path / "batch.yaml"
-    # raw and out are replaced per volume (out must still lie inside output.root: the tests' root is /tmp)
-    config.write_text(f"segment:\n  raw: unused\n  out: {runs / 'unused'}\n  block_shape: [16, 64, 64]\n"
-                      "dask:\n  n_workers: 1\n  memory_limit: 4GiB\n")
+    # no raw or out: the batch sets them per volume
+    config.write_text("segment:\n  block_shape: [16, 64, 64]\ndask:\n  n_workers: 1\n  memory_limit: 4GiB\n")
     env = server
     prefect("work-pool", "create", "neurorecon", "--type", "process", env=env)
     prefect("--no-prompt", "deploy", "--all", env=env)
