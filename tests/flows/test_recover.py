@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from flows.cli import main
+from flows.interrupt import stop_handling_signals
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import save_checkpoint
 from pipeline.io.omezarr import open_image
@@ -53,6 +54,8 @@ def _run_cli(argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
+    finally:  # the command line keeps its signal handlers for the life of its process: not pytest's
+        stop_handling_signals()
     return code, capsys.readouterr().err
 
 
