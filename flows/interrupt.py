@@ -127,7 +127,8 @@ def _stop(signum: int) -> None:
     logging.disable(logging.CRITICAL)  # the local scheduler's "lost worker" chatter is not news here
     _mark_crashed(f"Interrupted by {name}")
     _kill_children(wait_s=TERMINATE_WAIT_S)
-    print(f"interrupted ({name}): stopped {_state['what']}; finished blocks are kept — rerun the same "
+    # on a line of its own, below any progress bar left unfinished
+    print(f"\ninterrupted ({name}): stopped {_state['what']}; finished blocks are kept — rerun the same "
           "command to resume", file=sys.stderr, flush=True)
     _exit(signum)
 

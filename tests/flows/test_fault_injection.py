@@ -1,10 +1,13 @@
-"""Kill -9 during ``neurorecon segment`` (issue 8): the run, or one Dask worker; the result is unchanged.
+"""Kill -9 or Ctrl-C during ``neurorecon segment`` (issues 8, 18): the run, or one Dask worker; the result
+is unchanged.
 
 A reduced version of ``benchmarks/bench_fault_injection.py`` (whose functions it uses): the real
 command line as subprocesses in their own process group, a 2-block phantom, one uninterrupted
 reference run, then (1) the whole run killed as soon as the first block is predicted and rerun, and
-(2) one Dask worker killed at the same point. Both must end bit-identical to the reference, with every
-chunk of every output array readable. A kill that lands after the run ended still has to pass.
+(2) one Dask worker killed at the same point, (3) a Ctrl-C (SIGINT to the process group) at a random
+time. All must end bit-identical to the reference, with every chunk of every output array readable; the
+Ctrl-C must also stop the run within 10 s (exit 130, one ``interrupted`` line, nothing left running).
+A kill that lands after the run ended still has to pass.
 """
 
 from __future__ import annotations
@@ -57,3 +60,18 @@ def test_segment_survives_a_kill(bench, segment_run, fault):
     assert trial.diffs == [], trial
     assert trial.chunk_problems == [] and trial.chunks_read == 3 * 16, trial  # 3 arrays of 16 chunks
     assert trial.leftovers == [], trial  # no process of the run outlives it
+
+
+def test_segment_stopped_by_ctrl_c_resumes_bit_identically(bench, segment_run):
+    ws, seconds = segment_run
+    rng = random.Random(18)
+    at = rng.uniform(0.25, 0.85) * seconds
+    trial = bench.run_trial(ws, index=2, fault="SIGINT-group", kill_at_s=at, rng=rng, n_blocks=2,
+                            timeout=max(300.0, 8 * seconds))
+    logs = sorted((ws.work / "logs").glob("*.log"))
+    where = f"Ctrl-C at {at:.1f} s of {seconds:.1f} s, during [{trial.at_kill}]"
+    assert trial.stopped_cleanly, f"{where}: {trial}\n{logs[-2].read_text()[-3000:]}"
+    assert trial.completed, f"{where}: {trial}\n{logs[-1].read_text()[-3000:]}"
+    assert trial.diffs == [] and trial.chunk_problems == [], f"{where}: {trial}"
+    assert trial.leftovers == [], trial
+

@@ -72,7 +72,7 @@ def test_one_signal_stops_the_tree_after_the_servers_grace(sig, status, target):
     assert rc == status, stderr
     # the server ignores SIGTERM: it is killed once its grace has passed, not earlier
     assert TERMINATE_WAIT_S - 0.5 <= seconds <= TERMINATE_WAIT_S + 5, seconds
-    assert stderr.strip().splitlines() == [
+    assert stderr.strip().splitlines() == [  # (after a newline: below any progress bar)
         f"interrupted ({sig.name}): stopped the test program; finished blocks are kept — rerun the same "
         "command to resume"
     ]
