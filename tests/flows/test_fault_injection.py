@@ -6,7 +6,8 @@ command line as subprocesses in their own process group, a 2-block phantom, one 
 reference run, then (1) the whole run killed as soon as the first block is predicted and rerun, and
 (2) one Dask worker killed at the same point, (3) a Ctrl-C (SIGINT to the process group) at a random
 time. All must end bit-identical to the reference, with every chunk of every output array readable; the
-Ctrl-C must also stop the run within 10 s (exit 130, one ``interrupted`` line, nothing left running).
+Ctrl-C must also stop the run within 10 s (exit 130, one ``interrupted`` line, nothing left running), as
+must SIGTERM to the group and SIGINT to the main process (no rerun).
 A kill that lands after the run ended still has to pass.
 """
 
@@ -74,4 +75,18 @@ def test_segment_stopped_by_ctrl_c_resumes_bit_identically(bench, segment_run):
     assert trial.completed, f"{where}: {trial}\n{logs[-1].read_text()[-3000:]}"
     assert trial.diffs == [] and trial.chunk_problems == [], f"{where}: {trial}"
     assert trial.leftovers == [], trial
+
+
+@pytest.mark.parametrize("fault", ["SIGTERM-group", "SIGINT-main"])
+def test_segment_stops_within_10_s_on_the_other_signals(bench, segment_run, fault):
+    """``scancel`` (SIGTERM to the group) and SIGINT to the main process alone; with ``run``, the other
+    two combinations are in ``test_signals.py``."""
+    ws, seconds = segment_run
+    rng = random.Random(fault)
+    at = rng.uniform(0.25, 0.85) * seconds
+    trial = bench.run_trial(ws, index=3, fault=fault, kill_at_s=at, rng=rng, n_blocks=2,
+                            timeout=max(300.0, 8 * seconds), rerun=False)
+    log = sorted((ws.work / "logs").glob("*.log"))[-1].read_text()[-3000:]
+    assert trial.killed != "nothing (run had ended)", f"the run ended before {at:.1f} s"
+    assert trial.stopped_cleanly, f"{fault} at {at:.1f} s, during [{trial.at_kill}]: {trial}\n{log}"
 

@@ -1,10 +1,11 @@
 """Ctrl-C and SIGTERM during ``neurorecon run`` (issue 18): prompt exit, nothing left running, a crashed
 flow run.
 
-The real command line on a 2-block phantom, as subprocesses in their own session (the functions of
-``benchmarks/bench_fault_injection.py``): SIGINT and SIGTERM, each to the run's process group (a Ctrl-C
-in a terminal, ``scancel``) and to its main process alone, as soon as the first block of a stage drawn
-at random (seeded) is done. Each run must exit within 10 s with status 130 / 143 and one
+The real command line on a small 2-block phantom, as subprocesses in their own session (the functions of
+``benchmarks/bench_fault_injection.py``): SIGINT to the run's process group (a Ctrl-C in a terminal)
+and SIGTERM to its main process alone (Prefect's engine takes SIGTERM over while a flow runs), as soon
+as the first block of a stage drawn at random (seeded) is done; SIGTERM to the group (``scancel``) and
+SIGINT to the main process are sent to ``neurorecon segment`` in ``test_fault_injection.py``. Each run must exit within 10 s with status 130 / 143 and one
 ``interrupted`` line last, leave no process behind (its Dask workers and its temporary Prefect API
 server included) and leave its Prefect flow run Crashed. That a rerun after a signal ends bit-identical
 to an uninterrupted run is tested in ``test_fault_injection.py`` (and by the benchmark's signal faults,
@@ -40,11 +41,11 @@ def bench():
 
 @pytest.fixture(scope="module")
 def workspace(bench, tmp_path_factory):
-    """The workspace of ``neurorecon run`` on a (32, 64, 128) phantom (2 blocks)."""
+    """The workspace of ``neurorecon run`` on a (32, 64, 96) phantom (2 blocks)."""
     work = tmp_path_factory.mktemp("signals")
-    raw = bench.make_phantom(work, shape=(32, 64, 128), seed=3)
+    raw = bench.make_phantom(work, shape=(32, 64, 96), seed=3)
     ws = bench.Workspace(work, "run")
-    bench.write_config(ws.config, raw=raw, out=ws.out, root=work, block_shape=(32, 64, 64))
+    bench.write_config(ws.config, raw=raw, out=ws.out, root=work, block_shape=(32, 32, 96))
     return ws
 
 
@@ -54,7 +55,7 @@ def flow_run_states(home: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT state_type FROM flow_run")]
 
 
-@pytest.mark.parametrize("fault", ["SIGINT-group", "SIGTERM-group", "SIGINT-main", "SIGTERM-main"])
+@pytest.mark.parametrize("fault", ["SIGINT-group", "SIGTERM-main"])  # the others: test_fault_injection.py
 def test_a_signal_stops_the_run_within_10_s(bench, workspace, fault):
     ws = workspace
     rng = random.Random(f"signals-{fault}")
