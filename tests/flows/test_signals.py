@@ -5,11 +5,11 @@ The real command line on a small 2-block phantom, as subprocesses in their own s
 ``benchmarks/bench_fault_injection.py``): SIGINT to the run's process group (a Ctrl-C in a terminal)
 and SIGTERM to its main process alone (Prefect's engine takes SIGTERM over while a flow runs), as soon
 as the first block of a stage drawn at random (seeded) is done; SIGTERM to the group (``scancel``) and
-SIGINT to the main process are sent to ``neurorecon segment`` in ``test_fault_injection.py``. Each run must exit within 10 s with status 130 / 143 and one
-``interrupted`` line last, leave no process behind (its Dask workers and its temporary Prefect API
-server included) and leave its Prefect flow run Crashed. That a rerun after a signal ends bit-identical
-to an uninterrupted run is tested in ``test_fault_injection.py`` (and by the benchmark's signal faults,
-which rerun every trial).
+SIGINT to the main process are sent to ``neurorecon segment`` in ``test_fault_injection.py``. Each run
+must exit within 10 s with status 130 / 143 and one ``interrupted`` line last, leave no process behind
+(its Dask workers and its temporary Prefect API server included) and leave its Prefect flow run
+Crashed. That a rerun after a signal ends bit-identical to an uninterrupted run is tested in
+``test_fault_injection.py`` (and by the benchmark's signal faults, which rerun every trial).
 """
 
 from __future__ import annotations
