@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,3 +18,14 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """``benchmarks/bench_fault_injection.py`` as a module: the kill and signal tests use its functions."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fault_injection.py"
+    spec = importlib.util.spec_from_file_location("bench_fault_injection", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

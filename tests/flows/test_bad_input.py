@@ -501,15 +501,20 @@ def test_catalogue_has_at_least_20_kinds():
 # -- cases that need another process -------------------------------------------------------------------------
 
 
-def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys):
-    """A run holding the output lock (another process) makes a second run fail at once, naming the holder."""
-    holder = subprocess.Popen(
+def _lock_holder(out: Path) -> subprocess.Popen:
+    """Another process holding the output lock of ``out`` (it prints ``locked`` once it holds it)."""
+    return subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom pipeline.io.lock import output_lock\n"
-         f"with output_lock({str(case_dir / 'existing_run')!r}):\n"
+         "import time\nfrom pipeline.io.lock import output_lock\n"
+         f"with output_lock({str(out)!r}):\n"
          "    print('locked', flush=True)\n    time.sleep(120)\n"],
         stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
     )
+
+
+def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys):
+    """A run holding the output lock (another process) makes a second run fail at once, naming the holder."""
+    holder = _lock_holder(case_dir / "existing_run")
     try:
         assert holder.stdout.readline().strip() == "locked"
         cfg = _segment_config(case_dir)
@@ -537,13 +542,7 @@ def test_second_run_on_the_same_output_is_refused(case_dir, monkeypatch, capsys)
 def test_the_lock_is_taken_before_the_model_is_read(case_dir, monkeypatch, capsys):
     """With the output held by another process, a run whose model is broken is refused for the lock: the
     lock came first (it used to come after loading the model, 10-26 s)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time\nfrom pipeline.io.lock import output_lock\n"
-         f"with output_lock({str(case_dir / 'existing_run')!r}):\n"
-         "    print('locked', flush=True)\n    time.sleep(120)\n"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
-    )
+    holder = _lock_holder(case_dir / "existing_run")
     try:
         assert holder.stdout.readline().strip() == "locked"
         (case_dir / "broken.pt").write_bytes(b"not a checkpoint")

@@ -14,10 +14,8 @@ Crashed. That a rerun after a signal ends bit-identical to an uninterrupted run 
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,16 +25,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 #: Stages of ``neurorecon run`` whose first finished block can trigger the signal.
 STAGES = ("predict", "blocks", "relabel", "skeletonize")
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_fault_injection",
-                                                  REPO / "benchmarks" / "bench_fault_injection.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
