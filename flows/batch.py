@@ -98,7 +98,7 @@ def batch_flow(
                 "evaluate": EvaluateConfig(),
             })
             inputs = check_run(volume)
-            runner = dask_task_runner(cfg.dask)
+            runner = dask_task_runner(cfg.dask, gpu_ids=inputs.gpu_ids)
             flow_run = reconstruct_flow.with_options(task_runner=runner)
             report = flow_run(volume, inputs=inputs, overwrite=overwrite)
         except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end

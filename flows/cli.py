@@ -211,7 +211,7 @@ def segment(
         if overwrite:
             run = RunLayout(seg.out)
             _removed(remove_outputs(run, run.run_outputs, inputs=[seg.raw]))
-        with dask_client(cfg.dask) as client:
+        with dask_client(cfg.dask, gpu_ids=inputs.gpu_ids) as client:
             outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
@@ -474,6 +474,28 @@ def report(
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
+@app.command("gpu-check")
+def gpu_check() -> None:
+    """Whether this process can run neurorecon on a GPU: lists the visible CUDA devices (name, compute
+    capability, free memory) and exits 1 when none is usable (a CPU-only torch, no driver, no device,
+    or a card this torch build has no kernels for). The Docker image's health check.
+    """
+    import torch
+
+    from pipeline.inference.cuda import check_cuda, cuda_devices
+
+    devices = cuda_devices()
+    for device in devices:
+        typer.echo(device.describe())
+    try:
+        check_cuda("cuda", what="device", fallback="or run on CPU workers (segment.device: cpu)")
+    except NeuroreconError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    usable = sum(d.supported for d in devices)
+    typer.echo(f"{usable} usable CUDA device(s); torch {torch.__version__}, CUDA {torch.version.cuda}")
+
+
 def _parse_triple(text: str | None, name: str, kind: type) -> tuple | None:
     """``Z,Y,X`` (or ``ZxYxX``) as three ``kind`` values, or None; values are checked where they are used."""
     if text is None:
@@ -532,7 +554,7 @@ def main() -> None:
 
     handle_signals(shlex.join(["neurorecon", *sys.argv[1:]]))  # until the process ends, exit included
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
     except NeuroreconError as exc:
         if _state["debug"]:
             raise
@@ -557,6 +579,8 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.secho("interrupted", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

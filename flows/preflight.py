@@ -11,10 +11,11 @@ loaded twice. The same check functions serve a stage called on its own (:func:`c
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,10 @@ from pipeline.segment.config import SegmentConfig
 
 if TYPE_CHECKING:
     import networkx as nx
+
+    from pipeline.inference.memory import ForwardMemory
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CLUSTER_TIMEOUT_S",
@@ -57,10 +62,18 @@ class RunInputs:
         The checkpoint the run uses (``segment.model``, or the shipped model).
     model_meta : ModelMetadata
         Its metadata (how to prepare the raw data), read once.
+    tile_shape : tuple of 3 int or None
+        The inference tile chosen to fit the workers' memory when ``segment.tile_shape`` is unset and
+        the default does not fit (:func:`check_memory`); None: the setting or the default.
+    gpu_ids : tuple of str
+        ``CUDA_VISIBLE_DEVICES`` of each GPU worker the local cluster starts (``segment.device: cuda``
+        without ``dask.address``); empty otherwise.
     """
 
     model: Path
     model_meta: ModelMetadata
+    tile_shape: tuple[int, int, int] | None = None
+    gpu_ids: tuple[str, ...] = ()
 
 
 def require_segment(config: NeuroreconConfig, source: str | Path | None) -> SegmentConfig:
@@ -123,12 +136,19 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     except ValueError as exc:
         raise InputDataError(str(exc)) from None
     path = model_path(cfg)
-    meta = check_model(path, what="segment.model")
+    net, meta = _checked_model(path, what="segment.model")
     check_model_fits_raw(meta, raw, what="segment.raw")
     if evaluate:
         check_ground_truth(config, raw)
-    check_cluster(config.dask)
-    return RunInputs(model=path, model_meta=meta)
+    workers = check_cluster(config.dask, gpu=cfg.device.startswith("cuda"))
+    gpu_ids: tuple[str, ...] = ()
+    if cfg.device.startswith("cuda") and not config.dask.address:
+        from pipeline.inference.cuda import check_cuda, visible_gpu_ids
+
+        check_cuda(cfg.device, what="segment.device")
+        gpu_ids = tuple(visible_gpu_ids())
+    tile = check_memory(config, net=net, model=path, volume_shape=raw.spatial_shape, workers=workers)
+    return RunInputs(model=path, model_meta=meta, tile_shape=tile, gpu_ids=gpu_ids)
 
 
 def check_output(config: NeuroreconConfig) -> SegmentConfig:
@@ -159,29 +179,235 @@ def check_output(config: NeuroreconConfig) -> SegmentConfig:
 CLUSTER_TIMEOUT_S = 5.0
 
 
-def check_cluster(dask: DaskConfig, *, timeout_s: float = CLUSTER_TIMEOUT_S) -> None:
+def check_cluster(
+    dask: DaskConfig, *, gpu: bool = False, timeout_s: float = CLUSTER_TIMEOUT_S
+) -> list[dict[str, Any]] | None:
     """Refuse an existing-cluster address (``dask.address``) where no scheduler answers within
-    ``timeout_s`` seconds (Dask's own default waits 30 s, then the run fails with a traceback).
+    ``timeout_s`` seconds (Dask's own default waits 30 s, then the run fails with a traceback); with
+    ``gpu``, also one where no worker offers the ``GPU`` resource, or where the first such worker cannot
+    use its GPU (:func:`pipeline.inference.cuda.check_cuda`, run on that worker).
+
+    Returns
+    -------
+    list of dict or None
+        The cluster's workers as the scheduler describes them (``memory_limit``, ``resources``, ...);
+        None without ``dask.address``.
 
     Raises
     ------
     ConfigError
-        Naming the address, what happened and the two ways out.
+        Naming the address, what happened and the ways out.
     """
     if not dask.address:
-        return
+        return None
     from distributed import Client
 
+    from flows.cluster import GPU_RESOURCE
+
     try:
-        with Client(dask.address, timeout=timeout_s, set_as_default=False):
-            pass
+        with Client(dask.address, timeout=timeout_s, set_as_default=False) as client:
+            info = client.scheduler_info(n_workers=-1)["workers"]
+            workers = list(info.values())
+            if gpu:
+                gpus = [a for a, w in info.items() if (w.get("resources") or {}).get(GPU_RESOURCE, 0) >= 1]
+                if not gpus:
+                    raise ConfigError(
+                        f"segment.device is cuda but none of the {len(workers)} worker(s) of the Dask "
+                        f"cluster at dask.address {dask.address!r} offers the {GPU_RESOURCE!r} resource GPU "
+                        f"blocks need: start one worker per GPU (`CUDA_VISIBLE_DEVICES=0 dask worker "
+                        f"{dask.address} --resources {GPU_RESOURCE}=1 --nthreads 1`; docker/compose.yaml: "
+                        "dask-gpu-worker-0, -1), or set segment.device: cpu"
+                    )
+                found = client.run(_cuda_on_worker, workers=gpus[:1])
+                problem = next(iter(found.values()))
+                if problem:
+                    raise ConfigError(f"Dask worker {gpus[0]} of dask.address {dask.address!r}: {problem}")
+            return workers
     except (OSError, TimeoutError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
             f"dask.address {dask.address!r}: no Dask scheduler answered within {timeout_s:.0f} s ({why}); "
             f"start one there (`dask scheduler`, then `dask worker {dask.address}`), or set dask.address: "
             "null to run on a local cluster"
         ) from None
+
+
+def _cuda_on_worker() -> str:
+    """Run on a GPU worker: '' when it can use its GPU, else why not (:func:`check_cuda`'s message)."""
+    from pipeline.inference.cuda import check_cuda
+
+    try:
+        check_cuda("cuda", what="segment.device")
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+#: Fraction of a worker's memory limit one task may plan to use: Dask pauses a worker at 80 % and
+#: restarts it at 95 % (``distributed.worker.memory.pause`` / ``terminate``).
+MEMORY_BUDGET_FRACTION = 0.8
+#: A segment (watershed + agglomeration) task: process runtime, and bytes per voxel read (block + halo),
+#: from benchmarks/bench_segment.py (peak 180-190 MB for 32 x 128 x 128 blocks with a (4, 16, 16) halo).
+SEGMENT_RUNTIME_BYTES = 250 * 2**20
+SEGMENT_BYTES_PER_VOXEL = 100
+#: Bounds used to skip measuring the model when even they fit (small volumes and tiles).
+_PESSIMISTIC_RUNTIME_BYTES = 2**30
+_PESSIMISTIC_BYTES_PER_VOXEL = 2000.0
+
+
+def worker_memory_limit(dask: DaskConfig, workers: Sequence[Mapping[str, Any]] | None, *,
+                        gpu: bool = False) -> int | None:
+    """Bytes a block task's worker may use: the local workers' ``dask.memory_limit`` ('auto' as Dask
+    resolves it), or the smallest limit among an existing cluster's workers (those with the GPU resource
+    for GPU blocks); None for no limit."""
+    if workers is None:
+        from distributed.worker_memory import parse_memory_limit
+
+        return parse_memory_limit(dask.memory_limit, dask.threads_per_worker, logger=log)
+    from flows.cluster import GPU_RESOURCE
+
+    if gpu:
+        workers = [w for w in workers if (w.get("resources") or {}).get(GPU_RESOURCE, 0) >= 1]
+    limits = [int(w["memory_limit"]) for w in workers if w.get("memory_limit")]
+    return min(limits) if limits else None
+
+
+def model_memory(model: Path) -> ForwardMemory:
+    """``model``'s forward-pass memory, measured once per checkpoint and torch version on this machine
+    (:func:`pipeline.inference.memory.measure_forward_memory`, a few seconds) and cached in
+    ``$XDG_CACHE_HOME/neurorecon/forward_memory.json`` (default ``~/.cache``)."""
+    import json
+    import os
+
+    import torch
+
+    from pipeline.inference.memory import ForwardMemory, measure_forward_memory
+    from pipeline.io.atomic import write_atomic
+    from pipeline.io.checkpoint import checkpoint_sha256
+
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = cache_home / "neurorecon" / "forward_memory.json"
+    key = f"{checkpoint_sha256(model)}:{torch.__version__}"
+    try:
+        known = json.loads(cache.read_text())
+        return ForwardMemory(**known[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        known = {} if not cache.is_file() else _json_or_empty(cache)
+    log.info("measuring the memory of %s per voxel (once per model and machine) ...", model.name)
+    measured = measure_forward_memory(str(model))
+    known[key] = json.loads(measured.to_json())
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache, json.dumps(known, indent=1))
+    except OSError as exc:  # a read-only home: measure again next time
+        log.warning("could not cache the model's memory figures in %s: %s", cache, exc)
+    return measured
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def check_memory(
+    config: NeuroreconConfig, *, net: Any, model: Path, volume_shape: Sequence[int],
+    workers: Sequence[Mapping[str, Any]] | None,
+) -> tuple[int, int, int] | None:
+    """Check that a predict task and a segment task fit one worker's memory, before any block runs.
+
+    A predict task needs the process's runtime, the forward pass's activations (measured per input
+    voxel for this model: :func:`model_memory`) times the tile's input voxels and ``batch_size``, and the
+    block's buffers (:func:`pipeline.inference.memory.predict_task_bytes`); with ``threads_per_worker``
+    tasks sharing a worker, the activations and buffers count that many times. It may plan to use
+    :data:`MEMORY_BUDGET_FRACTION` of the worker's limit (:func:`worker_memory_limit`).
+
+    Returns
+    -------
+    tuple of 3 int or None
+        When ``segment.tile_shape`` is unset and the default tile does not fit: the largest tile that
+        does (:func:`pipeline.inference.memory.tile_for_budget`), logged; else None (the setting or the
+        default).
+
+    Raises
+    ------
+    ConfigError
+        When ``segment.tile_shape`` is set and does not fit, when no tile fits next to the block's
+        buffers, or when a segment task (block plus halo) does not fit: naming the estimate, its parts,
+        the limit and the settings that fix it.
+    """
+    from pipeline.inference.memory import ForwardMemory, predict_task_bytes, tile_for_budget
+    from pipeline.segment.config import default_tile_shape
+
+    cfg = require_segment(config, None)
+    dask = config.dask
+    gpu = cfg.device.startswith("cuda")
+    limit = worker_memory_limit(dask, workers, gpu=gpu)
+    if limit is None:
+        return None
+    threads = dask.threads_per_worker if workers is None else 1
+    budget = int(limit * MEMORY_BUDGET_FRACTION)
+    gib = 2**30
+    context = [int(c) for c in net.context]
+    factors = [int(f) for f in net.total_downsample_factor]
+    block = [min(int(b), int(n)) for b, n in zip(cfg.block_shape, volume_shape, strict=True)]
+    block_voxels = int(np.prod(block))
+    read_voxels = int(np.prod([b + 2 * c for b, c in zip(block, context, strict=True)]))
+
+    # segment: block + halo
+    halo_voxels = int(np.prod([b + 2 * h for b, h in zip(block, cfg.halo_vx, strict=True)]))
+    segment_bytes = SEGMENT_RUNTIME_BYTES + threads * SEGMENT_BYTES_PER_VOXEL * halo_voxels
+    if segment_bytes > budget:
+        raise ConfigError(
+            f"segment.block_shape {tuple(block)} with halo_vx {tuple(cfg.halo_vx)}: a watershed task needs "
+            f"about {segment_bytes / gib:.1f} GiB ({SEGMENT_BYTES_PER_VOXEL} B per voxel read x "
+            f"{halo_voxels / 1e6:.1f} Mvoxel x {threads} thread(s) + runtime), more than the "
+            f"{budget / gib:.1f} GiB a worker may use ({MEMORY_BUDGET_FRACTION:.0%} of its "
+            f"{limit / gib:.1f} GiB limit); use smaller segment.block_shape or raise dask.memory_limit"
+        )
+
+    def input_voxels(tile: Sequence[int]) -> int:
+        padded = tuple(t + 2 * c for t, c in zip(tile, context, strict=True))
+        return int(np.prod(net.valid_input_shape(padded)))
+
+    def need(tile: Sequence[int], memory: ForwardMemory) -> int:
+        one = predict_task_bytes(memory, tile_input_voxels=input_voxels(tile), batch_size=cfg.batch_size,
+                                 block_read_voxels=read_voxels, block_voxels=block_voxels)
+        return memory.runtime_bytes + threads * (one - memory.runtime_bytes)
+
+    tile = (tuple(cfg.tile_shape) if cfg.tile_shape
+            else default_tile_shape(tuple(volume_shape), tuple(factors)))
+    pessimistic = ForwardMemory(_PESSIMISTIC_RUNTIME_BYTES, _PESSIMISTIC_BYTES_PER_VOXEL, "cpu", "")
+    if need(tile, pessimistic) <= budget:
+        return None  # fits even on the most pessimistic figures: nothing to measure
+    memory = model_memory(model)
+    needed = need(tile, memory)
+    if needed <= budget:
+        return None
+    smaller = tile_for_budget(tile, fits=lambda t: need(t, memory) <= budget, multiple=factors)
+    parts = (f"{memory.runtime_bytes / gib:.2f} GiB runtime + {memory.bytes_per_voxel:.0f} B per input voxel "
+             f"(measured for {model.name}) x {input_voxels(tile) / 1e6:.1f} Mvoxel x batch_size "
+             f"{cfg.batch_size}"
+             f" x {threads} thread(s) + block buffers")
+    where = (f"the {budget / gib:.1f} GiB a worker may use ({MEMORY_BUDGET_FRACTION:.0%} of its "
+             f"{limit / gib:.1f} GiB limit: Dask pauses a worker there and restarts it at 95 %)")
+    if smaller is not None and cfg.tile_shape is None:
+        log.info("segment.tile_shape: the default %s needs about %.1f GiB per predict task, more than %s; "
+                 "using %s", tile, needed / gib, where, smaller)
+        return smaller  # type: ignore[return-value]
+    fix = (f"set segment.tile_shape to {smaller} or smaller" if smaller is not None
+           else "use a smaller segment.block_shape")
+    raise ConfigError(
+        f"segment.tile_shape {tile}: a predict task needs about {needed / gib:.1f} GiB ({parts}), more than "
+        f"{where}; {fix}, or raise dask.memory_limit to at least "
+        f"{needed / MEMORY_BUDGET_FRACTION / gib:.1f}GiB"
+    )
 
 
 def check_prefect_home() -> None:
@@ -224,6 +450,11 @@ def check_model(path: str | Path, *, what: str = "model") -> ModelMetadata:
     InputDataError
         If it is not a 3-channel affinity model.
     """
+    return _checked_model(path, what=what)[1]
+
+
+def _checked_model(path: str | Path, *, what: str) -> tuple[Any, ModelMetadata]:
+    """:func:`check_model`, returning the loaded network too."""
     from pipeline.io.checkpoint import load_model
 
     net, meta = load_model(path)
@@ -232,7 +463,7 @@ def check_model(path: str | Path, *, what: str = "model") -> ModelMetadata:
             f"{what} {path} predicts {meta.target} ({net.out_channels} channels); segmentation needs a "
             "3-channel affinity model (trained with train.data.target: affinities)"
         )
-    return meta
+    return net, meta
 
 
 def check_model_fits_raw(meta: ModelMetadata, raw: OmeArray, *, what: str = "raw image") -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,9 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
 _task = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": retry_on_io, "cache_policy": NO_CACHE}
 
 
-def dask_task_runner(dask: DaskConfig) -> Any:
-    """A ``DaskTaskRunner`` for the existing cluster at ``dask.address``, or a new ``LocalCluster``.
+def dask_task_runner(dask: DaskConfig, *, gpu_ids: Sequence[str] = ()) -> Any:
+    """A ``DaskTaskRunner`` for the existing cluster at ``dask.address``, or a new local cluster
+    (:func:`flows.cluster.local_cluster`: one more worker per id in ``gpu_ids``, offering ``GPU=1``).
 
     A flow's tasks drive the block-wise stages from a Dask worker and wait for their blocks, holding
     that worker's thread; the local cluster therefore gets one worker more than ``dask.n_workers``, so
@@ -84,9 +85,9 @@ def dask_task_runner(dask: DaskConfig) -> Any:
     if dask.address:
         return DaskTaskRunner(address=dask.address)
     return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
+        cluster_class="flows.cluster.local_cluster",
         cluster_kwargs={"n_workers": dask.n_workers + 1, "threads_per_worker": dask.threads_per_worker,
-                        "memory_limit": dask.memory_limit, "processes": True, "dashboard_address": None},
+                        "memory_limit": dask.memory_limit, "gpu_ids": list(gpu_ids)},
     )
 
 
@@ -331,7 +332,7 @@ def run_reconstruct(config: NeuroreconConfig, *, overwrite: bool = False) -> Pat
     with output_lock(segment.out):  # a second run on this output is refused at once
         inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
         with shared_prefect_api():
-            runner = dask_task_runner(config.dask)
+            runner = dask_task_runner(config.dask, gpu_ids=inputs.gpu_ids)
             flow_run = reconstruct_flow.with_options(task_runner=runner)
             return Path(flow_run(config, inputs=inputs, overwrite=overwrite))
 

@@ -145,18 +145,34 @@ def predict_volume(
     )
     resources = {"GPU": 1} if device.startswith("cuda") else None
     run_blocks("predict", blocks, task, state=state, client=client, max_retries=max_retries,
-               resources=resources, progress=progress).raise_if_failed()
+               resources=resources, progress=progress, memory_hint=PREDICT_MEMORY_HINT,
+               resource_hint=GPU_WORKER_HINT).raise_if_failed()
     return Path(out)
+
+
+#: The fix for predict blocks whose worker was killed for memory.
+PREDICT_MEMORY_HINT = (
+    "set a smaller segment.tile_shape (or leave it unset: the run then picks one that fits "
+    "dask.memory_limit), segment.batch_size: 1 or a smaller segment.block_shape, or raise dask.memory_limit"
+)
+#: The fix for GPU blocks on a cluster without a GPU worker.
+GPU_WORKER_HINT = (
+    "start one Dask worker per GPU (`CUDA_VISIBLE_DEVICES=0 dask worker SCHEDULER --resources GPU=1 "
+    "--nthreads 1`; docker/compose.yaml: dask-gpu-worker-0, -1), or set segment.device: cpu"
+)
 
 
 def predict_run(
     cfg: SegmentConfig, *, inputs: RunInputs, max_retries: int, client: Any = None, progress: bool = True
 ) -> Path:
-    """:func:`predict_volume` with the ``segment:`` settings, into the run directory ``cfg.out``."""
+    """:func:`predict_volume` with the ``segment:`` settings, into the run directory ``cfg.out``; the tile is
+    ``segment.tile_shape``, or the one the preflight chose to fit the workers' memory
+    (:func:`flows.preflight.check_memory`), or the default."""
     run = RunLayout(cfg.out)
     return predict_volume(
         cfg.raw, inputs.model, run.affinities, state_dir=run.state, block_shape=cfg.block_shape,
-        tile_shape=cfg.tile_shape, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.affinity_dtype,
+        tile_shape=cfg.tile_shape or inputs.tile_shape, batch_size=cfg.batch_size, device=cfg.device,
+        dtype=cfg.affinity_dtype,
         max_retries=max_retries, model_meta=inputs.model_meta, client=client, progress=progress,
     )
 

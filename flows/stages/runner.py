@@ -8,7 +8,10 @@ with Dask's own ``retries``, for errors :func:`worth_retrying` only (I/O, memory
 on bad input or a bug is reported at once, not tried again. A block is marked done
 (``pipeline.io.blockstate``) on the worker, after its outputs are written, so a rerun skips exactly
 the finished blocks. Blocks that still fail after their retries are reported by id; the caller raises
-:class:`pipeline.errors.BlockFailure` so a run never reports success with missing blocks.
+:class:`pipeline.errors.BlockFailure` so a run never reports success with missing blocks. Blocks lost
+with a worker that died running them (most often killed by its nanny for exceeding its memory limit) are
+reported as such, with the stage's fix; blocks needing a worker resource (a GPU) that no worker offers
+are refused before any is submitted, instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -27,24 +30,45 @@ from tqdm.auto import tqdm
 
 from pipeline.blocks import Block
 from pipeline.config import DaskConfig
-from pipeline.errors import BlockFailure, DiskFullError
+from pipeline.errors import BlockFailure, ConfigError, DiskFullError
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["BlockRunReport", "NotRetried", "dask_client", "one_malloc_arena", "return_freed_memory",
-           "run_blocks", "worth_retrying"]
+__all__ = ["MEMORY_HINT", "WAIT_FOR_WORKERS_S", "BlockRunReport", "NotRetried", "dask_client",
+           "one_malloc_arena", "return_freed_memory", "run_blocks", "worth_retrying"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class BlockRunReport:
-    """What happened to a stage's blocks."""
+    """What happened to a stage's blocks.
+
+    Attributes
+    ----------
+    stage : str
+        The stage's name.
+    total : int
+        Number of blocks in the grid.
+    skipped, done : int
+        Blocks already done before the run, and done by it.
+    failed : dict of int to str
+        Each failed block's id and its last error (a traceback), killed blocks included.
+    killed : list of int
+        Ids of the failed blocks whose Dask worker died while running them (``KilledWorker``): most
+        often killed by its nanny for exceeding its memory limit.
+    killed_cause : str
+        Why those workers most likely died, and what to change; empty if no block was killed.
+    seconds : float
+        Wall time of the run.
+    """
 
     stage: str
     total: int
     skipped: int = 0
     done: int = 0
     failed: dict[int, str] = field(default_factory=dict)
+    killed: list[int] = field(default_factory=list)
+    killed_cause: str = ""
     seconds: float = 0.0
 
     @property
@@ -52,16 +76,43 @@ class BlockRunReport:
         return not self.failed
 
     def raise_if_failed(self) -> None:
-        """Raise :class:`BlockFailure` listing the failed block ids and the first error."""
-        if self.failed:
-            ids = sorted(self.failed)
-            first = self.failed[ids[0]].strip().splitlines()[-1] if self.failed[ids[0]].strip() else "?"
-            raise BlockFailure(
-                f"stage '{self.stage}': {len(ids)} of {self.total} blocks failed after retries "
-                f"(block ids {ids[:20]}{' ...' if len(ids) > 20 else ''}); first error: {first}. "
-                "Fix the cause and rerun: finished blocks are skipped",
-                stage=self.stage, errors=self.failed,
+        """Raise :class:`BlockFailure` if any block failed.
+
+        The message lists first the blocks whose worker died running them (:attr:`killed`), with the
+        likely cause and the fix, then the other failed block ids and the first of their errors.
+        """
+        if not self.failed:
+            return
+        parts = []
+        killed = sorted(self.killed)
+        if killed:
+            parts.append(
+                f"{len(killed)} of {self.total} blocks (block ids {_some(killed)}) were lost with their Dask "
+                f"worker, which died while running them: {self.killed_cause}"
             )
+        others = sorted(set(self.failed) - set(killed))
+        if others:
+            text = self.failed[others[0]].strip()
+            first = text.splitlines()[-1] if text else "?"
+            parts.append(
+                f"{len(others)} of {self.total} blocks failed after retries (block ids {_some(others)}); "
+                f"first error: {first}"
+            )
+        raise BlockFailure(
+            f"stage '{self.stage}': {'; '.join(parts)}. Fix the cause and rerun: finished blocks are skipped",
+            stage=self.stage, errors=self.failed,
+        )
+
+
+def _some(ids: list[int]) -> str:
+    return f"{ids[:20]}{' ...' if len(ids) > 20 else ''}"
+
+
+#: How long :func:`run_blocks` waits for a cluster that has no worker yet before checking ``resources``.
+WAIT_FOR_WORKERS_S = 10.0
+
+#: The fix :func:`run_blocks` suggests for blocks killed with their worker, unless given ``memory_hint``.
+MEMORY_HINT = "use smaller blocks or raise dask.memory_limit"
 
 
 def run_blocks(
@@ -74,6 +125,8 @@ def run_blocks(
     max_retries: int,
     resources: Mapping[str, float] | None = None,
     progress: bool = True,
+    resource_hint: str | None = None,
+    memory_hint: str | None = None,
 ) -> BlockRunReport:
     """Process every block not yet done.
 
@@ -94,13 +147,41 @@ def run_blocks(
     max_retries : int
         Extra attempts per block after a failure.
     resources : mapping, optional
-        Dask worker resources each block needs, e.g. ``{"GPU": 1}``.
+        Dask worker resources each block needs, e.g. ``{"GPU": 1}``. Before any block is submitted, the
+        workers the scheduler knows are checked (after waiting up to :data:`WAIT_FOR_WORKERS_S` for a
+        first one): if none offers every resource in the amount asked, :class:`ConfigError` is raised
+        instead of leaving the blocks waiting forever.
     progress : bool
         Show a progress bar over blocks.
+    resource_hint : str, optional
+        The fix to suggest when no worker offers ``resources``, naming the caller's setting (e.g. "start
+        one Dask worker per GPU ..., or set segment.device: cpu"). By default: how to start such a worker.
+    memory_hint : str, optional
+        The fix to suggest for blocks lost with a worker that died running them (most likely killed
+        for exceeding its memory limit), naming the stage's settings (e.g. "lower segment.tile_shape or
+        segment.block_shape, or raise dask.memory_limit"). By default :data:`MEMORY_HINT`.
 
     Returns
     -------
     BlockRunReport
+        Blocks whose worker died running them are in ``failed`` and ``killed``, with ``killed_cause``.
+
+    Raises
+    ------
+    ConfigError
+        If ``resources`` is given with a ``client`` and no worker of that cluster offers them.
+
+    Notes
+    -----
+    The check of ``resources`` is made once, before submitting. If every worker offering a resource
+    leaves the cluster during the run, Dask keeps the remaining blocks waiting until such a worker joins
+    again: the run does not end by itself (the scheduler logs the unrunnable tasks).
+
+    A worker whose memory passes ``distributed.worker.memory.terminate`` (95 % of its limit) is restarted
+    by its nanny, and the blocks it was running are tried elsewhere; after
+    ``distributed.scheduler.allowed-failures`` such deaths a block fails with ``KilledWorker``. Those
+    blocks are reported by id as ``killed``, with the worker's memory limit and, when the nanny reported
+    it, the confirmation that it was killed for memory.
     """
     start = time.perf_counter()
     done_ids = state.done_ids()
@@ -130,8 +211,11 @@ def run_blocks(
                     log.error("%s: block %d failed after %d attempt(s):\n%s", stage, b.id, attempts, error)
                 bar.update()
         else:
-            from distributed import as_completed
+            from distributed import KilledWorker, as_completed
 
+            if todo and resources:
+                _check_resources(client, stage, resources, hint=resource_hint)
+            lost: dict[int, BaseException] = {}
             futures = {
                 client.submit(
                     _process_and_mark, process, state, b, key=f"{stage}-{b.id}-{time.time_ns()}",
@@ -151,14 +235,112 @@ def run_blocks(
                 else:
                     exc = fut.exception()
                     report.failed[b.id] = "".join(traceback.format_exception(exc)) if exc else fut.status
-                    log.error("%s: block %d failed after %d attempts: %r", stage, b.id, max_retries + 1, exc)
+                    if isinstance(exc, KilledWorker):
+                        lost[b.id] = exc
+                    else:
+                        log.error("%s: block %d failed after %d attempts: %r", stage, b.id, max_retries + 1,
+                                  exc)
                 bar.update()
+            if lost:
+                _explain_killed(client, report, lost, hint=memory_hint or MEMORY_HINT)
     finally:
         bar.close()
     report.seconds = time.perf_counter() - start
     log.info("%s: %d done, %d skipped, %d failed in %.1f s", stage, report.done, report.skipped,
              len(report.failed), report.seconds)
     return report
+
+
+def _workers(client: Any) -> dict[str, dict[str, Any]]:
+    """The workers the scheduler knows (all of them, not the first few), by address."""
+    return dict(client.scheduler_info(n_workers=-1).get("workers", {}))
+
+
+def _check_resources(client: Any, stage: str, resources: Mapping[str, float], *, hint: str | None) -> None:
+    """Raise :class:`ConfigError` if no worker of ``client``'s cluster offers all of ``resources``.
+
+    Dask would keep a task that needs a resource no worker has pending forever, without a word. A
+    cluster with no worker yet (still starting) is given :data:`WAIT_FOR_WORKERS_S` to get one.
+    """
+    wanted = {str(k): float(v) for k, v in resources.items()}
+    workers = _workers(client)
+    if not workers:
+        with contextlib.suppress(TimeoutError):
+            client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS_S)
+        workers = _workers(client)
+    offers = [dict(w.get("resources") or {}) for w in workers.values()]
+    if any(all(o.get(k, 0) >= v for k, v in wanted.items()) for o in offers):
+        return
+    missing = [k for k, v in wanted.items() if not any(o.get(k, 0) >= v for o in offers)]
+    what = (", ".join(f"{k}={wanted[k]:g}" for k in missing) if missing
+            else f"all of {_resource_spec(wanted)} on one worker")
+    offered = "; ".join(sorted({_resource_spec(o) or "no resources" for o in offers}))
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "<scheduler address>"
+    if hint is None and set(wanted) == {"GPU"}:
+        hint = (f"start one Dask worker per GPU: `CUDA_VISIBLE_DEVICES=0 dask worker {address} --resources "
+                f"GPU={wanted['GPU']:g} --nthreads 1` (docker/compose.yaml: services dask-gpu-worker-0, -1, "
+                "...), or run the stage on the CPU")
+    elif hint is None:
+        spec = _resource_spec(wanted)
+        hint = f"start a Dask worker offering them: `dask worker {address} --resources '{spec}'`"
+    if workers:
+        seen = (f"none of the {len(workers)} Dask worker(s) of the scheduler at {address} offers {what} "
+                f"(they offer: {offered})")
+    else:
+        seen = f"the scheduler at {address} has no Dask worker after {WAIT_FOR_WORKERS_S:g} s to offer {what}"
+    raise ConfigError(
+        f"stage '{stage}': resources={dict(resources)!r}, but {seen}, so its blocks would wait for such a "
+        f"worker forever. Fix: {hint}"
+    )
+
+
+def _resource_spec(resources: Mapping[str, float]) -> str:
+    """``{"GPU": 1.0}`` as the ``dask worker --resources`` option writes it: ``GPU=1``."""
+    return ",".join(f"{k}={float(v):g}" for k, v in sorted(resources.items()))
+
+
+def _explain_killed(
+    client: Any, report: BlockRunReport, lost: Mapping[int, BaseException], *, hint: str
+) -> None:
+    """Record in ``report`` the blocks lost with their worker (``KilledWorker``), why and the fix.
+
+    The worker's memory limit comes from the error (else the scheduler); the nanny's report that it
+    killed the worker for memory (its ``worker-restart-memory`` event, else its log) confirms the cause.
+    Diagnostics that fail (a worker without a nanny, a scheduler gone) leave the cause "most likely".
+    """
+    workers = [getattr(exc, "last_worker", None) for exc in lost.values()]
+    addresses = {str(w.address) for w in workers if getattr(w, "address", None)}
+    limits = {int(w.memory_limit) for w in workers if getattr(w, "memory_limit", None)}
+    if not limits:
+        with contextlib.suppress(Exception):  # diagnostics only, here and below: never hide the report
+            limits = {int(w["memory_limit"]) for w in _workers(client).values() if w.get("memory_limit")}
+    evidence = ""
+    with contextlib.suppress(Exception):
+        rss = [event["rss"] for _, event in client.get_events("worker-restart-memory")
+               if isinstance(event, Mapping) and event.get("worker") in addresses and "rss" in event]
+        if rss:
+            peak = max(rss)
+            used = f"{peak / min(limits):.0%} of it" if len(limits) == 1 else f"{peak / 2**30:.2f} GiB"
+            evidence = f"its nanny measured {used} in use and restarted it"
+    if not evidence:
+        with contextlib.suppress(Exception):
+            logs = [msg for lines in client.get_worker_logs(nanny=True).values() for _, msg in lines]
+            evidence = next((f'its nanny logged "{msg}"' for msg in logs if "exceeded" in msg
+                             and "memory" in msg and any(a in msg for a in addresses)), "")
+    limit = f" of {' / '.join(f'{b / 2**30:.2f}' for b in sorted(limits))} GiB" if limits else ""
+    if evidence:
+        cause = f"it was killed for exceeding its memory limit{limit} ({evidence})"
+    else:
+        cause = (f"most likely it was killed for exceeding its memory limit{limit} (a Dask nanny restarts "
+                 "its worker past distributed.worker.memory.terminate, 95 % of the limit; else it crashed: "
+                 "see the worker and nanny logs)")
+    report.killed = sorted(lost)
+    report.killed_cause = f"{cause}; {hint}"
+    for bid, exc in sorted(lost.items()):
+        where = getattr(getattr(exc, "last_worker", None), "address", "?")
+        note = f"block {bid}: its Dask worker {where} died while running it: {report.killed_cause}"
+        report.failed[bid] += note + "\n"
+        log.error("%s: %s", report.stage, note)
 
 
 @functools.cache
@@ -235,14 +417,17 @@ def _process_and_mark(
 
 @contextlib.contextmanager
 def dask_client(
-    dask: DaskConfig, *, n_workers: int | None = None, resources: Mapping[str, float] | None = None
+    dask: DaskConfig, *, n_workers: int | None = None, gpu_ids: Sequence[str] = ()
 ) -> Iterator[Any]:
-    """A ``distributed.Client``: to the cluster at ``dask.address``, or to a new ``LocalCluster``.
+    """A ``distributed.Client``: to the cluster at ``dask.address``, or to a new local cluster.
 
-    The local cluster uses processes (waterz and kimimaro hold the GIL), ``dask.n_workers`` of them
-    unless ``n_workers`` is given, and is closed on exit; a remote cluster is left running.
+    The local cluster (:func:`flows.cluster.local_cluster`) uses processes (waterz and kimimaro hold the
+    GIL), ``dask.n_workers`` of them unless ``n_workers`` is given, plus one worker per id in
+    ``gpu_ids`` offering ``GPU=1``, and is closed on exit; a remote cluster is left running.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from flows.cluster import local_cluster
 
     if dask.address:
         client = Client(dask.address)
@@ -252,11 +437,9 @@ def dask_client(
             client.close()
         return
     with (
-        LocalCluster(
-            n_workers=dask.n_workers if n_workers is None else n_workers,
-            threads_per_worker=dask.threads_per_worker, memory_limit=dask.memory_limit, processes=True,
-            dashboard_address=None, resources=dict(resources) if resources else None,
-        ) as cluster,
+        local_cluster(n_workers=dask.n_workers if n_workers is None else n_workers,
+                      threads_per_worker=dask.threads_per_worker, memory_limit=dask.memory_limit,
+                      gpu_ids=gpu_ids) as cluster,
         Client(cluster) as client,
     ):
         yield client

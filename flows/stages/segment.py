@@ -149,6 +149,7 @@ def segment_volume(
                           threshold=threshold, background_threshold=background_threshold,
                           state_root=str(state_dir)),
         state=states["blocks"], client=client, max_retries=max_retries, progress=progress,
+        memory_hint=SEGMENT_MEMORY_HINT,
     ).raise_if_failed()
     run_blocks(
         "faces", blocks,
@@ -182,6 +183,8 @@ def segment_volume(
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
 
 
+#: The fix for watershed blocks whose worker was killed for memory.
+SEGMENT_MEMORY_HINT = "use a smaller segment.block_shape or segment.halo_vx, or raise dask.memory_limit"
 _LUT = "lut"  # the union's fragment -> segment table, a stage record of "union"
 
 

@@ -176,7 +176,9 @@ def skeletonize_volume(
         teasar=settings.teasar, state_root=str(run.state),
     )
     run_blocks(
-        "skeletonize", grid, task, state=state, client=client, max_retries=max_retries, progress=progress
+        "skeletonize", grid, task, state=state, client=client, max_retries=max_retries, progress=progress,
+        memory_hint="use a smaller skeletonize.block_shape or skeletonize.halo_um, or raise "
+                    "dask.memory_limit",
     ).raise_if_failed()
 
     pieces = [state.load_record(b.id, BlockSkeletons, name) for b in grid for name in ("pieces", "objects")]

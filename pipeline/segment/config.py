@@ -18,8 +18,10 @@ DEFAULT_HALO_VX = (4, 16, 16)
 DEFAULT_BACKGROUND_THRESHOLD = 0.5
 
 #: Network output per inference tile, voxels (z, y, x), unless ``segment.tile_shape`` is set: about 2
-#: Mvoxels (the shipped U-Net peaks near 1.3 GB per tile on CPU). A fixed default, clipped only to the
-#: volume, so the affinities — hence the segmentation — do not depend on ``block_shape``.
+#: Mvoxels, clipped to the volume. A fixed default, so the affinities — hence the segmentation — do not
+#: depend on ``block_shape``. With the network's context the shipped U-Net reads 64 x 344 x 344 voxels
+#: per tile and one predict task peaks near 4 GB on CPU: where that does not fit ``dask.memory_limit``,
+#: the preflight picks a smaller tile (``flows.preflight.check_memory``) and logs it.
 DEFAULT_TILE_SHAPE = (32, 256, 256)
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -43,7 +45,8 @@ class SegmentSettings(StrictModel):
         DEFAULT_BACKGROUND_THRESHOLD, description="voxels with all affinities below this are background")
     tile_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = Field(
         None, description="network output per tile (null: DEFAULT_TILE_SHAPE (32, 256, 256) clipped to the "
-                          "volume; less memory: smaller). Results depend on it, never on block_shape")
+                          "volume, smaller where a worker's memory needs it; less memory: smaller). Results "
+                          "depend on it, never on block_shape")
     batch_size: PositiveInt = Field(1, description="tiles per forward pass")
     device: Literal["cpu", "cuda"] = "cpu"
     affinity_dtype: Literal["uint8", "float16"] = "uint8"
