@@ -71,15 +71,10 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
 ) -> None:
+    from flows.logs import configure_logging
+
     _state["debug"] = debug
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not verbose:  # libraries' routine chatter (cluster start/stop, HTTP calls) only with --verbose
-        for name in ("distributed", "httpx", "prefect.server", "uvicorn", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    configure_logging(verbose=verbose)  # libraries' routine chatter only with --verbose
     if not debug:  # Prefect logs a failed flow's traceback; the one `error:` line says it all
         _drop_prefect_tracebacks()
 

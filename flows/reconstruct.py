@@ -27,6 +27,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.interrupt import note_flow_run
+from flows.logs import one_line_warnings
 from flows.preflight import RunInputs, check_output, check_run, require_segment
 from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
@@ -96,6 +97,7 @@ def _client() -> Iterator[Any]:
     """The Dask client of the task runner inside a task; None (serial blocks) when not on Dask."""
     from prefect_dask import get_dask_client
 
+    one_line_warnings()  # this task's warnings: one line of its run log, not a worker's stderr
     try:
         manager = get_dask_client()
         client = manager.__enter__()
@@ -124,7 +126,7 @@ def predict_task(segment: SegmentConfig, inputs: RunInputs, max_retries: int) ->
     from flows.stages.predict import predict_run
 
     with _client() as client:
-        path = predict_run(segment, inputs=inputs, max_retries=max_retries, client=client, progress=False)
+        path = predict_run(segment, inputs=inputs, max_retries=max_retries, client=client, progress=True)
     return str(path)
 
 
@@ -133,7 +135,7 @@ def segment_task(segment: SegmentConfig, affinities: str, max_retries: int) -> s
     from flows.stages.segment import segment_run
 
     with _client() as client:
-        return str(segment_run(segment, affinities, max_retries=max_retries, client=client, progress=False))
+        return str(segment_run(segment, affinities, max_retries=max_retries, client=client, progress=True))
 
 
 @task(name="skeletonize", **_task)
@@ -145,7 +147,7 @@ def skeletonize_task(
     with _client() as client:
         # The flow owns its run directory: a rerun replaces the skeleton files (blocks resume from state).
         result = skeletonize_volume(segmentation, out=out, settings=settings, max_retries=max_retries,
-                                    client=client, progress=False, replace_files=True, overwrite=overwrite)
+                                    client=client, progress=True, replace_files=True, overwrite=overwrite)
     return str(result.lengths_csv)
 
 
@@ -153,6 +155,7 @@ def skeletonize_task(
 def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig) -> str:
     from flows.stages.evaluate import evaluate_run
 
+    one_line_warnings()
     if evaluate.gt_labels is None:
         raise ValueError("evaluate.gt_labels is not set: nothing to evaluate against")
     return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc,
@@ -166,6 +169,7 @@ def report_task(run_dir: Path, segmentation: str, raw: Path, report: ReportConfi
     from flows.stages.report import report_run
     from pipeline.io.skeletons import read_lengths_csv
 
+    one_line_warnings()
     paths = report_run(run_dir, segmentation=segmentation, raw=raw, figures=report.figures)
     rows = read_lengths_csv(RunLayout(run_dir).lengths_csv)
     columns = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border")

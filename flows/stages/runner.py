@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from flows.stages.progress import BlockProgress
 from pipeline.blocks import Block
 from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure, ConfigError, DiskFullError
@@ -152,7 +151,8 @@ def run_blocks(
         first one): if none offers every resource in the amount asked, :class:`ConfigError` is raised
         instead of leaving the blocks waiting forever.
     progress : bool
-        Show a progress bar over blocks.
+        Report progress (:class:`flows.stages.progress.BlockProgress`: a bar on a terminal, else log
+        lines; inside a Prefect run its run log and a progress artifact).
     resource_hint : str, optional
         The fix to suggest when no worker offers ``resources``, naming the caller's setting (e.g. "start
         one Dask worker per GPU ..., or set segment.device: cpu"). By default: how to start such a worker.
@@ -187,10 +187,7 @@ def run_blocks(
     done_ids = state.done_ids()
     todo = [b for b in blocks if b.id not in done_ids]
     report = BlockRunReport(stage, len(blocks), skipped=len(blocks) - len(todo))
-    if report.skipped:
-        log.info("%s: %d of %d blocks already done, skipped", stage, report.skipped, len(blocks))
-    bar = tqdm(total=len(blocks), initial=report.skipped, desc=stage, unit="block", disable=not progress,
-               leave=False)
+    bar = BlockProgress(stage, len(blocks), report.skipped, show=progress)
     try:
         if client is None:
             one_malloc_arena()
@@ -244,10 +241,10 @@ def run_blocks(
             if lost:
                 _explain_killed(client, report, lost, hint=memory_hint or MEMORY_HINT)
     finally:
-        bar.close()
+        bar.close(failed=len(report.failed))
     report.seconds = time.perf_counter() - start
-    log.info("%s: %d done, %d skipped, %d failed in %.1f s", stage, report.done, report.skipped,
-             len(report.failed), report.seconds)
+    log.debug("%s: %d done, %d skipped, %d failed in %.1f s", stage, report.done, report.skipped,
+              len(report.failed), report.seconds)
     return report
 
 
