@@ -226,7 +226,7 @@ def demo(
     object per AIS) — generates OUT/<kind>/volume.zarr and runs the reconstruct flow on it (a temporary
     Prefect server, Dask LocalCluster, the shipped model of that kind): affinities -> segmentation ->
     skeletons -> lengths -> metrics against the phantom's ground truth -> OUT/<kind>/report.html.
-    Prints where the reports are.
+    Prints where the reports are, and how to look at a run (`neurorecon view`).
     """
     import time
 
@@ -241,6 +241,7 @@ def demo(
         typer.echo(f"{kind} report: {report}   (PDF: {report.with_suffix('.pdf')})")
     seconds = time.perf_counter() - start
     typer.echo(f"done in {seconds:.0f} s; open a report with: xdg-open {reports['neurons']}")
+    typer.echo(f"look at a run in neuroglancer with: neurorecon view {reports['neurons'].parent}")
 
 
 @app.command()
@@ -464,6 +465,50 @@ def report(
         written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=settings.figures)
     for path in written.values():
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def view(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory with segmentation.zarr (`neurorecon run`, `segment`).")
+    ],
+    raw: Annotated[
+        Path | None,
+        typer.Option(help="Raw OME-Zarr image under the segmentation (default: the one the run recorded, "
+                          "where it lies inside the run directory)."),
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free port).")] = 0,
+    bind: Annotated[
+        str, typer.Option(help="Address to serve on; 0.0.0.0 serves every network interface (anyone who "
+                               "reaches this machine sees the run).")
+    ] = "127.0.0.1",
+    napari: Annotated[
+        bool, typer.Option("--napari", help="Open the run in napari (pip install 'napari\\[all]') instead.")
+    ] = False,
+) -> None:
+    """Look at a run: serve it on this machine and print a neuroglancer link.
+
+    Layers: the raw image, the segmentation with its skeletons (each object's length and cable length on
+    hover and in the segment list, from lengths.csv) and the fragments (hidden), at the voxel size of
+    their OME metadata. Serves until Ctrl-C; writes nothing. Over SSH: ssh -L PORT:localhost:PORT HOST,
+    then `neurorecon view RUN --port PORT` there and open the link here.
+    """
+    import threading
+
+    from flows.interrupt import stop_on_signals
+    from flows.view import load_run_view, open_in_napari, serve
+
+    loaded = load_run_view(run_dir, raw=raw)
+    for note in loaded.notes:
+        typer.echo(f"note: {note}", err=True)
+    if napari:
+        open_in_napari(loaded)
+        return
+    served = serve(loaded, bind=bind, port=port)
+    typer.echo(f"neuroglancer: {served.url}")
+    typer.echo("open this in a browser; Ctrl-C to stop")
+    with stop_on_signals(f"neurorecon view {run_dir}", resumable=False):
+        threading.Event().wait()  # the server runs in a background thread until the signal ends the process
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

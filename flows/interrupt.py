@@ -15,7 +15,9 @@ On the first signal it
 2. freezes the local Dask cluster's processes, stops the API server (SIGTERM, then SIGKILL after
    :data:`TERMINATE_WAIT_S`) and kills the Dask processes (their blocks in flight are abandoned, as
    after ``kill -9``);
-3. prints one line: what was interrupted, and that rerunning the same command resumes;
+3. prints one line: what was interrupted, and that rerunning the same command resumes (for a command
+   that writes blocks; ``resumable=False`` of :func:`stop_on_signals`, e.g. ``neurorecon view``, says
+   only what stopped);
 4. exits with ``128 + signal`` (130 for SIGINT, 143 for SIGTERM).
 
 A second signal skips the waiting: children are killed and the process exits at once. Outputs stay
@@ -50,8 +52,8 @@ TERMINATE_WAIT_S = 3.0
 API_TIMEOUT_S = 3.0
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_state: dict[str, Any] = {"active": False, "what": "neurorecon", "flow_runs": [], "stopping": None,
-                          "servers": set()}
+_state: dict[str, Any] = {"active": False, "what": "neurorecon", "resumable": True, "flow_runs": [],
+                          "stopping": None, "servers": set()}
 _lock = threading.Lock()
 
 
@@ -72,16 +74,17 @@ def _install() -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals(what: str) -> Iterator[None]:
+def stop_on_signals(what: str, *, resumable: bool = True) -> Iterator[None]:
     """Handle SIGINT and SIGTERM as this module describes while the block runs (main thread only).
 
-    ``what`` names the interrupted work in the message, e.g. ``neurorecon run configs/x.yaml``.
+    ``what`` names the interrupted work in the message, e.g. ``neurorecon run configs/x.yaml``;
+    ``resumable=False`` leaves out that a rerun resumes (work that writes nothing, such as a viewer).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
-    _state.update(active=True, what=what, flow_runs=[], stopping=None)
+    _state.update(active=True, what=what, resumable=resumable, flow_runs=[], stopping=None)
     _install()
     try:
         yield
@@ -96,7 +99,7 @@ def handle_signals(what: str) -> None:
     command line: a signal during interpreter exit, while Prefect stops its server, is handled too)."""
     if threading.current_thread() is not threading.main_thread():
         return
-    _state.update(active=True, what=what, flow_runs=[], stopping=None)
+    _state.update(active=True, what=what, resumable=True, flow_runs=[], stopping=None)
     _install()
 
 
@@ -128,8 +131,8 @@ def _stop(signum: int) -> None:
     _mark_crashed(f"Interrupted by {name}")
     _kill_children(wait_s=TERMINATE_WAIT_S)
     # on a line of its own, below any progress bar left unfinished
-    print(f"\ninterrupted ({name}): stopped {_state['what']}; finished blocks are kept — rerun the same "
-          "command to resume", file=sys.stderr, flush=True)
+    resume = "; finished blocks are kept — rerun the same command to resume" if _state["resumable"] else ""
+    print(f"\ninterrupted ({name}): stopped {_state['what']}{resume}", file=sys.stderr, flush=True)
     _exit(signum)
 
 

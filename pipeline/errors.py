@@ -25,6 +25,10 @@ class CheckpointError(NeuroreconError, ValueError):
     """A model checkpoint is corrupt or does not match the configured architecture."""
 
 
+class DependencyError(NeuroreconError, ImportError):
+    """An optional package that an option needs is not installed (the message names what to install)."""
+
+
 class OutputError(NeuroreconError, OSError):
     """An output location cannot be written safely (read-only, locked, outside the output root, ...)."""
 

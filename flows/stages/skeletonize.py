@@ -186,7 +186,7 @@ def skeletonize_volume(
     rows = object_rows(graphs, stats, voxel_size_um=vs)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
     write_swc_folder(run.skeletons, graphs, overwrite=True, comments=comments)
-    write_precomputed_skeletons(run.skeletons_precomputed, graphs, overwrite=True)
+    write_precomputed_skeletons(run.skeletons_precomputed, graphs, overwrite=True, objects=rows)
     lengths = write_lengths_csv(run.lengths_csv, rows)
     try:
         write_atomic(run.skeletonize_json,

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pipeline.errors import OutputError
+from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import TMP_GLOB, write_arrays_atomic, write_atomic
 from pipeline.io.diskspace import write_error
 
@@ -105,6 +105,26 @@ class BlockState:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         _write(meta, lambda: write_atomic(meta, json.dumps(wanted, indent=1, sort_keys=True), fsync=True))
+
+    def recorded_params(self) -> dict[str, Any]:
+        """The parameters the stage recorded (``stage.json``), or ``{}`` where it has not run; read only.
+
+        Raises
+        ------
+        InputDataError
+            If ``stage.json`` is damaged (not a JSON object).
+        """
+        meta = self.dir / "stage.json"
+        if not meta.is_file():
+            return {}
+        try:
+            recorded = json.loads(meta.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            recorded = exc
+        if not isinstance(recorded, dict):
+            raise InputDataError(f"{meta} is damaged ({str(recorded)[:120]}); rerun the stage '{self.stage}' "
+                                 "with --overwrite to rewrite it")
+        return recorded
 
     # -- markers ------------------------------------------------------------------------------------
     def is_done(self, block_id: int) -> bool:

@@ -5,6 +5,7 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     affinities.zarr  fragments.zarr  segmentation.zarr   OME-Zarr images             (segment)
     skeletons/<label>.swc                                skeletons, µm               (skeletonize)
     skeletons_precomputed/                               neuroglancer skeletons, nm  (skeletonize)
+    skeletons_precomputed/segment_properties/            their names and lengths     (skeletonize)
     lengths.csv                                          per-object lengths          (skeletonize)
     skeletonize.json                                     its inputs and parameters   (skeletonize)
     metrics.json                                         metrics vs ground truth     (evaluate)

@@ -5,6 +5,7 @@ Layout written by ``neurorecon skeletonize`` (see :mod:`flows.stages.skeletonize
     RUN/skeletons/<label>.swc              one SWC file per object, µm, volume frame (x y z in the file)
     RUN/skeletons_precomputed/info         {"@type": "neuroglancer_skeletons", ...}
     RUN/skeletons_precomputed/<label>      one binary skeleton per object (encoding below)
+    RUN/skeletons_precomputed/segment_properties/info   every object's name and lengths (below)
     RUN/lengths.csv                        label, length_um, cable_length_um, n_voxels, touches_border,
                                            n_endpoints
 
@@ -21,8 +22,23 @@ in nm) and ``"vertex_attributes": [{"id": "radius", "data_type": "float32", "num
     float32 radius[num_vertices]        nm
 
 This is osteoid's ``Skeleton.to_precomputed()`` encoding, which writes it (and
-``Skeleton.from_precomputed`` reads it). Neuroglancer shows them with the segmentation as
-``precomputed://file:///.../RUN/skeletons_precomputed`` in a segmentation layer's skeleton source.
+``Skeleton.from_precomputed`` reads it).
+
+Segment properties
+------------------
+With the objects of ``lengths.csv``, the ``info`` file also names ``"segment_properties":
+"segment_properties"``, a folder whose ``info`` is neuroglancer's inline segment-property map
+(:func:`segment_properties`): ``"@type": "neuroglancer_segment_properties"``, the ids of every object
+(decimal strings) and, in the same order, a ``label`` (its length, shown on hover and in the segment
+list) and the numbers ``length_um`` and ``cable_length_um`` (µm, float32). A viewer that loads the
+skeletons gets them. A listed object without a skeleton (a few voxels) gets an empty one (no vertices),
+so a viewer finds a file for every object it shows (neuroglancer waits forever on a missing one);
+:func:`read_precomputed_skeletons` leaves empty skeletons out.
+
+Neuroglancer reads the folder over HTTP, never from a ``file://`` URL (a browser refuses those): ``neurorecon
+view RUN`` serves the run directory and opens it with the segmentation (:mod:`flows.view`); any static
+HTTP server that sends ``Access-Control-Allow-Origin: *`` works too, with the source
+``precomputed://http://HOST:PORT/skeletons_precomputed`` in a segmentation layer.
 
 In memory a skeleton is a ``networkx.Graph`` with ``pos_um`` (z, y, x) and ``radius_um`` node
 attributes, as :func:`pipeline.skeleton.teasar` returns; the axis reordering to x, y, z and the
@@ -37,6 +53,7 @@ import math
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -51,9 +68,11 @@ from pipeline.skeleton.lengths import ObjectRow
 __all__ = [
     "LENGTHS_COLUMNS",
     "PRECOMPUTED_INFO",
+    "SEGMENT_PROPERTIES_DIR",
     "read_lengths_csv",
     "read_precomputed_skeletons",
     "read_swc_folder",
+    "segment_properties",
     "write_lengths_csv",
     "write_precomputed_skeletons",
     "write_swc_folder",
@@ -68,6 +87,9 @@ PRECOMPUTED_INFO = {
     "transform": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0],
     "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}],
 }
+
+#: The segment-property folder inside a precomputed skeleton folder (named by its ``info`` file).
+SEGMENT_PROPERTIES_DIR = "segment_properties"
 
 _UM_TO_NM = 1000.0
 
@@ -181,7 +203,11 @@ def _to_osteoid(graph: nx.Graph, label: int) -> Skeleton:
 
 
 def write_precomputed_skeletons(
-    directory: str | Path, graphs: Mapping[int, nx.Graph], *, overwrite: bool = False
+    directory: str | Path,
+    graphs: Mapping[int, nx.Graph],
+    *,
+    overwrite: bool = False,
+    objects: Iterable[ObjectRow] | None = None,
 ) -> list[Path]:
     """Write skeletons as an unsharded neuroglancer precomputed skeleton folder (see the module docstring).
 
@@ -193,11 +219,16 @@ def write_precomputed_skeletons(
         Label -> skeleton with ``pos_um`` (z, y, x) and optionally ``radius_um`` node attributes.
     overwrite : bool
         Replace an existing non-empty folder.
+    objects : iterable of ObjectRow, optional
+        The rows of ``lengths.csv``: written as the folder's segment properties
+        (:func:`segment_properties`, ``segment_properties/info``) and named in its ``info``. Objects
+        without a skeleton are listed too, and get an empty skeleton file.
 
     Returns
     -------
     list of Path
-        The ``info`` file followed by the per-label files, in label order.
+        The ``info`` file, the segment properties' ``info`` (with ``objects``), then the per-label files
+        in label order.
 
     Raises
     ------
@@ -213,24 +244,80 @@ def write_precomputed_skeletons(
         missing = [n for n, d in graphs[label].nodes(data=True) if "pos_um" not in d]
         if missing:
             raise ValueError(f"skeleton {label} has nodes {missing[:5]} without 'pos_um' (z, y, x) µm")
+    properties = segment_properties(objects) if objects is not None else None
+    listed = [int(i) for i in properties["inline"]["ids"]] if properties is not None else []
+    empty = {label: nx.Graph() for label in listed if label not in graphs}  # nothing to draw, but a file
     _prepare_dir(directory, overwrite=overwrite, what="precomputed skeleton")
+    info = PRECOMPUTED_INFO if properties is None else {**PRECOMPUTED_INFO,
+                                                         "segment_properties": SEGMENT_PROPERTIES_DIR}
     written = [directory / "info"]
     try:
-        write_atomic(written[0], (json.dumps(PRECOMPUTED_INFO, indent=1) + "\n").encode())
-        for label in sorted(graphs):
+        write_atomic(written[0], (json.dumps(info, indent=1) + "\n").encode())
+        if properties is not None:
+            written.append(directory / SEGMENT_PROPERTIES_DIR / "info")
+            written[-1].parent.mkdir()
+            write_atomic(written[-1], (json.dumps(properties, indent=1, ensure_ascii=False) + "\n").encode())
+        for label, graph in sorted({**graphs, **empty}.items()):
             path = directory / str(int(label))
-            write_atomic(path, _to_osteoid(graphs[label], int(label)).to_precomputed())
+            write_atomic(path, _to_osteoid(graph, int(label)).to_precomputed())
             written.append(path)
     except OSError as exc:
         raise write_error(f"cannot write precomputed skeletons to {directory}", exc, directory) from None
     return written
 
 
+def segment_properties(objects: Iterable[ObjectRow]) -> dict[str, Any]:
+    """Neuroglancer's inline segment-property map of the objects of ``lengths.csv``.
+
+    Ids in label order, as decimal strings (uint64); properties ``label`` (the object's length, and
+    whether it touches the volume border: its length is then a lower bound), ``length_um`` and
+    ``cable_length_um`` (µm, float32, as in ``lengths.csv``).
+
+    Examples
+    --------
+    >>> info = segment_properties([ObjectRow(12, 45.6273, 48.7896, 264, False, 4)])
+    >>> info["inline"]["ids"], info["inline"]["properties"][0]["values"]
+    (['12'], ['45.6 µm'])
+
+    Raises
+    ------
+    ValueError
+        If a label is negative or repeated, or a length is not finite.
+    """
+    rows = sorted(objects, key=lambda r: int(r.label))
+    labels = [int(r.label) for r in rows]
+    if labels and labels[0] < 0:
+        raise ValueError(f"segment ids must be non-negative integers; got {labels[0]}")
+    if len(set(labels)) != len(labels):
+        raise ValueError("segment properties list each object once; a label is repeated")
+    bad = [r.label for r in rows if not (math.isfinite(r.length_um) and math.isfinite(r.cable_length_um))]
+    if bad:
+        raise ValueError(f"objects {bad[:5]} have a non-finite length; segment properties need finite values")
+    names = [f"{r.length_um:.1f} µm" + (", touches the border" if r.touches_border else "") for r in rows]
+
+    def number(key: str, description: str) -> dict[str, Any]:
+        values = [round(float(getattr(r, key)), 4) for r in rows]
+        return {"id": key, "type": "number", "data_type": "float32", "description": description,
+                "values": values}
+
+    return {
+        "@type": "neuroglancer_segment_properties",
+        "inline": {
+            "ids": [str(label) for label in labels],
+            "properties": [
+                {"id": "label", "type": "label", "values": names},
+                number("length_um", "path length: the skeleton's longest path, µm"),
+                number("cable_length_um", "cable length: all of the skeleton's edges, µm"),
+            ],
+        },
+    }
+
+
 def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
     """Read an unsharded neuroglancer precomputed skeleton folder into graphs in µm (z, y, x).
 
     The ``transform`` of the ``info`` file is applied (vertices -> nm); ``radius`` (nm) becomes
-    ``radius_um`` if present.
+    ``radius_um`` if present. Empty skeletons (objects listed without one) are left out.
 
     Raises
     ------
@@ -266,6 +353,8 @@ def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
             skeleton = Skeleton.from_precomputed(path.read_bytes(), segid=label, vertex_attributes=attributes)
         except Exception as exc:  # osteoid raises its own decode errors
             raise InputDataError(f"precomputed skeleton {path} cannot be decoded: {exc}") from None
+        if len(skeleton.vertices) == 0:
+            continue
         xyz_nm = (
             np.asarray(skeleton.vertices, dtype=np.float64).reshape(-1, 3) @ transform[:, :3].T
             + transform[:, 3]

@@ -15,6 +15,7 @@ from pipeline.io.skeletons import (
     read_lengths_csv,
     read_precomputed_skeletons,
     read_swc_folder,
+    segment_properties,
     write_lengths_csv,
     write_precomputed_skeletons,
     write_swc_folder,
@@ -135,3 +136,31 @@ def test_lengths_csv_round_trip_and_errors(tmp_path):
     (tmp_path / "bad2.csv").write_text(",".join(LENGTHS_COLUMNS) + "\nx,1,1,1,0,2\n")
     with pytest.raises(InputDataError, match=":2: malformed row"):
         read_lengths_csv(tmp_path / "bad2.csv")
+
+
+def test_precomputed_segment_properties_list_every_object(tmp_path):
+    rows = [ObjectRow(7, 4.25, 5.5, 40, True, 3), ObjectRow(12, 0.0, 0.0, 1, False, 0)]  # 12: no skeleton
+    written = write_precomputed_skeletons(tmp_path / "pre", {7: y_skeleton()}, objects=rows)
+    assert [p.relative_to(tmp_path / "pre").as_posix() for p in written] == [
+        "info", "segment_properties/info", "7", "12"]
+    info = json.loads((tmp_path / "pre" / "info").read_text())
+    assert info["segment_properties"] == "segment_properties"
+    properties = json.loads((tmp_path / "pre" / "segment_properties" / "info").read_text())
+    assert properties == segment_properties(rows)
+    inline = properties["inline"]
+    assert inline["ids"] == ["7", "12"]
+    assert inline["properties"][0] == {"id": "label", "type": "label",
+                                       "values": ["4.2 µm, touches the border", "0.0 µm"]}
+    assert [(p["id"], p["values"]) for p in inline["properties"][1:]] == [
+        ("length_um", [4.25, 0.0]), ("cable_length_um", [5.5, 0.0])]
+    assert (tmp_path / "pre" / "12").read_bytes() == bytes(8)  # an empty skeleton: a viewer finds a file
+    assert sorted(read_precomputed_skeletons(tmp_path / "pre")) == [7]  # ... that the reader leaves out
+
+
+def test_segment_properties_refuse_what_neuroglancer_cannot_read():
+    with pytest.raises(ValueError, match="non-finite"):
+        segment_properties([ObjectRow(3, float("nan"), 1.0, 4, False, 2)])
+    with pytest.raises(ValueError, match="repeated"):
+        segment_properties([ObjectRow(3, 1.0, 1.0, 4, False, 2)] * 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        segment_properties([ObjectRow(-1, 1.0, 1.0, 4, False, 2)])
