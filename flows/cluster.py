@@ -9,6 +9,7 @@ the memory limit and threads of the other workers. Nothing here schedules: Dask 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,21 @@ def gpu_worker_name(gpu_id: str) -> str:
     return f"gpu-{gpu_id}"
 
 
+def _worker_log_level() -> int | bool:
+    """ERROR for the local workers' ``distributed`` loggers unless this process logs them below WARNING
+    (``--verbose``): their warnings ("unmanaged memory use is high" on every predict block: the model's
+    activations) are routine here, since the preflight sizes tiles to the memory limit and a worker
+    killed for memory is reported with its blocks; and they carry Dask's own timestamp format."""
+    verbose = logging.getLogger("distributed").getEffectiveLevel() < logging.WARNING
+    return False if verbose else logging.ERROR
+
+
 def local_cluster(
     *, n_workers: int, threads_per_worker: int, memory_limit: str, gpu_ids: Sequence[str] = (),
-    asynchronous: bool = False,
+    dashboard_address: str | None = None, asynchronous: bool = False,
 ) -> Any:
-    """Start a ``LocalCluster`` (processes, no dashboard) with one extra worker per id in ``gpu_ids``.
+    """Start a ``LocalCluster`` (processes, no dashboard unless asked) with one more worker per id in
+    ``gpu_ids``.
 
     Parameters
     ----------
@@ -38,6 +49,9 @@ def local_cluster(
     gpu_ids : sequence of str
         ``CUDA_VISIBLE_DEVICES`` value of each GPU worker (:func:`pipeline.inference.cuda.visible_gpu_ids`);
         each such worker has one thread and the resource ``GPU=1``.
+    dashboard_address : str, optional
+        Serve the dashboard there (e.g. ``":8787"``); without it there is none, and the scheduler's HTTP
+        endpoints (health, metrics) take a free port instead of claiming 8787 (Dask's default).
     asynchronous : bool
         Passed to ``LocalCluster`` (Prefect's task runner starts it synchronously).
 
@@ -49,8 +63,9 @@ def local_cluster(
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                           memory_limit=memory_limit, processes=True, dashboard_address=None,
-                           asynchronous=asynchronous)
+                           memory_limit=memory_limit, processes=True, dashboard_address=dashboard_address,
+                           scheduler_kwargs=None if dashboard_address else {"dashboard_address": ":0"},
+                           silence_logs=_worker_log_level(), asynchronous=asynchronous)
     if gpu_ids and not asynchronous:
         for gpu in gpu_ids:
             spec = copy.deepcopy(cluster.new_spec)

@@ -9,6 +9,7 @@ worker's stderr.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -19,7 +20,8 @@ __all__ = ["DATE_FORMAT", "LOG_FORMAT", "QUIET_LOGGERS", "configure_logging", "o
 LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 #: Libraries whose routine INFO chatter (cluster start and stop, HTTP calls) shows only with --verbose.
-QUIET_LOGGERS = ("distributed", "httpx", "prefect.server", "uvicorn", "asyncio", "fontTools", "numcodecs")
+QUIET_LOGGERS = ("distributed", "httpx", "prefect.server", "prefect.task_runner.dask", "uvicorn", "asyncio",
+                 "fontTools", "numcodecs")
 
 
 def configure_logging(*, verbose: bool = False) -> None:
@@ -27,6 +29,14 @@ def configure_logging(*, verbose: bool = False) -> None:
     unless ``verbose``; warnings as one line each (:func:`one_line_warnings`)."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
                         datefmt=DATE_FORMAT)
+    # Dask sets the level of its loggers when distributed is first imported, and in every worker process,
+    # from its config: set it there (the environment reaches the worker processes too). The local
+    # cluster's workers are quieter still (flows.cluster.local_cluster).
+    level = "debug" if verbose else "warning"
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = level
+    import dask
+
+    dask.config.set({"logging": {**dask.config.get("logging", {}), "distributed": level}})
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     one_line_warnings()

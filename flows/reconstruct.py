@@ -88,7 +88,8 @@ def dask_task_runner(dask: DaskConfig, *, gpu_ids: Sequence[str] = ()) -> Any:
     return DaskTaskRunner(
         cluster_class="flows.cluster.local_cluster",
         cluster_kwargs={"n_workers": dask.n_workers + 1, "threads_per_worker": dask.threads_per_worker,
-                        "memory_limit": dask.memory_limit, "gpu_ids": list(gpu_ids)},
+                        "memory_limit": dask.memory_limit, "gpu_ids": list(gpu_ids),
+                        "dashboard_address": dask.dashboard_address},
     )
 
 

@@ -47,6 +47,9 @@ class DaskConfig(StrictModel):
     memory_limit: str = Field("4GiB", description="per local worker: a size ('4GiB', '16 GB') or 'auto'")
     max_retries: Annotated[int, Field(ge=0)] = Field(
         2, description="extra attempts per block failed by an I/O or memory error, every stage")
+    dashboard_address: str | None = Field(
+        None, description="the local cluster's dashboard, e.g. ':8787' (null: none; the scheduler's HTTP "
+                          "endpoints then take a free port)")
 
     @field_validator("memory_limit")
     @classmethod

@@ -436,7 +436,7 @@ def dask_client(
     with (
         local_cluster(n_workers=dask.n_workers if n_workers is None else n_workers,
                       threads_per_worker=dask.threads_per_worker, memory_limit=dask.memory_limit,
-                      gpu_ids=gpu_ids) as cluster,
+                      gpu_ids=gpu_ids, dashboard_address=dask.dashboard_address) as cluster,
         Client(cluster) as client,
     ):
         yield client
