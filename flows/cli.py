@@ -295,6 +295,10 @@ def skeletonize(
     tick_threshold_um: Annotated[
         float | None, _setting(SkeletonizeConfig, "tick_threshold_um", "skeletonize", "--tick-threshold-um")
     ] = None,
+    dust_threshold_um3: Annotated[
+        float | None,
+        _setting(SkeletonizeConfig, "dust_threshold_um3", "skeletonize", "--dust-threshold-um3"),
+    ] = None,
     one_piece_max_voxels: Annotated[
         int | None,
         _setting(SkeletonizeConfig, "one_piece_max_voxels", "skeletonize", "--one-piece-max-voxels"),
@@ -324,7 +328,8 @@ def skeletonize(
     teasar = _override(cfg.skeletonize.teasar, scale=scale, const_um=const_um, soma=soma)
     settings = _override(
         cfg.skeletonize, block_shape=_parse_triple(block_shape, "--block-shape", int), halo_um=halo_um,
-        tick_threshold_um=tick_threshold_um, one_piece_max_voxels=one_piece_max_voxels, teasar=teasar,
+        tick_threshold_um=tick_threshold_um, dust_threshold_um3=dust_threshold_um3,
+        one_piece_max_voxels=one_piece_max_voxels, teasar=teasar,
     )
     out = _confined(out, cfg, "--out")
     open_label_image(segmentation)  # bad input fails here, before a Dask cluster starts

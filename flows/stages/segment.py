@@ -11,11 +11,15 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). S
 3. ``union``: connected components of all decisions -> the :class:`~pipeline.segment.blockwise.Lut`
    record ``<state>/union/lut.npz`` (in the client: the fragment graph, not the volume, is in memory);
    segments are numbered in raster order of their first voxel, so the ids do not depend on the blocks;
-4. ``relabel``: ``segmentation`` = lut[fragments].
+4. ``relabel``: ``segmentation`` = lut[fragments];
+5. ``pyramid``: the lower resolutions of ``fragments`` and ``segmentation`` (mode of each window), level
+   by level from the complete level 0 (:mod:`flows.stages.pyramid`).
 
-Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragments`` and
-``segmentation``; the input volumes are never written to. A rerun skips the
-finished blocks of every stage and recomputes the union only if a block of stage 1 or 2 was redone;
+Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm, with pyramids): ``fragments`` and
+``segmentation``, whose ``image-label.source.image`` is the raw image they lie on, relative to them, and
+whose ``neurorecon`` attribute says how they were made (model, thresholds, affinities, neurorecon's
+version); the input volumes are never written to. A rerun skips the finished blocks of every stage and
+recomputes the union only if a block of stage 1 or 2 was redone (then relabel and pyramid are redone);
 the result is bit-identical. The stages' parameters are recorded, and a rerun with others is refused.
 
 Affinities may be stored as float16/float32 in [0, 1] or as uint8 quantized to ``round(255 * a)``
@@ -35,13 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from flows.preflight import RunInputs
+from flows.preflight import RunInputs, model_path
 from flows.stages.predict import predict_run
+from flows.stages.pyramid import pyramid_volume, reset_pyramid_state
 from flows.stages.runner import run_blocks
+from pipeline import __version__
 from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
+from pipeline.io.checkpoint import checkpoint_sha256
 from pipeline.io.layout import RunLayout
 from pipeline.io.omezarr import create_label_image, image_fingerprint, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
@@ -73,6 +80,8 @@ def segment_volume(
     threshold: float,
     background_threshold: float,
     max_retries: int,
+    raw: str | Path | None = None,
+    model: str | Path | None = None,
     client: Any = None,
     progress: bool = True,
 ) -> Path:
@@ -96,6 +105,12 @@ def segment_volume(
         Agglomeration threshold (waterz's ``1 - mean affinity``) and background mask threshold.
     max_retries : int
         Extra attempts per failed block.
+    raw : path, optional
+        The raw image the affinities were predicted from: the label images' ``image-label.source.image``
+        (as a path relative to them); default the affinities.
+    model : path, optional
+        The checkpoint that predicted the affinities, recorded (path and sha256) in the label images'
+        ``neurorecon`` attribute.
     client : distributed.Client, optional
         Dask client; serial if None.
 
@@ -135,10 +150,16 @@ def segment_volume(
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
         st.check_params(params)
-    source = str(Path(affinities).resolve())
+    source = Path(raw if raw is not None else affinities).resolve()
     for out in (fragments_out, segmentation_out):
+        made = {"software": "neurorecon", "version": __version__,
+                "affinities": _relative(affinities, out), "threshold": float(threshold),
+                "background_threshold": float(background_threshold),
+                "model": None if model is None else {"path": str(Path(model).resolve()),
+                                                     "sha256": checkpoint_sha256(model)}}
         create_label_image(out, shape=aff.spatial_shape, chunks=chunks, voxel_size_um=aff.voxel_size_um,
-                           source=source, name=Path(out).stem, exist_ok=True)
+                           source=source, name=Path(out).stem, exist_ok=True, pyramid=True,
+                           attributes={"neurorecon": made})
     per_block = int(np.prod(block_shape))
     before = (states["blocks"].done_ids(), states["faces"].done_ids())
 
@@ -170,6 +191,7 @@ def segment_volume(
         lut = Lut(*union_lut(ids, pairs, first_voxel=np.concatenate(firsts)))
         states["union"].save_records(_LUT, lut=lut)
         states["relabel"].check_params(params, reset=True)  # a new table invalidates relabelled blocks
+        reset_pyramid_state(state_dir)  # ... and the lower levels of both label images
         log.info("union: %d fragments -> %d segments", len(lut), int(lut.segments.max()) if len(lut) else 0)
     run_blocks(
         "relabel", blocks,
@@ -177,7 +199,15 @@ def segment_volume(
                           state_root=str(state_dir)),
         state=states["relabel"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
+    for out in (fragments_out, segmentation_out):
+        pyramid_volume(out, name=Path(out).stem, state_dir=state_dir, block_shape=block_shape,
+                       max_retries=max_retries, client=client, progress=progress)
     return Path(segmentation_out)
+
+
+def _relative(path: str | Path, label_image: str | Path) -> str:
+    """``path`` relative to the label image ``label_image`` (as ``image-label.source.image`` is)."""
+    return os.path.relpath(Path(path).resolve(), Path(label_image).resolve())
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
@@ -272,6 +302,6 @@ def segment_run(
     return segment_volume(
         affinities, fragments_out=run.fragments, segmentation_out=run.segmentation, state_dir=run.state,
         block_shape=cfg.block_shape, halo_vx=cfg.halo_vx, threshold=cfg.threshold,
-        background_threshold=cfg.background_threshold, max_retries=max_retries, client=client,
-        progress=progress,
+        background_threshold=cfg.background_threshold, max_retries=max_retries, raw=cfg.raw,
+        model=model_path(cfg), client=client, progress=progress,
     )

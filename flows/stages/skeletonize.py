@@ -48,6 +48,7 @@ from pipeline.skeleton import (
     plan_one_piece,
     skeleton_grid,
     skeletonize_block_with_plan,
+    without_dust,
 )
 from pipeline.skeleton.config import SkeletonizeConfig
 
@@ -57,8 +58,8 @@ log = logging.getLogger(__name__)
 
 _PLAN = "plan"  # the one-piece plan, a stage record of "skeletonize"
 #: 3: block records through pipeline.io.blockstate; 4: the segmentation recorded where the run directory
-#: does not matter (relative inside it, a fingerprint outside)
-_STATE_FORMAT = 4
+#: does not matter (relative inside it, a fingerprint outside); 5: dust_threshold_um3 recorded
+_STATE_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def skeletonize_volume(
         Run directory (see the module docstring for what is written there).
     settings : SkeletonizeConfig
         The ``skeletonize:`` section: block shape (clipped to the volume), halo (µm), TEASAR settings,
-        tick threshold and the one-piece bound.
+        tick threshold, dust threshold (µm³: smaller objects get no skeleton and no row) and the
+        one-piece bound.
     max_retries : int
         Extra attempts per failed block (``dask.max_retries``).
     voxel_size_um : sequence of 3 float, optional
@@ -147,6 +149,7 @@ def skeletonize_volume(
         "halo_um": float(settings.halo_um),
         "teasar": settings.teasar.model_dump(),
         "tick_threshold_um": float(settings.tick_threshold_um),
+        "dust_threshold_um3": float(settings.dust_threshold_um3),
         "one_piece_max_voxels": settings.one_piece_max_voxels,
         "state_format": _STATE_FORMAT,
     }
@@ -183,7 +186,12 @@ def skeletonize_volume(
 
     pieces = [state.load_record(b.id, BlockSkeletons, name) for b in grid for name in ("pieces", "objects")]
     graphs = fuse_block_skeletons(pieces, voxel_size_um=vs, tick_threshold_um=settings.tick_threshold_um)
-    rows = object_rows(graphs, stats, voxel_size_um=vs)
+    kept = without_dust(stats, dust_threshold_um3=settings.dust_threshold_um3, voxel_size_um=vs)
+    graphs = {label: g for label, g in graphs.items() if label in kept.n_voxels}
+    if len(kept.n_voxels) < len(stats.n_voxels):
+        log.info("skeletonize: %d objects of at most %g µm³ dropped as dust (skeletonize.dust_threshold_um3)",
+                 len(stats.n_voxels) - len(kept.n_voxels), settings.dust_threshold_um3)
+    rows = object_rows(graphs, kept, voxel_size_um=vs)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
     write_swc_folder(run.skeletons, graphs, overwrite=True, comments=comments)
     write_precomputed_skeletons(run.skeletons_precomputed, graphs, overwrite=True, objects=rows)

@@ -10,7 +10,8 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     skeletonize.json                                     its inputs and parameters   (skeletonize)
     metrics.json                                         metrics vs ground truth     (evaluate)
     report.html  report.pdf                              the report                  (report)
-    state/<stage>/                                       per-block progress (resume) (every stage)
+    state/<stage>/                                       per-block progress (resume) (every stage;
+                                                         pyramid/<image>/<level>/ for segment's pyramids)
     failed_blocks.json                                   only while blocks fail      (run)
     .neurorecon.reserve                                  space kept for a failure record, while it runs (run)
     COMPLETE                                             written last by the batch flow

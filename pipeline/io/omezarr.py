@@ -5,9 +5,17 @@ Layout of a store written here (Zarr v3, OME-NGFF 0.5)::
     volume.zarr/                 image group: ome.multiscales, axes z, y, x in micrometer
                                  (c first if channels)
     volume.zarr/0                the full-resolution array
+    volume.zarr/1, 2, ...        lower resolutions, where made (``pyramid``; see below)
     volume.zarr/labels/          ome.labels = [names]
     volume.zarr/labels/<name>/   ome.multiscales + ome.image-label (source: ../../)
     volume.zarr/labels/<name>/0  integer label array, same (z, y, x) shape and scale as the image
+
+Pyramids: an image created with ``pyramid="mean"`` (intensities) or ``"mode"`` (labels) gets the levels
+:func:`pipeline.pyramid.plan_pyramid` chooses (y/x halved until the voxels are near-isotropic, then all
+axes; the last level fits one chunk), each with its ``scale`` and the ``translation`` of its voxel
+centres (µm), and the method as the multiscales ``type``. The lower levels are created empty with the
+image and filled block by block, after level 0 is complete, by :mod:`pipeline.io.pyramid` (the phantom
+writer, and the segment stage's ``pyramid`` step). Every reader here uses level 0.
 
 Voxel sizes are read from (and written to) the ``scale`` transformation of level ``0`` and reported in
 micrometres, whatever unit the file uses (nanometer and millimeter are converted). A spatial axis without
@@ -42,9 +50,11 @@ from ome_zarr.format import FormatV05
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 from zarr.codecs import BloscCodec
 
+from pipeline import __version__
 from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.diskspace import disk_full_error, is_disk_full, write_error
+from pipeline.pyramid import PyramidLevel, plan_pyramid
 
 __all__ = [
     "CheckedReader",
@@ -60,6 +70,13 @@ __all__ = [
     "write_labels",
     "write_region",
 ]
+
+#: How the lower levels of a pyramid are made: the mean for intensities, the mode for labels.
+PyramidMethod = Literal["mean", "mode"]
+_PYRAMID_METHODS: dict[str, str] = {
+    "mean": "pipeline.pyramid.downsample_mean: the mean of each window",
+    "mode": "pipeline.pyramid.downsample_labels: the most frequent label of each window",
+}
 
 _UNIT_TO_UM = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "angstrom": 1e-4}
 _SPATIAL = ("z", "y", "x")
@@ -129,6 +146,7 @@ def create_image(
     overwrite: bool = False,
     exist_ok: bool = False,
     codec: Literal["zstd", "lz4"] = "zstd",
+    pyramid: PyramidMethod | None = None,
 ) -> zarr.Array:
     """Create an OME-Zarr 0.5 image group at ``path`` and return its level-0 array for writing.
 
@@ -155,6 +173,11 @@ def create_image(
         Chunk compression: Zarr v3's default Zstandard (smaller), or Blosc-LZ4 (Zarr v2's default;
         decodes 2-3x faster, files ~1.7x larger), for intermediates that are read many times, such as
         affinities, whose every chunk the block-wise segmentation decodes up to 27 times (halos).
+    pyramid : {"mean", "mode"}, optional
+        Also create the lower resolutions :func:`pipeline.pyramid.plan_pyramid` chooses (empty; fill them
+        with :func:`pipeline.io.pyramid.build_pyramid` once level 0 is written), made by this method: the
+        mean for intensities, the mode for labels. Not with ``channels``. An existing image reused with
+        ``exist_ok`` keeps the levels it has.
 
     Returns
     -------
@@ -179,6 +202,9 @@ def create_image(
     full_chunks = tuple(min(c, s) for c, s in zip(full_chunks, full_shape, strict=True))
     if channels is not None and int(channels) < 1:
         raise ValueError(f"channels must be a positive integer; got {channels}")
+    if pyramid is not None and (pyramid not in _PYRAMID_METHODS or channels is not None):
+        raise ValueError(f"pyramid must be None or one of {sorted(_PYRAMID_METHODS)} (without channels); "
+                         f"got {pyramid!r} with channels={channels}")
 
     if path.exists():
         if exist_ok and not overwrite:
@@ -194,7 +220,7 @@ def create_image(
     if codec not in _CODECS:
         raise ValueError(f"codec must be one of {sorted(_CODECS)}; got {codec!r}")
     return _create_atomically(path, full_shape, full_chunks, dt, vs, channels=channels, name=name,
-                              exist_ok=exist_ok and not overwrite, codec=codec)
+                              exist_ok=exist_ok and not overwrite, codec=codec, pyramid=pyramid)
 
 
 _CODECS: dict[str, Callable[[np.dtype], Any]] = {
@@ -208,7 +234,7 @@ _CODECS: dict[str, Callable[[np.dtype], Any]] = {
 def _create_atomically(
     path: Path, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype, vs: Sequence[float], *,
     channels: int | None, name: str, exist_ok: bool, image_label: dict[str, Any] | None = None,
-    codec: str = "zstd",
+    codec: str = "zstd", pyramid: PyramidMethod | None = None, attributes: dict[str, Any] | None = None,
 ) -> zarr.Array:
     """Build the image group in ``.<name>.<pid>.creating`` beside ``path``, then rename it to ``path``.
 
@@ -222,12 +248,16 @@ def _create_atomically(
         path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         has_c = channels is not None
-        group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0,
-                           dimension_names=_axes(has_c), compressors=_CODECS[codec](np.dtype(dtype)))
-        write_multiscales_metadata(group, _datasets(vs, has_c), fmt=FormatV05(), axes=_axes_meta(has_c),
-                                   name=name)
+        levels = plan_pyramid(shape, chunks=chunks, voxel_size_um=vs) if pyramid else ()
+        for i, level_shape in enumerate([shape, *(lv.shape for lv in levels)]):
+            group.create_array(str(i), shape=level_shape, chunks=_clip(chunks, level_shape), dtype=dtype,
+                               fill_value=0, dimension_names=_axes(has_c),
+                               compressors=_CODECS[codec](np.dtype(dtype)))
+        _write_multiscales(group, vs, has_c, name=name, levels=levels, method=pyramid)
         if image_label is not None:
             group.attrs["ome"] = {**group.attrs["ome"], "image-label": image_label}
+        if attributes:
+            group.attrs.update(attributes)
         os.rename(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -247,11 +277,13 @@ def create_labels(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     exist_ok: bool = False,
+    pyramid: bool = False,
 ) -> zarr.Array:
     """Create the label image ``labels/<name>`` of the OME-Zarr image at ``path``.
 
     The label array has the image's (z, y, x) shape and voxel size; ``chunks`` default to the
-    image's spatial chunks. ``overwrite`` and ``exist_ok`` behave as in :func:`create_image`.
+    image's spatial chunks. ``overwrite`` and ``exist_ok`` behave as in :func:`create_image`; ``pyramid``
+    adds lower resolutions made by the mode (``pyramid="mode"`` of :func:`create_image`).
 
     Raises
     ------
@@ -288,12 +320,16 @@ def create_labels(
     try:
         labels_group = root.require_group("labels")
         group = labels_group.create_group(name, overwrite=True)
-        arr = group.create_array(
-            "0", shape=spatial_shape, chunks=spatial_chunks, dtype=dt, fill_value=0, dimension_names=_SPATIAL
+        levels = (
+            plan_pyramid(spatial_shape, chunks=spatial_chunks, voxel_size_um=image.voxel_size_um) if pyramid
+            else ()
         )
-        write_multiscales_metadata(
-            group, _datasets(image.voxel_size_um, False), fmt=FormatV05(), axes=_axes_meta(False), name=name
-        )
+        for i, level_shape in enumerate([spatial_shape, *(lv.shape for lv in levels)]):
+            group.create_array(str(i), shape=level_shape, chunks=_clip(spatial_chunks, level_shape), dtype=dt,
+                               fill_value=0, dimension_names=_SPATIAL)
+        arr = group["0"]
+        _write_multiscales(group, image.voxel_size_um, False, name=name, levels=levels,
+                           method="mode" if pyramid else None)
         names = [n for n in labels_group.attrs.get("ome", {}).get("labels", []) if n != name]
         labels_group.attrs["ome"] = {"version": "0.5", "labels": names}
         write_label_metadata(labels_group, name, fmt=FormatV05(), source={"image": "../../"})
@@ -309,16 +345,22 @@ def create_label_image(
     chunks: Sequence[int],
     voxel_size_um: Sequence[float],
     dtype: Any = "uint64",
-    source: str | None = None,
+    source: str | Path | None = None,
     name: str = "segmentation",
     overwrite: bool = False,
     exist_ok: bool = False,
+    pyramid: bool = False,
+    attributes: dict[str, Any] | None = None,
 ) -> zarr.Array:
     """Create a standalone OME-Zarr 0.5 label image (a (z, y, x) integer image with ``image-label`` metadata).
 
     For results computed from a raw volume stored elsewhere (which is never written to): the
-    ``image-label.source.image`` entry records ``source``. Open it with :func:`open_image`.
-    ``overwrite`` and ``exist_ok`` behave as in :func:`create_image`.
+    ``image-label.source.image`` entry records ``source``, the image the labels lie on, as a path
+    relative to the label image (``../raw.zarr``; an absolute ``source`` is made relative, as OME-Zarr
+    0.5 asks). Open it with :func:`open_image`. ``overwrite`` and ``exist_ok`` behave as in
+    :func:`create_image`; ``pyramid`` adds lower resolutions made by the mode. ``attributes`` are stored
+    in the group's attributes beside ``ome`` (e.g. ``{"neurorecon": {...}}``: how the labels were made);
+    a reused image gets them too.
 
     Raises
     ------
@@ -330,15 +372,19 @@ def create_label_image(
     dt = np.dtype(dtype)
     if dt.kind not in "iu":
         raise TypeError(f"label dtype must be an integer type (e.g. uint32, uint64); got {dt}")
-    image_label = {"version": "0.5", **({"source": {"image": source}} if source else {})}
     path = Path(path)
+    if source is not None and Path(source).is_absolute():
+        source = os.path.relpath(Path(source).resolve(), path.absolute().parent.resolve() / path.name)
+    image_label = {"version": "0.5", **({"source": {"image": str(source)}} if source else {})}
     if path.exists() and not overwrite:
         arr = create_image(path, shape=shape, dtype=dt, chunks=chunks, voxel_size_um=voxel_size_um, name=name,
                            exist_ok=exist_ok)
         group = zarr.open_group(str(path), mode="r+")
         ome = dict(group.attrs.get("ome", {}))
-        if "image-label" not in ome:  # a store created by an older neurorecon
+        if ome.get("image-label") != image_label:  # created by an older neurorecon, or the source moved
             group.attrs["ome"] = {**ome, "image-label": image_label}
+        if attributes and any(group.attrs.get(k) != v for k, v in attributes.items()):
+            group.attrs.update(attributes)
         return arr
     if path.exists():
         _remove_tree(path)
@@ -347,7 +393,8 @@ def create_label_image(
         min(c, s) for c, s in zip(_check_shape(chunks, "chunks"), spatial_shape, strict=True)
     )
     return _create_atomically(path, spatial_shape, spatial_chunks, dt, as_voxel_size(voxel_size_um),
-                              channels=None, name=name, exist_ok=exist_ok, image_label=image_label)
+                              channels=None, name=name, exist_ok=exist_ok, image_label=image_label,
+                              pyramid="mode" if pyramid else None, attributes=attributes)
 
 
 def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
@@ -541,9 +588,40 @@ def _axes_meta(channels: bool) -> list[dict[str, str]]:
     return ([{"name": "c", "type": "channel"}] if channels else []) + spatial
 
 
-def _datasets(vs: Sequence[float], channels: bool) -> list[dict[str, Any]]:
-    scale = ([1.0] if channels else []) + [float(v) for v in vs]
-    return [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]
+def _datasets(
+    vs: Sequence[float], channels: bool, levels: Sequence[PyramidLevel] = ()
+) -> list[dict[str, Any]]:
+    """Level 0 (``scale`` = voxel size) and the lower levels (``scale`` and ``translation``, µm)."""
+    lead = [1.0] if channels else []
+    out = [{"path": "0", "coordinateTransformations": [
+        {"type": "scale", "scale": lead + [float(v) for v in vs]}]}]
+    for i, lv in enumerate(levels, start=1):
+        out.append({"path": str(i), "coordinateTransformations": [
+            {"type": "scale", "scale": lead + [float(v) for v in lv.scale_um]},
+            {"type": "translation", "translation": [0.0] * len(lead) + [
+                float(t) for t in lv.translation_um]},
+        ]})
+    return out
+
+
+def _write_multiscales(
+    group: zarr.Group, vs: Sequence[float], channels: bool, *, name: str, levels: Sequence[PyramidLevel],
+    method: PyramidMethod | None,
+) -> None:
+    """The multiscales metadata (ome-zarr-py's writer checks it), with the downsampling ``type``."""
+    extra: dict[str, Any] = {}
+    if levels and method is not None:
+        extra["metadata"] = {"description": _PYRAMID_METHODS[method], "method": f"neurorecon {method}",
+                             "version": __version__}
+    write_multiscales_metadata(group, _datasets(vs, channels, levels), fmt=FormatV05(),
+                               axes=_axes_meta(channels), name=name, **extra)
+    if levels and method is not None:
+        ome = dict(group.attrs["ome"])
+        group.attrs["ome"] = {**ome, "multiscales": [{**ome["multiscales"][0], "type": method}]}
+
+
+def _clip(chunks: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(min(int(c), int(s)) for c, s in zip(chunks, shape, strict=True))
 
 
 def _check_shape(shape: Any, name: str) -> tuple[int, int, int]:

@@ -2,9 +2,11 @@
 
 Layout for ``write_phantom("run/volume.zarr", params)``::
 
-    run/volume.zarr/                      OME-Zarr 0.5 image: raw, uint16, (z, y, x), µm scale
+    run/volume.zarr/                      OME-Zarr 0.5 image: raw, uint16, (z, y, x), µm scale, with a
+                                          pyramid (lower levels by the mean, :mod:`pipeline.io.pyramid`)
     run/volume.zarr/labels/ground_truth/  instance labels, uint32 (0 = background): one per neuron
-                                          (neurons kind, SWC files) or per AIS (ais kind)
+                                          (neurons kind, SWC files) or per AIS (ais kind); pyramid by
+                                          the mode
     run/volume_gt/skeletons/<label>.swc   ground-truth skeleton of each object, µm, volume frame
                                           (SWC types 1 soma, 2 axon, 3 dendrite)
     run/volume_gt/lengths.csv             label, kind, cable_length_um, path_length_um, n_nodes,
@@ -24,8 +26,10 @@ and after a gap" are the nodes at ``start_*_um`` and ``end_*_um``, and the nodes
 path joining them in the tree) are the dark stretch.
 
 The image is written block by block (one block per chunk of ``params.chunks``), so volumes larger than
-memory are fine; each block is rendered independently (see :mod:`pipeline.synth.render`). A run that
-stops half way leaves no ``COMPLETE`` marker; :func:`phantom_complete` tells the two apart.
+memory are fine; each block is rendered independently (see :mod:`pipeline.synth.render`). The lower
+levels of the pyramids are then made block by block from level 0
+(:func:`pipeline.io.pyramid.build_pyramid`). A run that stops half way leaves no ``COMPLETE`` marker;
+:func:`phantom_complete` tells the two apart.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from pipeline.io.atomic import atomic_file, write_atomic
 from pipeline.io.diskspace import write_error
 from pipeline.io.labels import image_of_labels
 from pipeline.io.omezarr import create_image, create_labels, write_region
+from pipeline.io.pyramid import build_pyramid
 from pipeline.io.swc import read_swc, write_swc
 from pipeline.synth import (
     AIS_COLUMNS,
@@ -272,9 +277,10 @@ def write_phantom(
     chunks = params.effective_chunks
     raw_arr = create_image(
         store, shape=params.shape, dtype="uint16", chunks=chunks, voxel_size_um=params.voxel_size_um,
-        name="raw", overwrite=overwrite,
+        name="raw", overwrite=overwrite, pyramid="mean",
     )
-    lab_arr = create_labels(store, LABELS_NAME, dtype="uint32", chunks=chunks, overwrite=overwrite)
+    lab_arr = create_labels(store, LABELS_NAME, dtype="uint32", chunks=chunks, overwrite=overwrite,
+                            pyramid=True)
     touching: set[int] = set()
     blocks = block_grid(params.shape, block_shape=chunks)
     for grid_block in tqdm(blocks, desc="phantom blocks", unit="block", disable=not progress):
@@ -283,6 +289,11 @@ def write_phantom(
         write_region(raw_arr, region, block.raw)
         write_region(lab_arr, region, block.labels)
         touching.update(int(x) for x in border_labels(block.labels, region, params.shape))
+    try:
+        build_pyramid(store)  # the lower levels, from the complete level 0
+        build_pyramid(store / "labels" / LABELS_NAME)
+    except OSError as exc:
+        raise write_error(f"cannot write the pyramid of {store}", exc, store) from None
 
     skeleton_dir = gt_dir / "skeletons"
     try:

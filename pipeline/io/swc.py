@@ -9,7 +9,10 @@ An SWC line is ``id type x y z radius parent`` (parent -1 for a root). In memory
 
 ``# OFFSET x y z`` headers (as MouseLight consensus files have) are added to every coordinate on
 reading, so positions are absolute; the offset is kept in ``graph.graph["offset_um"]`` (z, y, x).
-Files are written with absolute coordinates and no offset.
+Files are written with absolute coordinates and no offset, and say their unit in the header line
+:data:`UNITS_HEADER` (``# Meta: {"units": "micrometer"}``): the JSON ``# Meta:`` line navis reads into a
+neuron's attributes (``navis.read_swc``, ``read_meta=True`` by default), so navis measures our skeletons
+in µm instead of dimensionless units.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from pipeline.errors import InputDataError
 from pipeline.io.atomic import write_atomic
 from pipeline.io.diskspace import write_error
 
-__all__ = ["read_swc", "write_swc"]
+__all__ = ["UNITS_HEADER", "read_swc", "write_swc"]
+
+#: The header line that gives the unit of an SWC file's coordinates and radii (navis's ``# Meta:`` JSON).
+UNITS_HEADER = '# Meta: {"units": "micrometer"}'
 
 
 def read_swc(path: str | Path) -> nx.Graph:
@@ -112,7 +118,7 @@ def read_swc(path: str | Path) -> nx.Graph:
 
 
 def write_swc(path: str | Path, graph: nx.Graph, *, comments: Iterable[str] = ()) -> None:
-    """Write a skeleton forest to an SWC file in µm.
+    """Write a skeleton forest to an SWC file in µm (the header says so: :data:`UNITS_HEADER`).
 
     Nodes are renumbered 1..n in depth-first order from each component's smallest node, so parents
     always precede children. ``radius_um`` defaults to 1.0 and ``swc_type`` to 0 where absent.
@@ -130,6 +136,7 @@ def write_swc(path: str | Path, graph: nx.Graph, *, comments: Iterable[str] = ()
     if missing:
         raise ValueError(f"nodes {missing[:5]} have no 'pos_um' attribute; every node needs (z, y, x) µm")
     lines = [f"# {c}" for c in comments]
+    lines.append(UNITS_HEADER)
     lines.append("# id type x y z radius parent  (x, y, z in micrometres)")
     new_id: dict[object, int] = {}
     for component in sorted(nx.connected_components(graph), key=lambda c: min(map(_sort_key, c))):

@@ -17,9 +17,9 @@ from pipeline.lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "block": ["BlockSkeletons", "skeletonize_block", "skeletonize_block_with_plan", "skeletonize_objects"],
-    "blockwise": ["object_rows", "object_table_blocks", "skeletonize_blocks"],
+    "blockwise": ["object_rows", "object_table_blocks", "skeletonize_blocks", "without_dust"],
     "fuse": ["fuse_block_skeletons"],
-    "config": ["DEFAULT_HALO_UM", "SkeletonizeConfig"],
+    "config": ["DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "SkeletonizeConfig"],
     "grid": ["halo_voxels", "skeleton_grid"],
     "lengths": [
         "ObjectRow", "cable_length_um", "graph_diameter_um", "object_lengths", "object_table",

@@ -106,7 +106,7 @@ from pipeline.skeleton.plan import (
 )
 from pipeline.skeleton.teasar import TeasarParams, dust_threshold_voxels
 
-__all__ = ["object_rows", "object_table_blocks", "skeletonize_blocks"]
+__all__ = ["object_rows", "object_table_blocks", "skeletonize_blocks", "without_dust"]
 
 
 def object_rows(
@@ -149,6 +149,36 @@ def object_rows(
                                    touches_border=int(label) in statistics.border_labels, sigma_um=sigma,
                                    exact_max_nodes=exact_max_nodes))
     return tuple(sorted(rows, key=lambda r: r.label))
+
+
+def without_dust(
+    statistics: LabelStatistics, *, dust_threshold_um3: float, voxel_size_um: Sequence[float]
+) -> LabelStatistics:
+    """``statistics`` without the dust: the labels whose *total* volume is at most ``dust_threshold_um3``.
+
+    Whole objects are measured (kimimaro's own dust threshold applies per connected component, and per
+    block would drop pieces of large objects): an object of ``n_voxels`` is dust if
+    ``n_voxels <= dust_threshold_voxels(dust_threshold_um3, voxel_size_um)``.
+
+    Raises
+    ------
+    ValueError
+        If ``dust_threshold_um3`` is negative or not finite, or the voxel size is invalid.
+
+    Examples
+    --------
+    >>> stats = LabelStatistics(n_voxels={1: 5, 2: 6}, border_labels=frozenset({1}))
+    >>> without_dust(stats, dust_threshold_um3=2.0, voxel_size_um=(1.5, 0.5, 0.5)).n_voxels  # 5 voxels
+    {2: 6}
+    """
+    dust = dust_threshold_voxels(dust_threshold_um3, voxel_size_um)
+    keep = {label for label, n in statistics.n_voxels.items() if n > dust}
+    return LabelStatistics(
+        n_voxels={k: v for k, v in statistics.n_voxels.items() if k in keep},
+        border_labels=frozenset(statistics.border_labels & keep),
+        boxes={k: v for k, v in statistics.boxes.items() if k in keep},
+        n_blocks={k: v for k, v in statistics.n_blocks.items() if k in keep},
+    )
 
 
 def _check_volume(shape: Sequence[int], read_labels: Any) -> tuple[int, int, int]:
@@ -202,7 +232,7 @@ def skeletonize_blocks(
     halo_um: float | Sequence[float] = DEFAULT_HALO_UM,
     params: TeasarParams | None = None,
     tick_threshold_um: float = DEFAULT_TICK_THRESHOLD_UM,
-    dust_threshold_um3: float = 0.0,
+    dust_threshold_um3: float | None = None,
     one_piece_max_voxels: int | None = None,
 ) -> dict[int, nx.Graph]:
     """Skeletonize a label volume block by block, in this process, and fuse the pieces.
@@ -227,9 +257,9 @@ def skeletonize_blocks(
         kimimaro settings (µm); default ``TeasarParams()``.
     tick_threshold_um : float
         End branches shorter than this are removed (``kimimaro.postprocess``); 0 keeps them.
-    dust_threshold_um3 : float
-        Labels whose *total* volume is at most this are dropped (kimimaro applies its dust threshold
-        per connected component; per block that would drop pieces of large objects).
+    dust_threshold_um3 : float, optional
+        Labels whose *total* volume is at most this, µm³, are dropped (:func:`without_dust`; None or 0
+        keeps all; the stage uses ``skeletonize.dust_threshold_um3``).
     one_piece_max_voxels : int, optional
         Objects that cross a seam and whose box (grown by one voxel) holds at most this many voxels are
         skeletonized in one piece (:func:`plan_one_piece`); default the largest read region, 0 never.
@@ -260,10 +290,8 @@ def skeletonize_blocks(
         read_labels, shape, voxel_size_um, block_shape, halo_um, params, one_piece_max_voxels
     )
     graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
-    if dust_threshold_um3 > 0:
-        dust = dust_threshold_voxels(dust_threshold_um3, voxel_size_um)
-        graphs = {k: g for k, g in graphs.items() if stats.n_voxels.get(k, 0) > dust}
-    return graphs
+    kept = without_dust(stats, dust_threshold_um3=dust_threshold_um3 or 0.0, voxel_size_um=voxel_size_um)
+    return {k: g for k, g in graphs.items() if k in kept.n_voxels}
 
 
 def object_table_blocks(

@@ -415,7 +415,7 @@ def object_table(
     voxel_size_um: Sequence[float],
     smooth_sigma_um: float | None = None,
     params: TeasarParams | None = None,
-    dust_threshold_um3: float = 0.0,
+    dust_threshold_um3: float | None = None,
     exact_max_nodes: int = EXACT_MAX_NODES,
     parallel: int = 1,
 ) -> tuple[ObjectRow, ...]:

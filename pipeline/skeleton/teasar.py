@@ -71,7 +71,7 @@ def skeletonize(
     *,
     voxel_size_um: Sequence[float],
     params: TeasarParams | None = None,
-    dust_threshold_um3: float = 0.0,
+    dust_threshold_um3: float | None = None,
     fix_borders: bool = True,
     fill_holes: bool = False,
     parallel: int = 1,
@@ -90,9 +90,11 @@ def skeletonize(
     params : TeasarParams, optional
         TEASAR settings in µm (invalidation radius, centreline penalty, soma handling); default
         ``TeasarParams()``.
-    dust_threshold_um3 : float
+    dust_threshold_um3 : float, optional
         Connected components with a volume of at most this many µm³ are not skeletonized
-        (converted with :func:`dust_threshold_voxels`). Default 0: every component is kept.
+        (converted with :func:`dust_threshold_voxels`); None (or 0) keeps every component. Per connected
+        component, as kimimaro counts: ``skeletonize.dust_threshold_um3`` of the stage is per object
+        (:func:`~pipeline.skeleton.blockwise.without_dust`).
     fix_borders, fill_holes : bool
         Passed to kimimaro. ``fix_borders`` places an endpoint at the centre of each place where an
         object is cut by the volume border.
@@ -130,7 +132,7 @@ def skeletonize(
         raise TypeError(f"params must be a TeasarParams; got {type(params).__name__}")
     if not isinstance(parallel, int | np.integer):
         raise TypeError(f"parallel must be an int; got {type(parallel).__name__}")
-    dust_voxels = dust_threshold_voxels(dust_threshold_um3, vs)
+    dust_voxels = dust_threshold_voxels(dust_threshold_um3 or 0.0, vs)
     if arr.dtype == bool:
         arr = arr.view(np.uint8)
     skeletons = kimimaro.skeletonize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import random
 
 import numpy as np
@@ -160,3 +161,45 @@ def test_on_a_phantom_only_block_shape_changed_changes_no_bit(tmp_path):
     np.testing.assert_array_equal(aff_a, aff_b)
     assert seg_a.max() >= 3
     np.testing.assert_array_equal(seg_a, seg_b)
+
+
+def test_label_images_lie_beside_their_raw_with_provenance_and_a_pyramid(tmp_path):
+    """source.image is relative and resolves to the raw image; the model, thresholds and version are named;
+    the lower levels are the mode of level 0 and are made again when level 0 is rewritten."""
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    from pipeline import __version__
+    from pipeline.pyramid import downsample_labels
+
+    shape = (8, 128, 64)
+    labels = tube_labels(shape, 4, seed=5)
+    aff = np.round(noisy_affinities(labels, seed=6, noise=0.05) * 255).astype(np.uint8)
+    inputs, out = tmp_path / "inputs", tmp_path / "run"
+    write_image(inputs / "raw.zarr", labels.astype(np.uint16), voxel_size_um=(1.5, 0.5, 0.5),
+                chunks=(8, 32, 32))
+    write_image(out / "affinities.zarr", aff, voxel_size_um=(1.5, 0.5, 0.5), chunks=(8, 32, 32))
+    (inputs / "model.pt").write_bytes(b"weights")
+    kwargs = dict(fragments_out=out / "fragments.zarr", segmentation_out=out / "segmentation.zarr",
+                  state_dir=out / "state", block_shape=(8, 64, 64), halo_vx=(4, 16, 16), threshold=0.5,
+                  background_threshold=0.5, max_retries=0, progress=False, raw=inputs / "raw.zarr",
+                  model=inputs / "model.pt")
+    seg = segment_volume(out / "affinities.zarr", **kwargs)
+    group = zarr.open_group(str(seg), mode="r")
+    meta = ImageLabel.from_zarr(group).attributes.ome
+    assert meta.image_label.source.image == "../../inputs/raw.zarr"
+    assert (seg / meta.image_label.source.image).resolve() == (inputs / "raw.zarr").resolve()
+    made = dict(group.attrs)["neurorecon"]
+    assert made["threshold"] == 0.5 and made["version"] == __version__
+    assert made["affinities"] == "../affinities.zarr"
+    assert made["model"] == {"path": str((inputs / "model.pt").resolve()),
+                             "sha256": hashlib.sha256(b"weights").hexdigest()}
+    assert [d.path for d in meta.multiscales[0].datasets] == ["0", "1"]
+    level0 = group["0"][...]
+    np.testing.assert_array_equal(group["1"][...], downsample_labels(level0, (1, 2, 2)))
+    frag = zarr.open_group(str(out / "fragments.zarr"), mode="r")
+    np.testing.assert_array_equal(frag["1"][...], downsample_labels(frag["0"][...], (1, 2, 2)))
+    # a redone watershed block recomputes the union: relabel and the pyramid are redone
+    zarr.open_group(str(seg), mode="r+")["1"][...] = 0
+    BlockState(out / "state", "blocks").forget(0)
+    segment_volume(out / "affinities.zarr", **kwargs)
+    np.testing.assert_array_equal(group["1"][...], downsample_labels(level0, (1, 2, 2)))

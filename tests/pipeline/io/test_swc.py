@@ -88,3 +88,21 @@ def test_mouselight_file_reads_as_one_tree_in_absolute_um():
     first = [line for line in files[-1].read_text().splitlines() if not line.startswith("#")][0].split()
     assert g.nodes[int(first[0])]["pos_um"] == pytest.approx((float(first[4]) + oz, float(first[3]) + oy,
                                                               float(first[2]) + ox))
+
+
+def test_navis_reads_our_swc_in_micrometres_with_the_right_cable_length(tmp_path):
+    navis = pytest.importorskip("navis", reason="navis is not installed (optional, `pip install navis`): "
+                                "it checks that navis reads the unit of our SWC files")
+    g = nx.Graph()
+    g.add_node(1, pos_um=(0.0, 0.0, 0.0))
+    g.add_node(2, pos_um=(0.0, 0.0, 3.0))  # 3 µm along x
+    g.add_node(3, pos_um=(0.0, 4.0, 3.0))  # then 4 µm along y
+    g.add_node(4, pos_um=(12.0, 4.0, 3.0))  # then 12 µm along z
+    g.add_edges_from([(1, 2), (2, 3), (3, 4)])
+    path = tmp_path / "7.swc"
+    write_swc(path, g, comments=["neurorecon skeletonize segmentation.zarr", "label 7"])
+    neuron = navis.read_swc(path)
+    assert str(neuron.units.units) == "micrometer" and neuron.units.magnitude == 1
+    assert neuron.cable_length == pytest.approx(19.0)  # in the neuron's units
+    assert (neuron.cable_length * neuron.units).to("nanometer").magnitude == pytest.approx(19000.0)
+    assert read_swc(path).number_of_nodes() == 4  # our reader still reads it

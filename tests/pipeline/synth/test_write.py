@@ -109,3 +109,21 @@ def test_interrupted_overwrite_does_not_look_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(phantom_io, "render_region", real)
     result = phantom_io.write_phantom(path, params, overwrite=True, progress=False)
     assert phantom_io.phantom_complete(path) and result.n_objects > 0
+
+
+def test_raw_and_ground_truth_get_a_pyramid_from_level_0(tmp_path):
+    from ome_zarr_models.v05.image import Image
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    from pipeline.pyramid import downsample_labels, downsample_mean
+
+    params = PhantomParams(shape=(16, 160, 128), chunks=(16, 64, 64), n_neurons=1, n_ais=1, seed=3)
+    path = tmp_path / "volume.zarr"
+    phantom_io.write_phantom(path, params, progress=False)
+    root = zarr.open_group(str(path), mode="r")
+    labels = root["labels/ground_truth"]
+    assert root["1"].shape == labels["1"].shape == (16, 80, 64)  # y/x halved: (1.5, 1, 1) µm voxels
+    np.testing.assert_array_equal(root["1"][...], downsample_mean(root["0"][...], (1, 2, 2)))
+    np.testing.assert_array_equal(labels["1"][...], downsample_labels(labels["0"][...], (1, 2, 2)))
+    assert len(Image.from_zarr(root).attributes.ome.multiscales[0].datasets) == 2
+    assert ImageLabel.from_zarr(labels).attributes.ome.multiscales[0].type == "mode"
