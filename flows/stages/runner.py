@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import itertools
 import logging
 import time
 import traceback
@@ -32,8 +33,8 @@ from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure, ConfigError, DiskFullError
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["MEMORY_HINT", "WAIT_FOR_WORKERS_S", "BlockRunReport", "NotRetried", "dask_client",
-           "one_malloc_arena", "return_freed_memory", "run_blocks", "worth_retrying"]
+__all__ = ["MAX_IN_FLIGHT", "MEMORY_HINT", "WAIT_FOR_WORKERS_S", "BlockRunReport", "NotRetried",
+           "dask_client", "one_malloc_arena", "return_freed_memory", "run_blocks", "worth_retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,9 @@ class BlockRunReport:
 def _some(ids: list[int]) -> str:
     return f"{ids[:20]}{' ...' if len(ids) > 20 else ''}"
 
+
+#: Blocks of one stage submitted to Dask at a time (more wait in the driver, as block objects only).
+MAX_IN_FLIGHT = 2000
 
 #: How long :func:`run_blocks` waits for a cluster that has no worker yet before checking ``resources``.
 WAIT_FOR_WORKERS_S = 10.0
@@ -213,15 +217,25 @@ def run_blocks(
             if todo and resources:
                 _check_resources(client, stage, resources, hint=resource_hint)
             lost: dict[int, BaseException] = {}
-            futures = {
-                client.submit(
-                    _process_and_mark, process, state, b, key=f"{stage}-{b.id}-{time.time_ns()}",
+            pending = iter(todo)
+            futures: dict[Any, Block] = {}
+
+            def submit(block: Block) -> Any:
+                fut = client.submit(
+                    _process_and_mark, process, state, block, key=f"{stage}-{block.id}-{time.time_ns()}",
                     retries=max_retries, resources=dict(resources) if resources else None, pure=False,
-                ): b
-                for b in todo
-            }
-            for fut in as_completed(futures):
-                b = futures[fut]
+                )
+                futures[fut] = block
+                return fut
+
+            # A bounded window of blocks in flight: 10^5-10^6 blocks never put as many futures on the
+            # scheduler at once; a finished block lets the next one in.
+            running = as_completed([submit(b) for b in itertools.islice(pending, MAX_IN_FLIGHT)])
+            for fut in running:
+                b = futures.pop(fut)
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running.add(submit(nxt))
                 outcome = fut.result() if fut.status == "finished" else None
                 if isinstance(outcome, NotRetried):
                     report.failed[b.id] = outcome.traceback

@@ -158,3 +158,39 @@ def test_a_killed_worker_is_blamed_on_memory_from_the_nanny_log_or_as_most_likel
     assert (f'its nanny logged "{line}"' in report.killed_cause) == logged
     assert report.killed_cause.endswith(f"; {MEMORY_HINT}")
     assert report.failed[3].startswith("KilledWorker: ...\nblock 3: its Dask worker tcp://w:1 died")
+
+
+class _Counting:
+    """A real client that counts the futures of ``run_blocks`` not yet finished each time one is submitted."""
+
+    def __init__(self, client: Client) -> None:
+        self.client, self.submitted, self.most_in_flight = client, [], 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        fut = self.client.submit(*args, **kwargs)
+        self.submitted.append(fut)
+        self.most_in_flight = max(self.most_in_flight, sum(not f.done() for f in self.submitted))
+        return fut
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_blocks_are_submitted_in_a_bounded_window(tmp_path, monkeypatch):
+    from flows.stages import runner
+
+    monkeypatch.setattr(runner, "MAX_IN_FLIGHT", 2)
+    blocks = block_grid((2, 2, 14), block_shape=(2, 2, 2))  # seven blocks
+    with cluster() as client:
+        counting = _Counting(client)
+        report = run_blocks("window", blocks, functools.partial(_sleepy, seconds=0.05),
+                            state=BlockState(tmp_path, "window"), client=counting, max_retries=0,
+                            progress=False)
+    assert report.done == 7 and not report.failed
+    assert len(counting.submitted) == 7
+    assert counting.most_in_flight == 2
+
+
+def _sleepy(block: Any, *, seconds: float) -> dict:
+    time.sleep(seconds)
+    return {"id": block.id}
