@@ -51,7 +51,7 @@ OVERWRITE_HELP = (
 )
 LabelImageArg = (
     "OME-Zarr label image: a standalone one (RUN/segmentation.zarr) or one inside an image store "
-    "(volume.zarr/labels/NAME)."
+    "(volume.zarr/labels/NAME), local or at a URL (s3://, gs://, https://; read-only)."
 )
 
 
@@ -270,7 +270,7 @@ def run(
 
 @app.command()
 def skeletonize(
-    segmentation: Annotated[Path, typer.Argument(help=LabelImageArg)],
+    segmentation: Annotated[str, typer.Argument(help=LabelImageArg)],
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Run directory: skeletons/, skeletons_precomputed/, lengths.csv."),
@@ -332,7 +332,8 @@ def skeletonize(
         one_piece_max_voxels=one_piece_max_voxels, teasar=teasar,
     )
     out = _confined(out, cfg, "--out")
-    open_label_image(segmentation)  # bad input fails here, before a Dask cluster starts
+    seg = _input(segmentation, "SEGMENTATION")
+    open_label_image(seg)  # bad input fails here, before a Dask cluster starts
     kwargs: dict[str, Any] = dict(
         out=out, settings=settings, max_retries=cfg.dask.max_retries,
         voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float), progress=True, overwrite=overwrite,
@@ -341,12 +342,12 @@ def skeletonize(
     with output_lock(out):
         if overwrite:
             run = RunLayout(out)
-            _removed(remove_outputs(run, run.skeletonize_outputs, inputs=[segmentation]))
+            _removed(remove_outputs(run, run.skeletonize_outputs, inputs=[seg]))
         if n_workers == 0 and not cfg.dask.address:
-            result = skeletonize_volume(segmentation, client=None, **kwargs)
+            result = skeletonize_volume(seg, client=None, **kwargs)
         else:
             with dask_client(cfg.dask, n_workers=max(n_workers, 1)) as client:
-                result = skeletonize_volume(segmentation, client=client, **kwargs)
+                result = skeletonize_volume(seg, client=client, **kwargs)
     typer.echo(f"{result.n_skeletons} skeletons of {result.n_objects} objects")
     typer.echo(f"wrote {result.swc_dir}/  (SWC, µm)")
     typer.echo(f"wrote {result.precomputed_dir}/  (neuroglancer precomputed, nm)")
@@ -355,10 +356,10 @@ def skeletonize(
 
 @app.command()
 def evaluate(
-    segmentation: Annotated[Path, typer.Option("--segmentation", "-s", help=LabelImageArg)],
+    segmentation: Annotated[str, typer.Option("--segmentation", "-s", help=LabelImageArg)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory; metrics.json is written there.")],
     gt_labels: Annotated[
-        Path | None, _setting(EvaluateConfig, "gt_labels", "evaluate", "--gt-labels", "-g")
+        str | None, _setting(EvaluateConfig, "gt_labels", "evaluate", "--gt-labels", "-g")
     ] = None,
     gt_swc: Annotated[Path | None, _setting(EvaluateConfig, "gt_swc", "evaluate", "--gt-swc")] = None,
     min_label_nodes: Annotated[
@@ -392,11 +393,12 @@ def evaluate(
                           "evaluate.gt_labels "
                           "in the config")
     out = _confined(out, cfg, "--out")
+    seg = _input(segmentation, "--segmentation")
     with output_lock(out):
         if overwrite:
             _removed(remove_outputs(RunLayout(out), [RunLayout(out).metrics_json],
-                                    inputs=[segmentation, settings.gt_labels]))
-        path = evaluate_run(segmentation, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
+                                    inputs=[seg, settings.gt_labels]))
+        path = evaluate_run(seg, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
                             min_label_nodes=settings.min_label_nodes,
                             voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float))
     metrics = json.loads(path.read_text())
@@ -428,14 +430,15 @@ def report(
         Path, typer.Argument(help="Run directory with lengths.csv (from `neurorecon skeletonize`).")
     ],
     raw: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Raw OME-Zarr image for the projections (default: the image store of a "
+            help="Raw OME-Zarr image for the projections, a path or a URL (default: the image store of a "
             ".../labels/NAME segmentation)."
         ),
     ] = None,
     segmentation: Annotated[
-        Path | None, typer.Option(help="Label image to overlay (default: the one skeletonize recorded).")
+        str | None, typer.Option(help="Label image to overlay, a path or a URL (default: the one skeletonize "
+                                      "recorded).")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Where to write the report (default: RUN_DIR).")
@@ -462,12 +465,14 @@ def report(
     cfg = load_config(config)
     settings = _override(cfg.report, figures=figures)
     target = _confined(out if out is not None else run_dir, cfg, "--out")
+    raw_image = _input(raw, "--raw") if raw is not None else None
+    seg = _input(segmentation, "--segmentation") if segmentation is not None else None
     with output_lock(target):
         if overwrite:
             place = RunLayout(target)
             _removed(remove_outputs(place, place.report_outputs,
-                                    inputs=[p for p in (run_dir / "lengths.csv", raw, segmentation) if p]))
-        written = report_run(run_dir, segmentation=segmentation, raw=raw, out=out, figures=settings.figures)
+                                    inputs=[p for p in (run_dir / "lengths.csv", raw_image, seg) if p]))
+        written = report_run(run_dir, segmentation=seg, raw=raw_image, out=out, figures=settings.figures)
     for path in written.values():
         typer.echo(f"wrote {path}")
 
@@ -478,9 +483,9 @@ def view(
         Path, typer.Argument(help="Run directory with segmentation.zarr (`neurorecon run`, `segment`).")
     ],
     raw: Annotated[
-        Path | None,
-        typer.Option(help="Raw OME-Zarr image under the segmentation (default: the one the run recorded, "
-                          "where it lies inside the run directory)."),
+        str | None,
+        typer.Option(help="Raw OME-Zarr image under the segmentation, a local path (default: the one the "
+                          "run recorded, where it lies inside the run directory)."),
     ] = None,
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free port).")] = 0,
     bind: Annotated[
@@ -502,8 +507,13 @@ def view(
 
     from flows.interrupt import stop_on_signals
     from flows.view import load_run_view, open_in_napari, serve
+    from pipeline.errors import InputDataError
+    from pipeline.io.location import is_url
 
-    loaded = load_run_view(run_dir, raw=raw)
+    if raw is not None and is_url(raw):
+        raise InputDataError(f"--raw {raw} is a URL: neurorecon view serves local images only (for now); "
+                             "pass a local copy or a mounted path of the raw image")
+    loaded = load_run_view(run_dir, raw=Path(raw) if raw is not None else None)
     for note in loaded.notes:
         typer.echo(f"note: {note}", err=True)
     if napari:
@@ -581,8 +591,20 @@ def _removed(paths: list[Path]) -> None:
         typer.echo("--overwrite removed " + ", ".join(str(p) for p in paths))
 
 
+def _input(text: str, what: str) -> Any:
+    """The input image named on the command line: a local path, or a URL (``s3://``, ``gs://``,
+    ``https://``; :mod:`pipeline.io.location`)."""
+    from pipeline.errors import ConfigError
+    from pipeline.io.location import as_location
+
+    try:
+        return as_location(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
 def _confined(path: Path, cfg: Any, what: str) -> Path:
-    """``path``, checked to lie inside the configured ``output.root``."""
+    """``path``, checked to be local (a URL is refused) and to lie inside the configured ``output.root``."""
     from pipeline.io.lock import confine
 
     confine(path, cfg.output.root, what=what)

@@ -19,9 +19,10 @@ __all__ = ["DATE_FORMAT", "LOG_FORMAT", "QUIET_LOGGERS", "configure_logging", "o
 #: the project's lines and Prefect's.
 LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
 DATE_FORMAT = "%H:%M:%S"
-#: Libraries whose routine INFO chatter (cluster start and stop, HTTP calls) shows only with --verbose.
+#: Libraries whose routine INFO chatter (cluster start and stop, HTTP calls, where remote inputs found their
+#: credentials and endpoint) shows only with --verbose.
 QUIET_LOGGERS = ("distributed", "httpx", "prefect.server", "prefect.task_runner.dask", "uvicorn", "asyncio",
-                 "fontTools", "numcodecs")
+                 "fontTools", "numcodecs", "botocore", "aiobotocore", "s3fs", "fsspec")
 
 
 def configure_logging(*, verbose: bool = False) -> None:

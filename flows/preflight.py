@@ -23,6 +23,7 @@ from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import ConfigError, InputDataError, OutputError
 from pipeline.io.checkpoint import ModelMetadata
 from pipeline.io.labels import open_label_image
+from pipeline.io.location import URL
 from pipeline.io.lock import check_writable_dir, confine
 from pipeline.io.omezarr import OmeArray, open_image
 from pipeline.segment.blockwise import check_halo_vx
@@ -96,17 +97,18 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
     ConfigError
         If there is no ``segment:`` section, or no scheduler answers at ``dask.address``.
     InputDataError
-        If the raw image is missing, not a non-empty 3-D (z, y, x) image of integers or floats, has
-        axes without a unit and a scale implausible in µm, the block shape does not cover whole chunks
-        or the halo does not fit it, the model does not take a single-channel 3-D image, or the ground
-        truth does not match the raw image (shape, voxel size, skeletons inside the volume).
+        If the raw image is missing (at a URL: cannot be read, naming the cause), not a non-empty 3-D
+        (z, y, x) image of integers or floats, has axes without a unit and a scale implausible in µm,
+        the block shape does not cover whole chunks or the halo does not fit it, the model does not take
+        a single-channel 3-D image, or the ground truth does not match the raw image (shape, voxel size,
+        skeletons inside the volume).
     CheckpointError
         If the model checkpoint is missing, corrupt or not a 3-channel affinity model.
     OutputError
         If the output directory lies outside ``output.root`` or cannot be written.
     """
     cfg = check_output(config)
-    raw = open_image(cfg.raw)
+    raw = open_image(cfg.raw, setting="segment.raw")
     if raw.axes != ("z", "y", "x"):
         raise InputDataError(
             f"segment.raw {cfg.raw} has axes {raw.axes} and shape {raw.shape}; expected a single-channel "
@@ -152,21 +154,22 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
 
 
 def check_output(config: NeuroreconConfig) -> SegmentConfig:
-    """The cheap part of :func:`check_run`, safe before taking the output lock: ``segment.out`` lies
-    inside ``output.root``, outside the input image, and can be written. Returns the ``segment:`` section.
+    """The cheap part of :func:`check_run`, safe before taking the output lock: ``segment.out`` is a local
+    directory inside ``output.root``, outside the input image (a raw image at a URL lies outside it), and
+    can be written. Returns the ``segment:`` section.
 
     Raises
     ------
     ConfigError
         If there is no ``segment:`` section.
     OutputError
-        If the output directory lies outside ``output.root`` or inside the raw image, or cannot be
-        written.
+        If the output directory is a URL, lies outside ``output.root`` or inside the raw image, or cannot
+        be written.
     """
     cfg = require_segment(config, None)
     out = confine(cfg.out, config.output.root, what="segment.out")
-    raw_store = Path(cfg.raw).expanduser().resolve()
-    if out == raw_store or raw_store in out.parents:
+    raw_store = None if isinstance(cfg.raw, URL) else Path(cfg.raw).expanduser().resolve()
+    if raw_store is not None and (out == raw_store or raw_store in out.parents):
         raise OutputError(
             f"segment.out {cfg.out} lies inside the input image {cfg.raw}; inputs are only ever read: "
             "choose an output directory outside it"

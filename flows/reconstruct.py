@@ -33,6 +33,7 @@ from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
 from pipeline.io.diskspace import reserved_space
 from pipeline.io.layout import RunLayout, remove_outputs
+from pipeline.io.location import URL
 from pipeline.io.lock import output_lock
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
@@ -164,7 +165,7 @@ def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig) -> str
 
 
 @task(name="report", **_task)
-def report_task(run_dir: Path, segmentation: str, raw: Path, report: ReportConfig) -> str:
+def report_task(run_dir: Path, segmentation: str, raw: Path | URL, report: ReportConfig) -> str:
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from flows.stages.report import report_run

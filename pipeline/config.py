@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from pipeline.io.location import OutputDir
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
 from pipeline.segment.config import SegmentConfig, SegmentSettings
@@ -86,7 +87,7 @@ class OutputConfig(StrictModel):
     the working directory. Deployments set it, e.g. ``NEURORECON__OUTPUT__ROOT=/data/runs``.
     """
 
-    root: Path = Field(Path("."), description="directory every output must stay inside")
+    root: OutputDir = Field(Path("."), description="directory every output must stay inside")
 
 
 class NeuroreconConfig(StrictModel):

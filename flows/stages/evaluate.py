@@ -18,6 +18,7 @@ from flows.preflight import check_same_voxel_size, check_skeletons_in_volume
 from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
+from pipeline.io.location import URL, describe
 from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
 from pipeline.io.report import write_metrics_json
 from pipeline.io.skeletons import read_swc_folder
@@ -27,8 +28,8 @@ __all__ = ["evaluate_run"]
 
 
 def evaluate_run(
-    segmentation: str | Path,
-    gt_labels: str | Path,
+    segmentation: str | Path | URL,
+    gt_labels: str | Path | URL,
     *,
     out: str | Path,
     min_label_nodes: int,
@@ -39,8 +40,9 @@ def evaluate_run(
 
     Parameters
     ----------
-    segmentation, gt_labels : path
-        OME-Zarr label images of the same (z, y, x) volume.
+    segmentation, gt_labels : path or URL
+        OME-Zarr label images of the same (z, y, x) volume, local or at URLs
+        (:mod:`pipeline.io.location`).
     out : path
         Run directory.
     min_label_nodes : int
@@ -48,7 +50,8 @@ def evaluate_run(
         (``evaluate.min_label_nodes``).
     gt_swc : path, optional
         A folder of ground-truth ``<label>.swc`` (µm, volume frame); None: the phantom's
-        ``<store>_gt/skeletons`` when ``gt_labels`` is ``<store>.zarr/labels/<name>`` and it exists.
+        ``<store>_gt/skeletons`` when ``gt_labels`` is a local ``<store>.zarr/labels/<name>`` and it
+        exists (none beside a URL).
     voxel_size_um : sequence of 3 float, optional
         Override the segmentation's voxel size (µm, z, y, x).
 
@@ -94,8 +97,8 @@ def evaluate_run(
     metrics = evaluate_arrays(np.asarray(seg.array[...]), truth, voxel_size_um=vs, kind=kind,
                               gt_skeletons=skeletons, gaps=gaps, min_label_nodes=min_label_nodes)
     metrics["inputs"] = {
-        "segmentation": str(Path(segmentation).resolve()),
-        "gt_labels": str(Path(gt_labels).resolve()),
+        "segmentation": describe(segmentation),
+        "gt_labels": describe(gt_labels),
         "gt_swc": str(swc_dir.resolve()) if swc_dir is not None else None,
     }
     metrics["parameters"] = {"voxel_size_um": list(vs), "min_label_nodes": min_label_nodes}

@@ -28,6 +28,7 @@ from pipeline.io.affinities import AffinityDtype, create_affinity_image, encode_
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import ModelMetadata, checkpoint_sha256
 from pipeline.io.layout import RunLayout
+from pipeline.io.location import URL
 from pipeline.io.omezarr import image_fingerprint, open_image, write_region
 from pipeline.segment.config import SegmentConfig, default_tile_shape
 
@@ -40,7 +41,7 @@ _STATE_FORMAT = 2
 
 
 def predict_volume(
-    raw: str | Path,
+    raw: str | Path | URL,
     checkpoint: str | Path,
     out: str | Path,
     *,
@@ -59,8 +60,8 @@ def predict_volume(
 
     Parameters
     ----------
-    raw : path
-        OME-Zarr image (z, y, x).
+    raw : path or URL
+        OME-Zarr image (z, y, x), local or at a URL (read by every block's worker).
     checkpoint : path
         A training checkpoint (``checkpoints/final.pt``) or an exported model.
     out : path

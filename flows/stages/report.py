@@ -17,6 +17,7 @@ from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentat
 from pipeline.errors import InputDataError
 from pipeline.io.labels import image_of_labels, open_label_image
 from pipeline.io.layout import RunLayout
+from pipeline.io.location import URL, as_location
 from pipeline.io.omezarr import OmeArray, open_image
 from pipeline.io.report import read_metrics_json, write_report
 from pipeline.io.skeletons import read_lengths_csv, read_swc_folder
@@ -28,8 +29,8 @@ def report_run(
     run_dir: str | Path,
     *,
     figures: bool,
-    segmentation: str | Path | None = None,
-    raw: str | Path | None = None,
+    segmentation: str | Path | URL | None = None,
+    raw: str | Path | URL | None = None,
     out: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write ``report.html`` and ``report.pdf`` for a run directory.
@@ -40,11 +41,11 @@ def report_run(
         The run directory (its ``lengths.csv`` is required).
     figures : bool
         Also write the figures as PNG files (``report.figures``).
-    segmentation : path, optional
+    segmentation : path or URL, optional
         The label image of the projection; default the one recorded by ``skeletonize``.
-    raw : path, optional
+    raw : path or URL, optional
         The raw image under it; default the image store a ``.../labels/NAME`` segmentation belongs to
-        (none otherwise).
+        (none otherwise). Either may lie at a URL (:mod:`pipeline.io.location`).
     out : path, optional
         Where to write; default ``run_dir``.
 
@@ -60,10 +61,12 @@ def report_run(
     rows = read_lengths_csv(run.lengths_csv)
     record = read_skeletonize_record(run.root)
     metrics = read_metrics_json(run.metrics_json) if run.metrics_json.is_file() else None
-    seg_path = Path(segmentation) if segmentation is not None else recorded_segmentation(run.root, record)
+    seg_path = (as_location(segmentation) if segmentation is not None
+                else recorded_segmentation(run.root, record))
     seg = open_label_image(seg_path) if seg_path is not None else None
-    raw_path = Path(raw) if raw is not None else (image_of_labels(seg_path) if seg_path is not None else None)
-    raw_image = open_image(raw_path) if raw_path is not None else None
+    raw_path = (as_location(raw) if raw is not None
+                else image_of_labels(seg_path) if seg_path is not None else None)
+    raw_image = open_image(raw_path, setting="raw") if raw_path is not None else None
     if seg is not None and raw_image is not None and raw_image.spatial_shape != seg.spatial_shape:
         raise InputDataError(
             f"raw {raw_path} has shape {raw_image.spatial_shape} but segmentation {seg_path} has "

@@ -50,6 +50,7 @@ from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import checkpoint_sha256
 from pipeline.io.layout import RunLayout
+from pipeline.io.location import URL, as_location
 from pipeline.io.omezarr import create_label_image, image_fingerprint, open_image, write_region
 from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
@@ -105,9 +106,9 @@ def segment_volume(
         Agglomeration threshold (waterz's ``1 - mean affinity``) and background mask threshold.
     max_retries : int
         Extra attempts per failed block.
-    raw : path, optional
+    raw : path or URL, optional
         The raw image the affinities were predicted from: the label images' ``image-label.source.image``
-        (as a path relative to them); default the affinities.
+        (as a path relative to them, or its URL); default the affinities.
     model : path, optional
         The checkpoint that predicted the affinities, recorded (path and sha256) in the label images'
         ``neurorecon`` attribute.
@@ -150,7 +151,8 @@ def segment_volume(
     states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
     for st in states.values():
         st.check_params(params)
-    source = Path(raw if raw is not None else affinities).resolve()
+    source = as_location(raw if raw is not None else affinities)
+    source = source if isinstance(source, URL) else source.resolve()
     for out in (fragments_out, segmentation_out):
         made = {"software": "neurorecon", "version": __version__,
                 "affinities": _relative(affinities, out), "threshold": float(threshold),

@@ -33,6 +33,7 @@ from pipeline.io.blockstate import BlockState
 from pipeline.io.diskspace import write_error
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
+from pipeline.io.location import URL, Location, describe, is_url
 from pipeline.io.omezarr import image_fingerprint, open_image
 from pipeline.io.skeletons import write_lengths_csv, write_precomputed_skeletons, write_swc_folder
 from pipeline.skeleton import (
@@ -75,7 +76,7 @@ class SkeletonizeOutputs:
 
 
 def skeletonize_volume(
-    segmentation: str | Path,
+    segmentation: str | Path | URL,
     *,
     out: str | Path,
     settings: SkeletonizeConfig,
@@ -90,7 +91,7 @@ def skeletonize_volume(
 
     Parameters
     ----------
-    segmentation : path
+    segmentation : path or URL
         OME-Zarr label image (see :func:`~pipeline.io.labels.open_label_image`).
     out : path
         Run directory (see the module docstring for what is written there).
@@ -142,7 +143,7 @@ def skeletonize_volume(
     grid = skeleton_grid(shape, block_shape=blocks_shape, voxel_size_um=vs, halo_um=settings.halo_um)
     inside = run.relative(segmentation)
     record = {  # skeletonize.json: the segmentation relative to the run if inside it (moves with it)
-        "segmentation": inside if inside is not None else str(Path(segmentation).resolve()),
+        "segmentation": inside if inside is not None else describe(segmentation),
         "shape": list(shape),
         "voxel_size_um": list(vs),
         "block_shape": list(blocks_shape),
@@ -233,11 +234,13 @@ def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
     return record
 
 
-def recorded_segmentation(run_dir: str | Path, record: dict[str, Any]) -> Path | None:
-    """The segmentation a ``skeletonize.json`` record names, as a path to open (None if it names none)."""
+def recorded_segmentation(run_dir: str | Path, record: dict[str, Any]) -> Location | None:
+    """The segmentation a ``skeletonize.json`` record names, as a path (or URL) to open (None if it names
+    none)."""
     if "segmentation" not in record:
         return None
-    return RunLayout(run_dir).root / str(record["segmentation"])  # an absolute path stays as it is
+    named = str(record["segmentation"])
+    return URL(named) if is_url(named) else RunLayout(run_dir).root / named  # an absolute path stays as it is
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------

@@ -1,12 +1,12 @@
 """Label images named by a path, as the commands take them, and the image a label group belongs to.
 
 A label image is either a standalone OME-Zarr label image (``RUN/segmentation.zarr``) or a label group
-inside an image store (``volume.zarr/labels/NAME``, e.g. a phantom's ``volume.zarr/labels/ground_truth``).
+inside an image store (``volume.zarr/labels/NAME``, e.g. a phantom's ``volume.zarr/labels/ground_truth``),
+at a local path or a URL (:mod:`pipeline.io.location`).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,13 +15,14 @@ import numpy as np
 
 from pipeline._checks import as_voxel_size
 from pipeline.errors import InputDataError
+from pipeline.io.location import URL, Location, as_location, is_file, read_json
 from pipeline.io.omezarr import OmeArray, list_labels, open_image
 
 __all__ = ["image_of_labels", "is_label_image", "open_label_image", "voxel_size_of"]
 
 
-def open_label_image(path: str | Path, *, what: str = "segmentation") -> OmeArray:
-    """Open an OME-Zarr label image: ``RUN/segmentation.zarr`` or ``volume.zarr/labels/NAME``.
+def open_label_image(path: str | Path | URL, *, what: str = "segmentation") -> OmeArray:
+    """Open an OME-Zarr label image: ``RUN/segmentation.zarr`` or ``volume.zarr/labels/NAME``, or its URL.
 
     ``what`` names the input in messages (e.g. ``evaluate.gt_labels``).
 
@@ -29,15 +30,16 @@ def open_label_image(path: str | Path, *, what: str = "segmentation") -> OmeArra
     ------
     InputDataError
         If there is no OME-Zarr image at ``path`` (naming the label images of a store if ``path`` is an
-        image store), or it is not a 3-D (z, y, x) integer image with label metadata.
+        image store), or it is not a 3-D (z, y, x) integer image with label metadata; for a URL also if
+        it cannot be reached or read.
     """
-    p = Path(path)
-    if not p.exists():
+    p = as_location(path)
+    if isinstance(p, Path) and not p.exists():
         raise InputDataError(
             f"{what} {p} does not exist; expected an OME-Zarr label image such as RUN/segmentation.zarr "
             "or volume.zarr/labels/ground_truth"
         )
-    image = open_image(p)
+    image = open_image(p, setting=what)
     names = list_labels(p) if image.axes != ("z", "y", "x") or not is_label_image(p) else []
     if image.axes != ("z", "y", "x"):
         hint = f"; its label images are {', '.join(f'{p}/labels/{n}' for n in names)}" if names else ""
@@ -57,18 +59,24 @@ def open_label_image(path: str | Path, *, what: str = "segmentation") -> OmeArra
     return image
 
 
-def is_label_image(path: str | Path) -> bool:
+def is_label_image(path: str | Path | URL) -> bool:
     """Whether the group at ``path`` carries OME-Zarr ``image-label`` metadata."""
+    loc = as_location(path)
     try:
-        meta = json.loads((Path(path) / "zarr.json").read_text())
+        meta = read_json(loc / "zarr.json")
     except (OSError, ValueError):
         return False
     return "image-label" in meta.get("attributes", {}).get("ome", {})
 
 
-def image_of_labels(labels: str | Path) -> Path | None:
+def image_of_labels(labels: str | Path | URL) -> Location | None:
     """The image store a label group belongs to (``X.zarr`` for ``X.zarr/labels/NAME``), else None."""
-    parts = Path(labels).resolve().parts
+    loc = as_location(labels)
+    if isinstance(loc, URL):
+        store = loc.parent.parent
+        inside = loc.parent.name == "labels" and store != loc.parent
+        return store if inside and is_file(store / "zarr.json") else None
+    parts = loc.resolve().parts
     if len(parts) >= 3 and parts[-2] == "labels" and (Path(*parts[:-2]) / "zarr.json").is_file():
         return Path(*parts[:-2])
     return None

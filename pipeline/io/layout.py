@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import OutputError
+from pipeline.io.location import URL, is_url
 
 __all__ = ["REPORT_FIGURES", "RunLayout", "remove_outputs"]
 
@@ -130,8 +131,8 @@ class RunLayout:
         return (self.affinities, self.fragments, self.segmentation, self.state, *self.skeletonize_outputs[:4],
                 self.metrics_json, *self.report_outputs, self.failed_blocks, self.complete)
 
-    def relative(self, path: str | Path) -> str | None:
-        """``path`` relative to the run directory (POSIX), if it lies inside it; else None.
+    def relative(self, path: str | Path | URL) -> str | None:
+        """``path`` relative to the run directory (POSIX), if it lies inside it; else None (a URL, too).
 
         Symbolic links and ``..`` are resolved first.
 
@@ -141,23 +142,30 @@ class RunLayout:
         'segmentation.zarr'
         >>> RunLayout("/data/runs/a").relative("/data/raw.zarr") is None
         True
+        >>> RunLayout("/data/runs/a").relative("s3://bucket/raw.zarr") is None
+        True
         """
+        if is_url(path):
+            return None
         resolved = Path(path).expanduser().resolve()
         root = self.root.expanduser().resolve()
         if resolved != root and root not in resolved.parents:
             return None
         return resolved.relative_to(root).as_posix()
 
-    def identify(self, path: str | Path, fingerprint: Callable[[], Any]) -> Any:
+    def identify(self, path: str | Path | URL, fingerprint: Callable[[], Any]) -> Any:
         """How the run records ``path`` in its stage parameters: relative to the run directory if it lies
         inside (:meth:`relative`), else by what it holds, ``fingerprint()`` (an image's
         :func:`~pipeline.io.omezarr.image_fingerprint`, a checkpoint's sha256): neither changes when the
-        run directory, or the input, moves."""
+        run directory, or the input, moves. An input at a URL is always identified by its fingerprint (a
+        copy of it on a local disk is the same input)."""
         inside = self.relative(path)
         return {"in_run": inside} if inside is not None else fingerprint()
 
 
-def remove_outputs(run: RunLayout, paths: Iterable[Path], *, inputs: Iterable[str | Path] = ()) -> list[Path]:
+def remove_outputs(
+    run: RunLayout, paths: Iterable[Path], *, inputs: Iterable[str | Path | URL] = ()
+) -> list[Path]:
     """Remove the outputs ``paths`` of the run directory ``run`` (a command's ``--overwrite``); return those
     that existed.
 
@@ -184,6 +192,8 @@ def remove_outputs(run: RunLayout, paths: Iterable[Path], *, inputs: Iterable[st
             raise ValueError(f"{p} is not an output of the run layout of {run.root}; it is never removed")
     resolved = [p.resolve() for p in targets]
     for given in inputs:
+        if is_url(given):  # a remote input lies in no local output
+            continue
         source = Path(given).expanduser().resolve()
         for p, r in zip(targets, resolved, strict=True):
             if source == r or r in source.parents:

@@ -12,7 +12,8 @@ On a shared file system (a cluster's NFS or Lustre), ``flock`` is honoured acros
 file system supports it (NFSv4, Lustre with ``flock`` mounted); the holder file makes a conflict
 visible in any case.
 
-:func:`confine` keeps output paths inside ``output.root`` (symbolic links and ``..`` resolved first).
+:func:`confine` keeps output paths inside ``output.root`` (symbolic links and ``..`` resolved first), and
+refuses a URL: outputs are local or mounted directories.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from pipeline.errors import OutputError
 from pipeline.io.atomic import write_atomic
+from pipeline.io.location import refuse_url
 
 __all__ = ["LOCK_NAME", "check_writable_dir", "confine", "holds_lock", "output_lock"]
 
@@ -53,13 +55,15 @@ def confine(path: str | Path, root: str | Path, *, what: str = "output") -> Path
     Raises
     ------
     OutputError
-        If ``path`` resolves outside ``root``.
+        If ``path`` resolves outside ``root``, or is a URL (outputs are local or mounted directories:
+        :func:`pipeline.io.location.refuse_url`).
 
     Examples
     --------
     >>> confine("/data/runs/a", "/data/runs").as_posix()
     '/data/runs/a'
     """
+    refuse_url(path, what=what)
     resolved = Path(path).expanduser().resolve()
     base = Path(root).expanduser().resolve()
     if resolved != base and base not in resolved.parents:

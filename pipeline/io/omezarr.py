@@ -52,8 +52,9 @@ from zarr.codecs import BloscCodec
 
 from pipeline import __version__
 from pipeline._checks import as_voxel_size
-from pipeline.errors import InputDataError, OutputError
+from pipeline.errors import InputDataError, NeuroreconError, OutputError
 from pipeline.io.diskspace import disk_full_error, is_disk_full, write_error
+from pipeline.io.location import URL, Location, as_location, is_file, is_transient, open_group, read_json
 from pipeline.pyramid import PyramidLevel, plan_pyramid
 
 __all__ = [
@@ -94,8 +95,8 @@ class OmeArray:
         (z, y, x) voxel size in micrometres.
     axes : tuple of str
         Axis names, ``("z", "y", "x")`` or ``("c", "z", "y", "x")``.
-    path : Path
-        The image or label group's directory.
+    path : Path or URL
+        The image or label group's directory, or its URL (:mod:`pipeline.io.location`; read-only).
     name : str
         The image name (multiscales ``name``) or label name.
     """
@@ -103,7 +104,7 @@ class OmeArray:
     array: zarr.Array
     voxel_size_um: tuple[float, float, float]
     axes: tuple[str, ...]
-    path: Path
+    path: Location
     name: str
 
     @property
@@ -345,7 +346,7 @@ def create_label_image(
     chunks: Sequence[int],
     voxel_size_um: Sequence[float],
     dtype: Any = "uint64",
-    source: str | Path | None = None,
+    source: str | Path | URL | None = None,
     name: str = "segmentation",
     overwrite: bool = False,
     exist_ok: bool = False,
@@ -357,7 +358,8 @@ def create_label_image(
     For results computed from a raw volume stored elsewhere (which is never written to): the
     ``image-label.source.image`` entry records ``source``, the image the labels lie on, as a path
     relative to the label image (``../raw.zarr``; an absolute ``source`` is made relative, as OME-Zarr
-    0.5 asks). Open it with :func:`open_image`. ``overwrite`` and ``exist_ok`` behave as in
+    0.5 asks), or as its URL where it is a :class:`~pipeline.io.location.URL`. Open it with
+    :func:`open_image`. ``overwrite`` and ``exist_ok`` behave as in
     :func:`create_image`; ``pyramid`` adds lower resolutions made by the mode. ``attributes`` are stored
     in the group's attributes beside ``ome`` (e.g. ``{"neurorecon": {...}}``: how the labels were made);
     a reused image gets them too.
@@ -373,7 +375,9 @@ def create_label_image(
     if dt.kind not in "iu":
         raise TypeError(f"label dtype must be an integer type (e.g. uint32, uint64); got {dt}")
     path = Path(path)
-    if source is not None and Path(source).is_absolute():
+    if isinstance(source, URL):  # a remote image: its URL (a URL is no path relative to the labels)
+        source = str(source)
+    elif source is not None and Path(source).is_absolute():
         source = os.path.relpath(Path(source).resolve(), path.absolute().parent.resolve() / path.name)
     image_label = {"version": "0.5", **({"source": {"image": str(source)}} if source else {})}
     if path.exists() and not overwrite:
@@ -397,17 +401,24 @@ def create_label_image(
                               pyramid="mode" if pyramid else None, attributes=attributes)
 
 
-def open_image(path: str | Path, *, mode: str = "r") -> OmeArray:
-    """Open the level-0 array of the OME-Zarr image at ``path``.
+def open_image(path: str | Path | URL, *, mode: str = "r", setting: str | None = None) -> OmeArray:
+    """Open the level-0 array of the OME-Zarr image at ``path``: a local path, or a URL (``s3://``,
+    ``gs://``, ``https://``: :mod:`pipeline.io.location`), which is only ever read.
+
+    ``setting`` names where the image came from (``segment.raw``) in the messages about a URL that
+    cannot be read.
 
     Raises
     ------
     InputDataError
         If there is no Zarr group at ``path``, it has no OME multiscales metadata, its level-0 array
         is missing, its axes/scale are not (c,) z, y, x with positive sizes, or a spatial axis has no
-        unit and a scale over :data:`MAX_UNITLESS_SCALE` (probably nm, read as µm).
+        unit and a scale over :data:`MAX_UNITLESS_SCALE` (probably nm, read as µm); for a URL also if it
+        cannot be reached or read (no such bucket, no credentials, no connection).
+    OutputError
+        If a URL is opened with a mode other than ``"r"``.
     """
-    return _open_group_image(Path(path), mode=mode, what="OME-Zarr image")
+    return _open_group_image(as_location(path), mode=mode, what="OME-Zarr image", setting=setting)
 
 
 def image_fingerprint(image: OmeArray) -> dict[str, Any]:
@@ -423,13 +434,13 @@ def image_fingerprint(image: OmeArray) -> dict[str, Any]:
             "voxel_size_um": list(image.voxel_size_um), "metadata_sha256": digest}
 
 
-def _multiscales(path: Path) -> Any:
-    attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+def _multiscales(path: Location) -> Any:
+    attrs = read_json(path / "zarr.json").get("attributes", {})
     return (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
 
 
-def open_labels(path: str | Path, name: str, *, mode: str = "r") -> OmeArray:
-    """Open the label image ``labels/<name>`` of the OME-Zarr image at ``path``.
+def open_labels(path: str | Path | URL, name: str, *, mode: str = "r") -> OmeArray:
+    """Open the label image ``labels/<name>`` of the OME-Zarr image at ``path`` (a local path or a URL).
 
     Raises
     ------
@@ -437,10 +448,10 @@ def open_labels(path: str | Path, name: str, *, mode: str = "r") -> OmeArray:
         If the label image does not exist (the message lists those that do) or is malformed.
     """
     _check_name(name)
-    path = Path(path)
+    path = as_location(path)
     label_path = path / "labels" / name
-    if not (label_path / "zarr.json").is_file():
-        have = list_labels(path) if (path / "zarr.json").is_file() else []
+    if not is_file(label_path / "zarr.json"):
+        have = list_labels(path) if is_file(path / "zarr.json") else []
         listing = ", ".join(have) if have else "none"
         raise InputDataError(f"no label image '{name}' in {path} (label images present: {listing})")
     out = _open_group_image(label_path, mode=mode, what="OME-Zarr label image")
@@ -454,10 +465,13 @@ class CheckedReader:
 
     A truncated or overwritten chunk makes the codec raise a bare ``RuntimeError`` ("Zstd decompression
     error"); this turns it into an :class:`InputDataError` naming the store, the region and its chunk
-    indices. Attributes (``shape``, ``dtype``, ``chunks``, ...) are the array's.
+    indices. For a store at a URL, a network or store failure (no connection, a timeout, an error
+    answer) is an ``OSError`` naming the URL and the region instead: worth trying the block again
+    (:func:`flows.stages.runner.worth_retrying`). Attributes (``shape``, ``dtype``, ``chunks``, ...) are
+    the array's.
     """
 
-    def __init__(self, array: zarr.Array, path: Path) -> None:
+    def __init__(self, array: zarr.Array, path: Location) -> None:
         self._array = array
         self._path = path
 
@@ -470,6 +484,9 @@ class CheckedReader:
         except (IndexError, TypeError):
             raise
         except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError, OSError, ...
+            if isinstance(self._path, URL) and is_transient(exc):
+                raise OSError(f"cannot read {self._path} (region {key!r}): {type(exc).__name__}: {exc}; the "
+                              "store did not answer as it should (network or store error)") from None
             keys = key if isinstance(key, tuple) else (key,)
             spans = []
             for k, size, chunk in zip(keys, self._array.shape, self._array.chunks, strict=False):
@@ -485,12 +502,12 @@ class CheckedReader:
             ) from None
 
 
-def list_labels(path: str | Path) -> list[str]:
+def list_labels(path: str | Path | URL) -> list[str]:
     """Names of the label images of the OME-Zarr image at ``path`` (empty if none)."""
-    labels_json = Path(path) / "labels" / "zarr.json"
-    if not labels_json.is_file():
+    labels = as_location(path) / "labels"
+    if not is_file(labels / "zarr.json"):
         return []
-    group = zarr.open_group(str(Path(path) / "labels"), mode="r")
+    group = open_group(labels, mode="r")
     return list(group.attrs.get("ome", {}).get("labels", []))
 
 
@@ -672,7 +689,7 @@ MAX_UNITLESS_SCALE = 100.0
 
 
 def _check_unitless_scale(
-    path: Path, what: str, names: Sequence[str], scale: Sequence[Any], units: Sequence[str | None]
+    path: Location, what: str, names: Sequence[str], scale: Sequence[Any], units: Sequence[str | None]
 ) -> None:
     """Refuse spatial axes without a unit whose scale is implausible in µm (> :data:`MAX_UNITLESS_SCALE`)."""
     try:
@@ -692,26 +709,61 @@ def _check_unitless_scale(
         )
 
 
-def _open_group_image(path: Path, *, mode: str, what: str) -> OmeArray:
-    if not (path / "zarr.json").is_file():
-        hint = (
-            " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file() else ""
-        )
-        raise InputDataError(f"no {what} at {path}: it is not a Zarr v3 group{hint}")
+def _remote_metadata(url: URL, *, what: str, setting: str | None) -> dict[str, Any]:
+    """The ``zarr.json`` of the group at ``url``; every failure one :class:`InputDataError` naming
+    ``setting`` (or ``what``), the URL and the cause (no such bucket or object, no credentials, ...)."""
+    named = f"{setting} {url}" if setting else f"{what} {url}"
     try:
-        node_type = json.loads((path / "zarr.json").read_text()).get("node_type")
-    except (OSError, ValueError) as exc:
+        metadata = read_json(url / "zarr.json", what=setting or what)
+    except FileNotFoundError as exc:
+        if "bucket" in str(exc.strerror).lower():  # S3: "The specified bucket does not exist"
+            raise InputDataError(
+                f"{named} cannot be read: {exc.strerror}; check the bucket's name (and, for an S3-compatible "
+                "server, its endpoint: AWS_ENDPOINT_URL or FSSPEC_S3_ENDPOINT_URL)"
+            ) from None
+        try:
+            v2 = is_file(url / ".zgroup", what=setting or what)
+        except NeuroreconError:
+            v2 = False
+        hint = " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if v2 else ""
         raise InputDataError(
-            f"cannot read {path / 'zarr.json'}: {exc}; the store's metadata is damaged"
+            f"{named}: no {what} there ({url / 'zarr.json'} does not exist): it is not a Zarr v3 group{hint}"
         ) from None
-    if node_type == "array":
+    except ValueError as exc:
+        if isinstance(exc, NeuroreconError):
+            raise
+        raise InputDataError(f"{named}: cannot read {url / 'zarr.json'}: {exc}; the store's metadata is "
+                             "damaged") from None
+    if not isinstance(metadata, dict):
+        raise InputDataError(f"{named}: {url / 'zarr.json'} is not Zarr metadata; the store is damaged")
+    return metadata
+
+
+def _open_group_image(path: Location, *, mode: str, what: str, setting: str | None = None) -> OmeArray:
+    metadata = _remote_metadata(path, what=what, setting=setting) if isinstance(path, URL) else None
+    if metadata is None:  # a local store: its files
+        if not (path / "zarr.json").is_file():
+            hint = (
+                " (a Zarr v2 store? convert it to Zarr v3 / OME-Zarr 0.5)" if (path / ".zgroup").is_file()
+                else ""
+            )
+            raise InputDataError(f"no {what} at {path}: it is not a Zarr v3 group{hint}")
+        try:
+            metadata = json.loads((path / "zarr.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputDataError(
+                f"cannot read {path / 'zarr.json'}: {exc}; the store's metadata is damaged"
+            ) from None
+    if metadata.get("node_type") == "array":
         raise InputDataError(
             f"{path} is a plain Zarr array, not an {what} (a group with OME 'multiscales' metadata); "
             "write it as OME-Zarr 0.5, e.g. with pipeline.io.omezarr.write_image or ome-zarr-py"
         )
     try:
-        group = zarr.open_group(str(path), mode=mode)
+        group = open_group(path, mode=mode, what=setting or what)
     except (OSError, ValueError) as exc:
+        if isinstance(exc, NeuroreconError):
+            raise
         raise InputDataError(f"cannot open {what} at {path}: {exc}") from None
     ome = group.attrs.get("ome")
     multiscales = (ome or {}).get("multiscales") or group.attrs.get("multiscales")

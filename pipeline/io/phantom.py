@@ -49,6 +49,7 @@ from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import atomic_file, write_atomic
 from pipeline.io.diskspace import write_error
 from pipeline.io.labels import image_of_labels
+from pipeline.io.location import URL, is_url
 from pipeline.io.omezarr import create_image, create_labels, write_region
 from pipeline.io.pyramid import build_pyramid
 from pipeline.io.swc import read_swc, write_swc
@@ -134,11 +135,13 @@ def ground_truth_dir(store: str | Path) -> Path:
     return store.with_name(stem + "_gt")
 
 
-def phantom_skeletons(gt_labels: str | Path) -> Path | None:
+def phantom_skeletons(gt_labels: str | Path | URL) -> Path | None:
     """The phantom's ``<store>_gt/skeletons`` for its label image ``<store>.zarr/labels/<name>``, if it
-    exists."""
+    exists. None for a label image at a URL: its skeletons are named by ``evaluate.gt_swc``."""
+    if is_url(gt_labels):
+        return None
     store = image_of_labels(gt_labels)
-    if store is None:
+    if not isinstance(store, Path):
         return None
     candidate = ground_truth_dir(store) / "skeletons"
     return candidate if candidate.is_dir() else None
@@ -170,16 +173,17 @@ class PhantomTruth:
     gaps: tuple[GapRecord, ...]
 
 
-def read_phantom_truth(gt_labels: str | Path) -> PhantomTruth | None:
-    """The kind and dropout gaps of the phantom whose label image is ``gt_labels``; None if it is no phantom.
+def read_phantom_truth(gt_labels: str | Path | URL) -> PhantomTruth | None:
+    """The kind and dropout gaps of the phantom whose label image is ``gt_labels``; None if it is no phantom
+    or lies at a URL (no ground-truth folder is looked for beside a remote store).
 
     Raises
     ------
     InputDataError
         If the phantom's ``params.json`` or ``dropout_gaps.csv`` is unreadable or malformed.
     """
-    store = image_of_labels(gt_labels)
-    gt_dir = ground_truth_dir(store) if store is not None else None
+    store = None if is_url(gt_labels) else image_of_labels(gt_labels)
+    gt_dir = ground_truth_dir(store) if isinstance(store, Path) else None
     if gt_dir is None or not (gt_dir / "params.json").is_file():
         return None
     try:

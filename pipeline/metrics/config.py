@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field
 
+from pipeline.io.location import InputLocation, LocalPath
 from pipeline.settings import StrictModel
 
 __all__ = ["MIN_LABEL_NODES", "EvaluateConfig"]
@@ -24,11 +23,12 @@ class EvaluateConfig(StrictModel):
     discontinuities per AIS, gaps bridged); ground truth without that metadata is scored as ``neurons``.
     """
 
-    gt_labels: Path | None = Field(
-        None, description="ground-truth label image, e.g. X.zarr/labels/ground_truth (null: no metrics)")
-    gt_swc: Path | None = Field(
-        None, description="ground-truth skeletons, a folder of <label>.swc in µm "
-                          "(null: the phantom's X_gt/skeletons beside the ground truth, if present)")
+    gt_labels: InputLocation | None = Field(
+        None, description="ground-truth label image, e.g. X.zarr/labels/ground_truth, or its URL (s3://, "
+                          "gs://, https://) (null: no metrics)")
+    gt_swc: LocalPath | None = Field(
+        None, description="ground-truth skeletons, a local folder of <label>.swc in µm "
+                          "(null: the phantom's X_gt/skeletons beside a local ground truth, if present)")
     min_label_nodes: int = Field(
         MIN_LABEL_NODES, ge=1,
         description="skeleton nodes a predicted label must cover on a ground-truth skeleton to count there "

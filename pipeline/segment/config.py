@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from pipeline.io.location import InputLocation, OutputDir
 from pipeline.settings import StrictModel
 
 __all__ = ["DEFAULT_BACKGROUND_THRESHOLD", "DEFAULT_HALO_VX", "DEFAULT_TILE_SHAPE", "SegmentConfig",
@@ -57,11 +58,13 @@ class SegmentConfig(SegmentSettings):
 
     Outputs in ``out``: ``affinities.zarr`` (c, z, y, x; uint8-quantized, Blosc-LZ4), ``fragments.zarr`` and
     ``segmentation.zarr`` (uint64 OME-Zarr label images) and ``state/`` (per-block progress: a rerun
-    resumes). The raw volume is only read.
+    resumes). The raw volume is only read; it may lie at a URL (:mod:`pipeline.io.location`), the run
+    directory may not.
     """
 
-    raw: Path = Field(description="OME-Zarr raw image (z, y, x)")
-    out: Path = Field(description="run directory")
+    raw: InputLocation = Field(
+        description="OME-Zarr raw image (z, y, x): a local path or a URL (s3://, gs://, https://; read-only)")
+    out: OutputDir = Field(description="run directory (local or mounted; a URL is refused)")
 
 
 def default_tile_shape(
