@@ -27,11 +27,15 @@ install: $(STAMP)  ## create .venv and install neurorecon with pinned dependenci
 demo: $(STAMP)  ## generate a phantom and run the whole reconstruction on it
 	$(BIN)/neurorecon demo
 
+# Two test processes (pytest-xdist), each test file kept in one process (its module fixtures, e.g. a
+# reference run, are built once): most tests wait on subprocesses, servers and clusters.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)  ## run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)  ## the suite without tests marked slow
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/python -m ruff check pipeline flows tests benchmarks
