@@ -106,6 +106,21 @@ class BlockState:
         self.dir.mkdir(parents=True, exist_ok=True)
         _write(meta, lambda: write_atomic(meta, json.dumps(wanted, indent=1, sort_keys=True), fsync=True))
 
+    def recorded_params(self) -> dict[str, Any] | None:
+        """The parameters an earlier run recorded (None if none)."""
+        meta = self.dir / "stage.json"
+        return json.loads(meta.read_text()) if meta.is_file() else None
+
+    def differs(self, params: Mapping[str, Any]) -> bool:
+        """Whether an earlier run recorded parameters other than ``params`` (False if none recorded)."""
+        recorded = self.recorded_params()
+        return recorded is not None and recorded != json.loads(json.dumps(dict(params), default=str))
+
+    def remove(self) -> None:
+        """Remove the stage's state: its parameters, markers and records (all its blocks will be redone)."""
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
     # -- markers ------------------------------------------------------------------------------------
     def is_done(self, block_id: int) -> bool:
         return (self.dir / f"{block_id}.json").is_file()
