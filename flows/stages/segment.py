@@ -25,7 +25,7 @@ threshold asked for it changes.
 Outputs are standalone OME-Zarr label images (uint64, z/y/x, µm): ``fragments`` and the segmentations,
 each recording its threshold and number of segments (:func:`~pipeline.io.omezarr.read_provenance`); the
 input volumes are never written to. A rerun skips the finished blocks of every stage and recomputes the
-unions only if a block of stage 1 or 2 was redone; the result is bit-identical. The parameters of stages
+unions only if a block of stage 1 or 2 is redone; the result is bit-identical. The parameters of stages
 1 and 2 are recorded, and a rerun with others is refused.
 
 Affinities may be stored as float16/float32 in [0, 1] or as uint8 quantized to ``round(255 * a)``
@@ -184,7 +184,11 @@ def segment_volume(
         create_label_image(out, shape=aff.spatial_shape, chunks=chunks, voxel_size_um=aff.voxel_size_um,
                            source=source, name=out.stem, exist_ok=True)
     per_block = int(np.prod(block_shape))
-    before = (states["blocks"].done_ids(), states["faces"].done_ids())
+    if any(len(st.done_ids()) < len(blocks) for st in states.values()):
+        # blocks of stage 1 or 2 are (re)done: the tables and segmentations of an older region graph go
+        # first (all of them, before any block runs, so an interrupted run removes them again)
+        for stage in sorted({p.name for pattern in THRESHOLD_STAGES for p in Path(state_dir).glob(pattern)}):
+            BlockState(state_dir, stage).remove()
 
     run_blocks(
         "blocks", blocks,
@@ -199,9 +203,6 @@ def segment_volume(
         functools.partial(_faces_block, grid=grid_shape(blocks), state_root=str(state_dir)),
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
-    if (states["blocks"].done_ids(), states["faces"].done_ids()) != before:
-        for stage in sorted({p.name for pattern in THRESHOLD_STAGES for p in Path(state_dir).glob(pattern)}):
-            BlockState(state_dir, stage).remove()  # tables and segmentations of an older region graph
 
     graph: _Graph | None = None
     for key in dict.fromkeys(threshold_key(t) for t, _, _ in outputs):  # one union per threshold
@@ -210,12 +211,12 @@ def segment_volume(
         union.check_params({**params, "threshold": key})
         if (union.dir / f"{_LUT}.npz").is_file():
             continue
-        graph = graph or _load_graph(state_dir, blocks, per_block)
-        lut = Lut(*union_lut(graph.ids, [graph.edges.at(t)], first_voxel=graph.first_voxel))
-        union.save_records(_LUT, lut=lut)
         for t_out, _, stage in outputs:  # a new table invalidates the blocks relabelled with another
             if threshold_key(t_out) == key:
                 BlockState(state_dir, stage).remove()
+        graph = graph or _load_graph(state_dir, blocks, per_block)
+        lut = Lut(*union_lut(graph.ids, [graph.edges.at(t)], first_voxel=graph.first_voxel))
+        union.save_records(_LUT, lut=lut)
         log.info("union t=%s: %d fragments -> %d segments", key, len(lut), _n_segments(lut))
     for t, out, stage in outputs:
         _relabel(t, out, BlockState(state_dir, stage), params=params, blocks=blocks, fragments=fragments_out,

@@ -157,6 +157,11 @@ def test_a_sweep_equals_fresh_runs_and_a_new_threshold_redoes_only_union_and_rel
     run(root, "sweep", threshold=0.7, sweep={0.3: sweep[0.3], 0.6: root / "sweep_t0.6.zarr"})
     assert _files(state / "relabel", state / "relabel_t0.3") == before
     assert BlockState(state, "relabel_t0.6").is_done(0)
+    # a watershed block redone: every threshold's table is of an older region graph, and goes
+    BlockState(state, "blocks").forget(3)
+    run(root, "sweep", threshold=0.7)
+    assert sorted(p.name for p in state.iterdir()) == ["blocks", "faces", "relabel", "union_t0.7"]
+    np.testing.assert_array_equal(segmentation(root, "sweep"), fresh[0.7])
 
 
 def _flaky(block, *, bad):
