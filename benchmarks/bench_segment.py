@@ -111,7 +111,7 @@ def _run_segment(root: str, block: list[int]) -> None:
     segment_volume(Path(root) / "aff.zarr", fragments_out=Path(root) / "fragments.zarr",
                    segmentation_out=Path(root) / "segmentation.zarr", state_dir=Path(root) / "state",
                    block_shape=block, halo_vx=(4, 16, 16), threshold=0.5, background_threshold=0.5,
-                   max_retries=2, progress=False)
+                   max_threshold=1.0, max_retries=2, progress=False)
     seconds = time.perf_counter() - t
     stages = {}
     for stage in ("blocks", "faces", "relabel"):
@@ -155,9 +155,10 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     from pipeline.segment.agglomerate import union_lut
     from pipeline.segment.blockwise import (
         Lut,
+        RegionEdges,
         block_segment,
         check_halo_vx,
-        face_pairs,
+        face_edges,
         lower_neighbour,
         relabel_block,
     )
@@ -181,21 +182,21 @@ def em_comparison(crop: int, block: tuple[int, int, int]) -> dict:
     ids, pairs, faces = [], [], {}
     t = time.perf_counter()
     for b in blocks:
-        res = block_segment(aff[(slice(None), *b.read)], b, id_offset=b.id * per_block, threshold=0.5,
+        res = block_segment(aff[(slice(None), *b.read)], b, id_offset=b.id * per_block,
                             background_threshold=0.0)
         fragments[b.write] = res.fragments
         ids.append(np.arange(b.id * per_block + 1, b.id * per_block + res.n + 1, dtype=np.uint64))
-        pairs.append(res.merges)
+        pairs.append(res.edges)
         faces[b.id] = (res.lower, res.upper)
     times["blocks"] = time.perf_counter() - t
     t = time.perf_counter()
     for b in blocks:
         for d, lower in enumerate(faces[b.id][0]):
             if lower is not None:
-                pairs.append(face_pairs(lower, faces[lower_neighbour(b, d, grid)][1][d]))
+                pairs.append(face_edges(lower, faces[lower_neighbour(b, d, grid)][1][d]))
     times["faces"] = time.perf_counter() - t
     t = time.perf_counter()
-    lut = Lut(*union_lut(np.concatenate(ids), pairs))
+    lut = Lut(*union_lut(np.concatenate(ids), [RegionEdges.concat(pairs).at(0.5)]))
     times["union"] = time.perf_counter() - t
     t = time.perf_counter()
     seg = np.zeros(shape, np.uint64)

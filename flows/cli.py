@@ -180,6 +180,13 @@ def segment(
     config: Annotated[
         Path, typer.Argument(help="YAML config with a segment: section (and optionally dask:).")
     ],
+    thresholds: Annotated[str | None, typer.Option(
+        "--thresholds", metavar="T1,T2,...",
+        help="A threshold sweep: also write the segmentation at each of these agglomeration thresholds "
+             "(comma-separated, each in [0, segment.max_threshold]) as "
+             "segment.out/segmentation_t<threshold>.zarr. The watershed "
+             "and region graph are computed once; a rerun with new thresholds (or a new segment.threshold) "
+             "redoes only the union and relabel, never inference or watershed.")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " Removes every output of the run "
                                                 "directory: later stages derive from the segmentation.")
                          ] = False,
@@ -187,19 +194,27 @@ def segment(
     """Raw OME-Zarr -> affinities -> waterz fragments -> segmentation, block by block on Dask.
 
     Runs on a local Dask cluster, or on the cluster at dask.address. Writes affinities.zarr,
-    fragments.zarr, segmentation.zarr and state/ in segment.out; rerunning resumes where it stopped,
-    also after the run directory was moved or copied elsewhere (update segment.out). A rerun with other
-    parameters is refused: --overwrite starts over.
+    fragments.zarr, segmentation.zarr (at segment.threshold) and state/ in segment.out; rerunning resumes
+    where it stopped, also after the run directory was moved or copied elsewhere (update segment.out).
+
+    Each block records its region graph (fragment pairs with the score at which waterz merges them), so
+    thresholds are cheap to try: `neurorecon segment CONFIG --thresholds 0.3,0.5,0.7` writes
+    segmentation_t0.3.zarr, segmentation_t0.5.zarr and segmentation_t0.7.zarr, each identical to a
+    run at that threshold, and a rerun with other thresholds (or another segment.threshold) redoes only
+    the union and relabel. A rerun with other block, halo or background settings is refused:
+    --overwrite starts over.
     """
     from flows.preflight import check_output, check_run, require_segment
     from flows.stages.runner import dask_client
     from flows.stages.segment import segment_raw
     from pipeline.io.config import load_config
-    from pipeline.io.layout import RunLayout, remove_outputs
+    from pipeline.io.layout import RunLayout, remove_outputs, threshold_key
     from pipeline.io.lock import output_lock
+    from pipeline.io.omezarr import read_provenance
 
     cfg = load_config(config)
-    require_segment(cfg, config)
+    seg = require_segment(cfg, config)
+    sweep = _parse_thresholds(thresholds, max_threshold=seg.max_threshold)
     seg = check_output(cfg)  # where the lock goes, before anything heavy
     with output_lock(seg.out):
         inputs = check_run(cfg, evaluate=False)  # a refused run removes nothing
@@ -207,10 +222,15 @@ def segment(
             run = RunLayout(seg.out)
             _removed(remove_outputs(run, run.run_outputs, inputs=[seg.raw]))
         with dask_client(cfg.dask, gpu_ids=inputs.gpu_ids) as client:
-            outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client)
+            outputs = segment_raw(seg, inputs=inputs, max_retries=cfg.dask.max_retries, client=client,
+                                  thresholds=sweep)
     typer.echo(f"affinities:   {outputs.affinities}")
     typer.echo(f"fragments:    {outputs.fragments}")
-    typer.echo(f"segmentation: {outputs.segmentation}")
+    for label, path in [("segmentation:", outputs.segmentation),
+                        *((f"  t={threshold_key(t)}:", p) for t, p in outputs.swept.items())]:
+        record = read_provenance(path)
+        typer.echo(f"{label:<14}{path}  ({record.get('n_segments', '?')} segments at threshold "
+                   f"{threshold_key(record['threshold']) if 'threshold' in record else '?'})")
 
 
 @app.command()
@@ -563,6 +583,30 @@ def _parse_triple(text: str | None, name: str, kind: type) -> tuple | None:
         raise typer.BadParameter(f"{name} must be three {what} Z,Y,X; got {text!r}") from None
     if len(values) != 3:
         raise typer.BadParameter(f"{name} must be three {what} Z,Y,X; got {text!r}")
+    return values
+
+
+def _parse_thresholds(text: str | None, *, max_threshold: float) -> tuple[float, ...]:
+    """``--thresholds T1,T2,...``: agglomeration thresholds in [0, ``max_threshold``] (none without the
+    option)."""
+    if text is None:
+        return ()
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"--thresholds must be numbers separated by commas (e.g. 0.3,0.5,0.7); got "
+                                 f"{text!r}") from None
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise typer.BadParameter(f"--thresholds must be one or more numbers in [0, 1] (waterz's 1 - mean "
+                                 f"affinity), e.g. 0.3,0.5,0.7; got {text!r}")
+    above = [v for v in values if v > max_threshold]
+    if above:
+        raise typer.BadParameter(
+            f"--thresholds {', '.join(f'{v:g}' for v in above)} above segment.max_threshold "
+            f"{max_threshold:g}, the largest threshold the blocks record merges for; raise "
+            "segment.max_threshold (a new value redoes the watershed: --overwrite) or sweep lower thresholds"
+        )
     return values
 
 

@@ -5,12 +5,19 @@ label images, skeleton metrics against ground-truth SWC skeletons (with the gaps
 length-distribution metrics. The kind of volume (``neurons`` or ``ais``) and the signal-dropout gaps come
 from a phantom's ground-truth folder (``params.json``, ``dropout_gaps.csv``); other ground truth is
 scored as ``neurons``, without gaps. Both label images are read whole (they must fit in memory together).
+
+When the run directory holds the segmentations of a threshold sweep (``neurorecon segment --thresholds``),
+each is compared too, in the section ``thresholds`` of ``metrics.json``: one row per threshold with the
+number of segments, VOI, ARI and, with skeletons, ERL, splits and merges
+(:func:`pipeline.metrics.evaluate.sweep_row`; the length metrics, which skeletonize every object, only
+for the segmentation evaluated).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +26,11 @@ from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
 from pipeline.io.location import URL, describe
+from pipeline.io.omezarr import read_provenance
 from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
 from pipeline.io.report import write_metrics_json
 from pipeline.io.skeletons import read_swc_folder
-from pipeline.metrics.evaluate import evaluate_arrays
+from pipeline.metrics.evaluate import evaluate_arrays, sweep_row
 
 __all__ = ["evaluate_run"]
 
@@ -94,8 +102,21 @@ def evaluate_run(
     gaps = None
     if truth_meta is not None and skeletons:  # gaps on objects that have a skeleton
         gaps = [g for g in truth_meta.gaps if g.label in skeletons]
-    metrics = evaluate_arrays(np.asarray(seg.array[...]), truth, voxel_size_um=vs, kind=kind,
+    predicted = np.asarray(seg.array[...])
+    metrics = evaluate_arrays(predicted, truth, voxel_size_um=vs, kind=kind,
                               gt_skeletons=skeletons, gaps=gaps, min_label_nodes=min_label_nodes)
+    sweep = _sweep(RunLayout(out), segmentation, predicted)
+    if sweep:
+        rows = []
+        for t, (name, load) in sorted(sweep.items()):
+            labels = load()
+            if labels.shape != truth.shape:
+                raise InputDataError(f"{name} has shape {labels.shape} but ground truth {gt_labels} has "
+                                     f"{truth.shape}; they must cover the same (z, y, x) volume")
+            rows.append({"threshold": t, "segmentation": name,
+                         **sweep_row(labels, truth, voxel_size_um=vs, gt_skeletons=skeletons,
+                                     min_label_nodes=min_label_nodes)})
+        metrics["thresholds"] = rows
     metrics["inputs"] = {
         "segmentation": describe(segmentation),
         "gt_labels": describe(gt_labels),
@@ -103,3 +124,20 @@ def evaluate_run(
     }
     metrics["parameters"] = {"voxel_size_um": list(vs), "min_label_nodes": min_label_nodes}
     return write_metrics_json(RunLayout(out).metrics_json, metrics)
+
+
+def _sweep(run: RunLayout, evaluated: str | Path, predicted: np.ndarray) -> dict[float, tuple[str, Any]]:
+    """The segmentations of a threshold sweep in ``run`` by threshold: a name and how to read it; the
+    segmentation evaluated among them (as read already) if it records a threshold of its own. Empty when
+    the run holds no sweep."""
+    swept = run.swept_segmentations()
+    if not swept:
+        return {}
+    found: dict[float, tuple[str, Any]] = {
+        t: (path.name, lambda path=path: np.asarray(open_label_image(path).array[...]))
+        for t, path in swept.items()
+    }
+    own = read_provenance(evaluated).get("threshold")
+    if own is not None and float(own) not in found:
+        found[float(own)] = (Path(evaluated).name, lambda: predicted)
+    return found

@@ -2,7 +2,9 @@
 
 Load -> compute -> save around :mod:`pipeline.report`: reads ``lengths.csv`` (required) and
 ``skeletonize.json``, ``metrics.json`` and ``skeletons/`` where present, and builds the z projections of
-the segmentation over its raw image slab by slab (memory bounded by a slab).
+the segmentation over its raw image slab by slab (memory bounded by a slab). When the run holds the
+segmentations of a threshold sweep, the report compares them: their thresholds and numbers of segments
+from the images' records, and the metrics of ``metrics.json``'s ``thresholds`` section where evaluated.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pipeline.errors import InputDataError
 from pipeline.io.labels import image_of_labels, open_label_image
 from pipeline.io.layout import RunLayout
 from pipeline.io.location import URL, as_location
-from pipeline.io.omezarr import OmeArray, open_image
+from pipeline.io.omezarr import OmeArray, open_image, read_provenance
 from pipeline.io.report import read_metrics_json, write_report
 from pipeline.io.skeletons import read_lengths_csv, read_swc_folder
 
@@ -98,8 +100,28 @@ def report_run(
         versions=software_versions(),
         created=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         sources=sources,
+        thresholds=_sweep_rows(run, metrics),
     )
     return write_report(Path(out) if out is not None else run.root, build_report(data), figures=figures)
+
+
+def _sweep_rows(run: RunLayout, metrics: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per threshold of the run's sweep (none without one): threshold, image, number of segments
+    (as the segment stage recorded them), and the metrics ``evaluate`` wrote for that threshold."""
+    swept = run.swept_segmentations()
+    if not swept:
+        return []
+    rows: dict[float, dict[str, Any]] = {}
+    for path in (run.segmentation, *swept.values()):  # segmentation.zarr: unless its threshold is swept
+        record = read_provenance(path)
+        if "threshold" in record:
+            t = float(record["threshold"])
+            rows[t] = {"threshold": t, "segmentation": path.name, "n_segments": record.get("n_segments")}
+    for row in (metrics or {}).get("thresholds") or []:
+        t = row.get("threshold")
+        if isinstance(t, int | float) and float(t) in rows:
+            rows[float(t)].update({k: v for k, v in row.items() if k != "segmentation"})
+    return [rows[t] for t in sorted(rows)]
 
 
 def _projection(seg: OmeArray, raw: OmeArray | None, slab: int = 16) -> Any:

@@ -1,26 +1,37 @@
-"""The segment stage: an OME-Zarr affinity volume -> fragments -> segmentation, block by block on Dask.
+"""The segment stage: an OME-Zarr affinity volume -> fragments -> segmentation(s), block by block on Dask.
 
 Load -> compute -> save per block, around the compute of :mod:`pipeline.segment.blockwise` (the same
 functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). Stages:
 
-1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``fragments``
-   and the block's merge decisions (a :class:`~pipeline.segment.blockwise.BlockDecisions` record in
-   ``<state>/blocks/<id>.npz``);
-2. ``faces``: the decisions across each block's lower faces, as fragment pairs (``faces/<id>.npz``),
-   from the face planes stage 1 saved for the block and its lower neighbours (no volume reads);
-3. ``union``: connected components of all decisions -> the :class:`~pipeline.segment.blockwise.Lut`
-   record ``<state>/union/lut.npz`` (in the client: the fragment graph, not the volume, is in memory);
-   segments are numbered in raster order of their first voxel, so the ids do not depend on the blocks;
-4. ``relabel``: ``segmentation`` = lut[fragments];
-5. ``pyramid``: the lower resolutions of ``fragments`` and ``segmentation`` (mode of each window), level
-   by level from the complete level 0 (:mod:`flows.stages.pyramid`).
+1. ``blocks``: one waterz call per block (read region = write region + halo) -> ``fragments`` and the
+   block's region graph: scored fragment pairs and lower-face decisions (a
+   :class:`~pipeline.segment.blockwise.BlockDecisions` record in ``<state>/blocks/<id>.npz``), from
+   waterz's merge history recorded once up to ``max_threshold`` (``segment.max_threshold``);
+2. ``faces``: the scored fragment pairs across each block's lower faces (``faces/<id>.npz``), from the
+   face planes stage 1 saved for the block and its lower neighbours (no volume reads);
+3. ``union`` at a threshold: connected components of the pairs scored below it -> the
+   :class:`~pipeline.segment.blockwise.Lut` record ``<state>/union_t<threshold>/lut.npz`` (in the client:
+   the fragment graph, not the volume, is in memory); segments are numbered in raster order of their
+   first voxel, so the ids do not depend on the blocks;
+4. ``relabel``: a segmentation = lut[fragments] (state ``relabel`` for ``segmentation_out``,
+   ``relabel_t<threshold>`` for each segmentation of a sweep);
+5. ``pyramid``: the lower resolutions of ``fragments`` and of each segmentation (mode of each window),
+   level by level from the complete level 0 (:mod:`flows.stages.pyramid`).
 
-Outputs are two standalone OME-Zarr label images (uint64, z/y/x, µm, with pyramids): ``fragments`` and
-``segmentation``, whose ``image-label.source.image`` is the raw image they lie on, relative to them, and
-whose ``neurorecon`` attribute says how they were made (model, thresholds, affinities, neurorecon's
-version); the input volumes are never written to. A rerun skips the finished blocks of every stage and
-recomputes the union only if a block of stage 1 or 2 was redone (then relabel and pyramid are redone);
-the result is bit-identical. The stages' parameters are recorded, and a rerun with others is refused.
+Stages 1 and 2 do not depend on the threshold (up to ``max_threshold``): a sweep (``sweep``: one more
+segmentation per threshold) or a rerun with another threshold runs only stages 3 to 5, and gives the
+segmentation a fresh run at that threshold gives, bit for bit. Each threshold's union and relabel keep
+their own state, so they resume independently; ``segmentation_out`` is relabelled again when the
+threshold asked for it changes.
+
+Outputs are standalone OME-Zarr label images (uint64, z/y/x, µm, with pyramids): ``fragments`` and the
+segmentations, whose ``image-label.source.image`` is the raw image they lie on, relative to them, and
+whose ``neurorecon`` attribute says how they were made (model, background threshold, affinities,
+neurorecon's version) and, once written, the segmentation's threshold and number of segments
+(:func:`~pipeline.io.omezarr.read_provenance`); the input volumes are never written to. A rerun skips
+the finished blocks of every stage and recomputes the unions only if a block of stage 1 or 2 is redone;
+the result is bit-identical. The parameters of stages 1 and 2 are recorded, and a rerun with others is
+refused.
 
 Affinities may be stored as float16/float32 in [0, 1] or as uint8 quantized to ``round(255 * a)``
 (:mod:`pipeline.io.affinities`). :func:`segment_raw` runs the predict stage and this one
@@ -32,7 +43,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,23 +60,30 @@ from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import checkpoint_sha256
-from pipeline.io.layout import RunLayout
+from pipeline.io.layout import THRESHOLD_STAGES, RunLayout, relabel_stage, threshold_key, union_stage
 from pipeline.io.location import URL, as_location
-from pipeline.io.omezarr import create_label_image, image_fingerprint, open_image, write_region
-from pipeline.segment.agglomerate import union_lut
+from pipeline.io.omezarr import (
+    create_label_image,
+    image_fingerprint,
+    open_image,
+    write_provenance,
+    write_region,
+)
+from pipeline.segment.agglomerate import as_score, union_lut
 from pipeline.segment.blockwise import (
     FacePlane,
-    Faces,
+    LowerFaces,
     Lut,
+    RegionEdges,
     block_segment,
     check_halo_vx,
-    face_pairs,
+    face_edges,
     lower_neighbour,
     relabel_block,
 )
 from pipeline.segment.config import SegmentConfig
 
-__all__ = ["SegmentOutputs", "segment_raw", "segment_volume"]
+__all__ = ["SegmentOutputs", "segment_raw", "segment_run", "segment_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +103,11 @@ def segment_volume(
     model: str | Path | None = None,
     client: Any = None,
     progress: bool = True,
+    max_threshold: float,
+    sweep: Mapping[float, str | Path] | None = None,
 ) -> Path:
-    """Segment an affinity image into the label images ``fragments_out`` and ``segmentation_out``.
+    """Segment an affinity image into the label images ``fragments_out`` and ``segmentation_out`` (and one
+    segmentation per threshold of ``sweep``).
 
     Parameters
     ----------
@@ -94,7 +115,8 @@ def segment_volume(
         OME-Zarr image with axes (c, z, y, x), 3 channels (z, y, x affinities, waterz convention);
         its chunk grid is the blocks' grid.
     fragments_out, segmentation_out : path
-        OME-Zarr label images to create (or resume): waterz fragments and final segments, uint64.
+        OME-Zarr label images to create (or resume): waterz fragments and the segments at ``threshold``,
+        uint64.
     state_dir : path
         Where per-block completion state is kept (resume): the ``state`` folder of a run directory, its
         parent; the affinities are recorded relative to it if they lie inside, else by their
@@ -103,7 +125,8 @@ def segment_volume(
         Write-region shape (a multiple of the affinities' chunks) and watershed context, in voxels
         (:func:`~pipeline.segment.blockwise.check_halo_vx`).
     threshold, background_threshold : float
-        Agglomeration threshold (waterz's ``1 - mean affinity``) and background mask threshold.
+        Agglomeration threshold (waterz's ``1 - mean affinity``, in [0, ``max_threshold``]) and background
+        mask threshold.
     max_retries : int
         Extra attempts per failed block.
     raw : path or URL, optional
@@ -114,6 +137,12 @@ def segment_volume(
         ``neurorecon`` attribute.
     client : distributed.Client, optional
         Dask client; serial if None.
+    max_threshold : float
+        The largest threshold the blocks' region graphs answer for (a parameter of stages 1 and 2), in
+        (0, 1] (``segment.max_threshold``).
+    sweep : mapping of float to path, optional
+        More segmentations: the label image to write at each threshold (in [0, ``max_threshold``]). They
+        share the fragments and region graph of ``segmentation_out``: each costs a union and a relabel.
 
     Returns
     -------
@@ -122,12 +151,24 @@ def segment_volume(
 
     Raises
     ------
+    ValueError
+        If a threshold is outside [0, ``max_threshold``], or ``max_threshold`` outside (0, 1].
     InputDataError
         If the affinities are not an OME-Zarr (3, Z, Y, X) image of float or uint8 values, or the halo
         does not fit the blocks.
+    OutputError
+        If an earlier run of stages 1 and 2 used other parameters (block shape, halo, background
+        threshold, ``max_threshold``, affinities).
     BlockFailure
         If blocks still fail after their retries (finished blocks are kept for the rerun).
     """
+    sweep = dict(sweep or {})
+    if not 0.0 < float(max_threshold) <= 1.0:
+        raise ValueError(f"max_threshold must be in (0, 1] (waterz's 1 - mean affinity); got {max_threshold}")
+    for t in (threshold, *sweep):
+        if not 0.0 <= float(t) <= float(max_threshold):
+            raise ValueError(f"threshold must be in [0, {max_threshold:g}] (the largest threshold the blocks "
+                             f"record merges for, segment.max_threshold); got {t}")
     aff = open_affinities(affinities)
     chunks = tuple(aff.chunks[-3:])
     block_shape = tuple(int(b) for b in block_shape)
@@ -137,40 +178,47 @@ def segment_volume(
         raise InputDataError(str(exc)) from None
     blocks = block_grid(aff.spatial_shape, block_shape=block_shape, chunks=chunks, halo=halo)
     run = RunLayout(Path(state_dir).parent)  # the run directory (state_dir is its RunLayout.state)
-    params = {
+    params = {  # of every stage; union and relabel add the threshold
         "affinities": run.identify(affinities, lambda: image_fingerprint(aff)),
         "shape": list(aff.spatial_shape),
         "block_shape": list(block_shape),
         "halo_vx": list(halo),
-        "threshold": float(threshold),
         "background_threshold": float(background_threshold),
+        "max_threshold": float(max_threshold),
         # 4: BlockDecisions with first voxels (segment ids independent of blocks); 5: inputs recorded
-        # where the run directory does not matter (relative inside it, fingerprints outside)
-        "state_format": 5,
+        # where the run directory does not matter (relative inside it, fingerprints outside); 6: region
+        # graphs with merge scores (any threshold from one watershed)
+        "state_format": 6,
     }
-    states = {name: BlockState(state_dir, name) for name in ("blocks", "faces", "union", "relabel")}
+    states = {name: BlockState(state_dir, name) for name in ("blocks", "faces")}
     for st in states.values():
         st.check_params(params)
+    # (threshold, output, relabel stage): segmentation_out first
+    outputs = [(float(threshold), Path(segmentation_out), relabel_stage(None))]
+    outputs += [(float(t), Path(out), relabel_stage(t)) for t, out in sweep.items()]
     source = as_location(raw if raw is not None else affinities)
     source = source if isinstance(source, URL) else source.resolve()
-    for out in (fragments_out, segmentation_out):
+    for out in (Path(fragments_out), *(out for _, out, _ in outputs)):
         made = {"software": "neurorecon", "version": __version__,
-                "affinities": _relative(affinities, out), "threshold": float(threshold),
-                "background_threshold": float(background_threshold),
+                "affinities": _relative(affinities, out), "background_threshold": float(background_threshold),
+                "max_threshold": float(max_threshold),
                 "model": None if model is None else {"path": str(Path(model).resolve()),
                                                      "sha256": checkpoint_sha256(model)}}
         create_label_image(out, shape=aff.spatial_shape, chunks=chunks, voxel_size_um=aff.voxel_size_um,
-                           source=source, name=Path(out).stem, exist_ok=True, pyramid=True,
+                           source=source, name=out.stem, exist_ok=True, pyramid=True,
                            attributes={"neurorecon": made})
     per_block = int(np.prod(block_shape))
-    before = (states["blocks"].done_ids(), states["faces"].done_ids())
+    if any(len(st.done_ids()) < len(blocks) for st in states.values()):
+        # blocks of stage 1 or 2 are (re)done: the tables and segmentations of an older region graph go
+        # first (all of them, before any block runs, so an interrupted run removes them again)
+        for stage in sorted({p.name for pattern in THRESHOLD_STAGES for p in Path(state_dir).glob(pattern)}):
+            BlockState(state_dir, stage).remove()
 
     run_blocks(
         "blocks", blocks,
         functools.partial(_segment_block, affinities=str(affinities), fragments=str(fragments_out),
-                          per_block=per_block,
-                          threshold=threshold, background_threshold=background_threshold,
-                          state_root=str(state_dir)),
+                          per_block=per_block, background_threshold=background_threshold,
+                          max_threshold=max_threshold, state_root=str(state_dir)),
         state=states["blocks"], client=client, max_retries=max_retries, progress=progress,
         memory_hint=SEGMENT_MEMORY_HINT,
     ).raise_if_failed()
@@ -180,29 +228,26 @@ def segment_volume(
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
-    lut_path = states["union"].dir / f"{_LUT}.npz"
-    if not lut_path.is_file() or (states["blocks"].done_ids(), states["faces"].done_ids()) != before:
-        ids = np.concatenate([
-            np.arange(b.id * per_block + 1, b.id * per_block + states["blocks"].info(b.id)["n_fragments"] + 1,
-                      dtype=np.uint64)
-            for b in blocks
-        ])
-        pairs = [states["blocks"].load_record(b.id, np.ndarray, "decisions.merges") for b in blocks]
-        pairs += [states["faces"].load_record(b.id, np.ndarray, "pairs") for b in blocks]
-        firsts = [states["blocks"].load_record(b.id, np.ndarray, "decisions.first_voxel") for b in blocks]
-        lut = Lut(*union_lut(ids, pairs, first_voxel=np.concatenate(firsts)))
-        states["union"].save_records(_LUT, lut=lut)
-        states["relabel"].check_params(params, reset=True)  # a new table invalidates relabelled blocks
-        reset_pyramid_state(state_dir)  # ... and the lower levels of both label images
-        log.info("union: %d fragments -> %d segments", len(lut), int(lut.segments.max()) if len(lut) else 0)
-    run_blocks(
-        "relabel", blocks,
-        functools.partial(_relabel_block, fragments=str(fragments_out), segmentation=str(segmentation_out),
-                          state_root=str(state_dir)),
-        state=states["relabel"], client=client, max_retries=max_retries, progress=progress,
-    ).raise_if_failed()
-    for out in (fragments_out, segmentation_out):
-        pyramid_volume(out, name=Path(out).stem, state_dir=state_dir, block_shape=block_shape,
+    graph: _Graph | None = None
+    for key in dict.fromkeys(threshold_key(t) for t, _, _ in outputs):  # one union per threshold
+        t = next(t for t, _, _ in outputs if threshold_key(t) == key)
+        union = BlockState(state_dir, union_stage(t))
+        union.check_params({**params, "threshold": key})
+        if (union.dir / f"{_LUT}.npz").is_file():
+            continue
+        for t_out, _, stage in outputs:  # a new table invalidates the blocks relabelled with another
+            if threshold_key(t_out) == key:
+                BlockState(state_dir, stage).remove()
+        graph = graph or _load_graph(state_dir, blocks, per_block)
+        lut = Lut(*union_lut(graph.ids, [graph.edges.at(t)], first_voxel=graph.first_voxel))
+        union.save_records(_LUT, lut=lut)
+        reset_pyramid_state(state_dir)  # the lower levels of the label images are redone from level 0
+        log.info("union t=%s: %d fragments -> %d segments", key, len(lut), _n_segments(lut))
+    for t, out, stage in outputs:
+        _relabel(t, out, BlockState(state_dir, stage), params=params, blocks=blocks, fragments=fragments_out,
+                 client=client, max_retries=max_retries, progress=progress)
+    for out in (Path(fragments_out), *(out for _, out, _ in outputs)):
+        pyramid_volume(out, name=out.stem, state_dir=state_dir, block_shape=block_shape,
                        max_retries=max_retries, client=client, progress=progress)
     return Path(segmentation_out)
 
@@ -212,30 +257,78 @@ def _relative(path: str | Path, label_image: str | Path) -> str:
     return os.path.relpath(Path(path).resolve(), Path(label_image).resolve())
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """The region graph of the whole volume: every fragment, its first voxel, every scored pair."""
+
+    ids: np.ndarray
+    first_voxel: np.ndarray
+    edges: RegionEdges
+
+
+def _load_graph(state_dir: str | Path, blocks: Sequence[Block], per_block: int) -> _Graph:
+    stage_blocks, stage_faces = BlockState(state_dir, "blocks"), BlockState(state_dir, "faces")
+    ids = np.concatenate([
+        np.arange(b.id * per_block + 1, b.id * per_block + stage_blocks.info(b.id)["n_fragments"] + 1,
+                  dtype=np.uint64)
+        for b in blocks
+    ])
+    edges = [stage_blocks.load_record(b.id, RegionEdges, "decisions.edges") for b in blocks]
+    edges += [stage_faces.load_record(b.id, RegionEdges, "edges") for b in blocks]
+    firsts = [stage_blocks.load_record(b.id, np.ndarray, "decisions.first_voxel") for b in blocks]
+    return _Graph(ids, np.concatenate(firsts), RegionEdges.concat(edges))
+
+
+def _n_segments(lut: Lut) -> int:
+    return int(lut.segments.max()) if len(lut) else 0
+
+
+def _relabel(
+    threshold: float, out: Path, state: BlockState, *, params: dict[str, Any], blocks: Sequence[Block],
+    fragments: str | Path, client: Any, max_retries: int, progress: bool,
+) -> None:
+    """Write the segmentation ``out`` at ``threshold`` with the relabel stage ``state``, resuming; an image
+    relabelled at another threshold before is relabelled anew."""
+    wanted = {**params, "threshold": threshold_key(threshold)}
+    state.check_params(wanted, reset=state.differs(wanted))
+    if len(state.done_ids()) < len(blocks):  # being (re)written: it says its threshold when it is done
+        write_provenance(out, None)
+        reset_pyramid_state(state.dir.parent)  # ... and its lower levels are made again
+    state_dir, union = str(state.dir.parent), union_stage(threshold)
+    run_blocks(
+        state.stage.replace("_t", " t="), blocks,
+        functools.partial(_relabel_block, fragments=str(fragments), segmentation=str(out),
+                          state_root=state_dir, union=union),
+        state=state, client=client, max_retries=max_retries, progress=progress,
+    ).raise_if_failed()
+    lut = _load_lut(state_dir, union)
+    write_provenance(out, {"threshold": float(as_score(threshold)), "n_segments": _n_segments(lut)})
+
+
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
 
 
 #: The fix for watershed blocks whose worker was killed for memory.
 SEGMENT_MEMORY_HINT = "use a smaller segment.block_shape or segment.halo_vx, or raise dask.memory_limit"
-_LUT = "lut"  # the union's fragment -> segment table, a stage record of "union"
+_LUT = "lut"  # the union's fragment -> segment table, a stage record of union_t<threshold>
 
 
 def _segment_block(
-    block: Block, *, affinities: str, fragments: str, per_block: int, threshold: float,
-    background_threshold: float, state_root: str,
+    block: Block, *, affinities: str, fragments: str, per_block: int, background_threshold: float,
+    max_threshold: float, state_root: str,
 ) -> dict[str, Any]:
     aff = read_affinities(open_image(affinities).reader, block.read)
-    res = block_segment(aff, block, id_offset=block.id * per_block, threshold=threshold,
-                        background_threshold=background_threshold)
+    res = block_segment(aff, block, id_offset=block.id * per_block, background_threshold=background_threshold,
+                        max_threshold=max_threshold)
     write_region(open_image(fragments, mode="r+").array, block.write, res.fragments)
     BlockState(state_root, "blocks").save_records(block.id, decisions=res.decisions)
-    return {"n_fragments": res.n, "n_merges": int(len(res.merges))}
+    return {"n_fragments": res.n, "n_edges": len(res.edges)}
 
 
 def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -> dict[str, Any]:
     state = BlockState(state_root, "blocks")
-    lower_faces = state.load_record(block.id, Faces, "decisions.lower")
-    pairs = []
+    lower_faces = state.load_record(block.id, LowerFaces, "decisions.lower")
+    edges = []
     for d, lower in enumerate(lower_faces):
         if lower is None:
             continue
@@ -244,41 +337,47 @@ def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -
         if upper is None:  # the neighbour's read region ended at its write region: no halo
             raise InputDataError(f"block {block.id}'s lower neighbour along {'zyx'[d]} saved no upper face; "
                                  f"delete {state_root} and rerun")
-        pairs.append(face_pairs(lower, upper))
-    merged = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.uint64)
-    BlockState(state_root, "faces").save_records(block.id, pairs=merged)
-    return {"n_pairs": int(len(merged))}
+        edges.append(face_edges(lower, upper))
+    merged = RegionEdges.concat(edges)
+    BlockState(state_root, "faces").save_records(block.id, edges=merged)
+    return {"n_edges": len(merged)}
 
 
-def _relabel_block(block: Block, *, fragments: str, segmentation: str, state_root: str) -> dict[str, Any]:
-    lut = _load_lut(state_root)
+def _relabel_block(
+    block: Block, *, fragments: str, segmentation: str, state_root: str, union: str
+) -> dict[str, Any]:
+    lut = _load_lut(state_root, union)
     frag = np.asarray(open_image(fragments).array[block.write])
     write_region(open_image(segmentation, mode="r+").array, block.write, relabel_block(frag, lut))
     return {}
 
 
-def _load_lut(state_root: str) -> Lut:
-    return _load_lut_version(state_root, os.stat(Path(state_root) / "union" / f"{_LUT}.npz").st_mtime_ns)
+def _load_lut(state_root: str, union: str) -> Lut:
+    mtime = os.stat(Path(state_root) / union / f"{_LUT}.npz").st_mtime_ns
+    return _load_lut_version(state_root, union, mtime)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_lut_version(state_root: str, _mtime_ns: int) -> Lut:
-    return BlockState(state_root, "union").load_record(_LUT, Lut, "lut")
+def _load_lut_version(state_root: str, union: str, _mtime_ns: int) -> Lut:
+    return BlockState(state_root, union).load_record(_LUT, Lut, "lut")
 
 
 @dataclass(frozen=True)
 class SegmentOutputs:
-    """Where :func:`segment_raw` put its results."""
+    """Where :func:`segment_raw` put its results: ``swept`` holds the segmentation at each threshold of a
+    sweep."""
 
     affinities: Path
     fragments: Path
     segmentation: Path
+    swept: dict[float, Path]
 
 
 def segment_raw(
-    cfg: SegmentConfig, *, inputs: RunInputs, max_retries: int, client: Any = None, progress: bool = True
+    cfg: SegmentConfig, *, inputs: RunInputs, max_retries: int, client: Any = None, progress: bool = True,
+    thresholds: Sequence[float] = (),
 ) -> SegmentOutputs:
-    """Raw OME-Zarr -> affinities -> fragments -> segmentation, block by block (``neurorecon segment``).
+    """Raw OME-Zarr -> affinities -> fragments -> segmentation(s), block by block (``neurorecon segment``).
 
     Parameters
     ----------
@@ -290,20 +389,38 @@ def segment_raw(
         Extra attempts per failed block (``dask.max_retries``).
     client : distributed.Client, optional
         Dask client; serial if None.
+    thresholds : sequence of float
+        A sweep: one more segmentation per threshold, ``segmentation_t<threshold>.zarr``
+        (:meth:`~pipeline.io.layout.RunLayout.segmentation_at`).
     """
     affinities = predict_run(cfg, inputs=inputs, max_retries=max_retries, client=client, progress=progress)
-    segmentation = segment_run(cfg, affinities, max_retries=max_retries, client=client, progress=progress)
-    return SegmentOutputs(affinities, RunLayout(cfg.out).fragments, segmentation)
+    segmentation = segment_run(cfg, affinities, max_retries=max_retries, client=client, progress=progress,
+                               thresholds=thresholds)
+    run = RunLayout(cfg.out)
+    swept = {float(np.float32(t)): run.segmentation_at(t) for t in thresholds}
+    return SegmentOutputs(affinities, run.fragments, segmentation, dict(sorted(swept.items())))
 
 
 def segment_run(
-    cfg: SegmentConfig, affinities: str | Path, *, max_retries: int, client: Any = None, progress: bool = True
+    cfg: SegmentConfig, affinities: str | Path, *, max_retries: int, client: Any = None,
+    progress: bool = True,
+    thresholds: Sequence[float] = (),
 ) -> Path:
-    """:func:`segment_volume` of a run's affinities with the ``segment:`` settings, into the run directory."""
+    """:func:`segment_volume` of a run's affinities with the ``segment:`` settings, into the run directory,
+    with a sweep over ``thresholds`` (``segmentation_t<threshold>.zarr``).
+
+    When ``segmentation.zarr`` is relabelled at a new ``segment.threshold``, the block state of the
+    skeletons derived from it is removed: the next skeletonize redoes them.
+    """
     run = RunLayout(cfg.out)
+    before = (BlockState(run.state, relabel_stage(None)).recorded_params() or {}).get("threshold")
+    if before not in (None, threshold_key(cfg.threshold)):
+        for stage in run.skeletonize_state:
+            BlockState(stage.parent, stage.name).remove()
     return segment_volume(
         affinities, fragments_out=run.fragments, segmentation_out=run.segmentation, state_dir=run.state,
         block_shape=cfg.block_shape, halo_vx=cfg.halo_vx, threshold=cfg.threshold,
-        background_threshold=cfg.background_threshold, max_retries=max_retries, raw=cfg.raw,
-        model=model_path(cfg), client=client, progress=progress,
+        background_threshold=cfg.background_threshold, max_threshold=cfg.max_threshold,
+        max_retries=max_retries, raw=cfg.raw, model=model_path(cfg), client=client, progress=progress,
+        sweep={t: run.segmentation_at(t) for t in {threshold_key(t): t for t in thresholds}.values()},
     )

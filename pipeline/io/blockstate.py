@@ -126,6 +126,16 @@ class BlockState:
                                  "with --overwrite to rewrite it")
         return recorded
 
+    def differs(self, params: Mapping[str, Any]) -> bool:
+        """Whether an earlier run recorded parameters other than ``params`` (False if none recorded)."""
+        recorded = self.recorded_params()
+        return bool(recorded) and recorded != json.loads(json.dumps(dict(params), default=str))
+
+    def remove(self) -> None:
+        """Remove the stage's state: its parameters, markers and records (all its blocks will be redone)."""
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+
     # -- markers ------------------------------------------------------------------------------------
     def is_done(self, block_id: int) -> bool:
         return (self.dir / f"{block_id}.json").is_file()

@@ -3,6 +3,7 @@
 Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of the other commands)::
 
     affinities.zarr  fragments.zarr  segmentation.zarr   OME-Zarr images             (segment)
+    segmentation_t<threshold>.zarr                       one per swept threshold     (segment --thresholds)
     skeletons/<label>.swc                                skeletons, µm               (skeletonize)
     skeletons_precomputed/                               neuroglancer skeletons, nm  (skeletonize)
     skeletons_precomputed/segment_properties/            their names and lengths     (skeletonize)
@@ -12,10 +13,14 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     report.html  report.pdf                              the report                  (report)
     state/<stage>/                                       per-block progress (resume) (every stage;
                                                          pyramid/<image>/<level>/ for segment's pyramids)
+    state/union_t<threshold>/  state/relabel[_t<threshold>]/  the segmentation per threshold (segment)
     failed_blocks.json                                   only while blocks fail      (run)
     .neurorecon.reserve                                  space kept for a failure record, while it runs (run)
     COMPLETE                                             written last by the batch flow
     .neurorecon.lock                                     held while a command writes here
+
+A threshold is written as the shortest decimal of its float32 value (:func:`threshold_key`: ``0.3``,
+``1.0``), the precision at which waterz compares it: two thresholds with one key give one segmentation.
 
 Paths that a run records for itself (stage parameters in ``state/<stage>/stage.json``, the segmentation
 named in ``skeletonize.json``) are relative to the run directory when they lie inside it
@@ -34,13 +39,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import OutputError
 from pipeline.io.location import URL, is_url
 
-__all__ = ["REPORT_FIGURES", "RunLayout", "remove_outputs"]
+__all__ = ["REPORT_FIGURES", "THRESHOLD_STAGES", "RunLayout", "relabel_stage", "remove_outputs",
+           "threshold_key", "union_stage"]
 
 #: The figures a report writes beside it with ``report.figures`` (``report_<name>.png``).
 REPORT_FIGURES = ("lengths", "projection")
+
+
+#: Glob patterns of the block-state stages (``state/<stage>``) that depend on the agglomeration threshold:
+#: the union and relabel of each segmentation (:func:`union_stage`, :func:`relabel_stage`).
+THRESHOLD_STAGES = ("union_t*", "relabel", "relabel_t*")
+_SWEEP_PREFIX = "segmentation_t"
+
+
+def threshold_key(threshold: float) -> str:
+    """How a threshold is written in file and state names: the shortest decimal of its float32 value.
+
+    Examples
+    --------
+    >>> threshold_key(0.3), threshold_key(0.1 + 0.2), threshold_key(1), threshold_key(0.123456789)
+    ('0.3', '0.3', '1.0', '0.12345679')
+    """
+    return np.format_float_positional(np.float32(threshold), trim="0")
+
+
+def union_stage(threshold: float) -> str:
+    """The block-state stage holding the fragment -> segment table at ``threshold`` (``union_t0.3``)."""
+    return f"union_t{threshold_key(threshold)}"
+
+
+def relabel_stage(threshold: float | None) -> str:
+    """The block-state stage of the relabel of ``segmentation_t<threshold>.zarr``; of ``segmentation.zarr``
+    (at the run's threshold, whichever it is) with None."""
+    return "relabel" if threshold is None else f"relabel_t{threshold_key(threshold)}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +99,22 @@ class RunLayout:
     @property
     def segmentation(self) -> Path:
         return self.root / "segmentation.zarr"
+
+    def segmentation_at(self, threshold: float) -> Path:
+        """The segmentation of a sweep at ``threshold`` (``segmentation_t0.3.zarr``)."""
+        return self.root / f"{_SWEEP_PREFIX}{threshold_key(threshold)}.zarr"
+
+    def swept_segmentations(self) -> dict[float, Path]:
+        """The segmentations of sweeps present here, by threshold (the float32 value), in increasing order."""
+        found = {}
+        for path in self.root.glob(f"{_SWEEP_PREFIX}*.zarr"):
+            try:
+                t = float(np.float32(path.name[len(_SWEEP_PREFIX):-len(".zarr")]))
+            except ValueError:
+                continue
+            if path.is_dir() and path == self.segmentation_at(t):
+                found[t] = path
+        return dict(sorted(found.items()))
 
     @property
     def state(self) -> Path:
@@ -119,16 +171,22 @@ class RunLayout:
         return (self.report_html, self.report_pdf, *self.report_figures)
 
     @property
+    def skeletonize_state(self) -> tuple[Path, ...]:
+        """The block state of ``neurorecon skeletonize`` (``state/<stage>``)."""
+        return (self.state / "skeleton_labels", self.state / "skeletonize")
+
+    @property
     def skeletonize_outputs(self) -> tuple[Path, ...]:
         """What ``neurorecon skeletonize`` writes, its block state included."""
         return (self.skeletons, self.skeletons_precomputed, self.lengths_csv, self.skeletonize_json,
-                self.state / "skeleton_labels", self.state / "skeletonize")
+                *self.skeletonize_state)
 
     @property
     def run_outputs(self) -> tuple[Path, ...]:
         """Everything a run writes here (``segment``, ``run``, the batch flow): every later stage derives
         from the segmentation, so restarting the segmentation restarts them all."""
-        return (self.affinities, self.fragments, self.segmentation, self.state, *self.skeletonize_outputs[:4],
+        return (self.affinities, self.fragments, self.segmentation, *self.swept_segmentations().values(),
+                self.state, *self.skeletonize_outputs[:4],
                 self.metrics_json, *self.report_outputs, self.failed_blocks, self.complete)
 
     def relative(self, path: str | Path | URL) -> str | None:

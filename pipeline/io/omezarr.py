@@ -67,8 +67,10 @@ __all__ = [
     "list_labels",
     "open_image",
     "open_labels",
+    "read_provenance",
     "write_image",
     "write_labels",
+    "write_provenance",
     "write_region",
 ]
 
@@ -399,6 +401,49 @@ def create_label_image(
     return _create_atomically(path, spatial_shape, spatial_chunks, dt, as_voxel_size(voxel_size_um),
                               channels=None, name=name, exist_ok=exist_ok, image_label=image_label,
                               pyramid="mode" if pyramid else None, attributes=attributes)
+
+
+#: The attribute of an image group where neurorecon says how it made the image (e.g. a segmentation's
+#: threshold and number of segments); outside the ``ome`` metadata, and not part of
+#: :func:`image_fingerprint`.
+PROVENANCE_KEY = "neurorecon"
+
+
+#: The keys of :data:`PROVENANCE_KEY` that say what an image holds now (they go while it is rewritten);
+#: the others (model, software version, ...) say how it is made and stay.
+CONTENT_KEYS = ("threshold", "n_segments")
+
+
+def write_provenance(path: str | Path, values: dict[str, Any] | None) -> None:
+    """Record how the image at ``path`` was made (JSON values) in its group's attributes, beside what is
+    there already; None removes the :data:`CONTENT_KEYS` (the image is being rewritten).
+
+    Raises
+    ------
+    OutputError
+        If the attributes cannot be written.
+    """
+    try:
+        group = zarr.open_group(str(path), mode="r+")
+        current = dict(group.attrs.get(PROVENANCE_KEY) or {})
+        if values is None:
+            wanted = {k: v for k, v in current.items() if k not in CONTENT_KEYS}
+        else:
+            wanted = {**current, **values}
+        if wanted != current:
+            group.attrs[PROVENANCE_KEY] = wanted
+    except OSError as exc:
+        raise write_error(f"cannot write the attributes of {path}", exc, path) from None
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """What :func:`write_provenance` recorded for the image at ``path`` (``{}`` if nothing)."""
+    try:
+        attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return {}
+    value = attrs.get(PROVENANCE_KEY)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def open_image(path: str | Path | URL, *, mode: str = "r", setting: str | None = None) -> OmeArray:

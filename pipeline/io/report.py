@@ -1,7 +1,8 @@
 """Write reports (HTML, PDF, PNG figures) and read/write ``metrics.json``.
 
 ``metrics.json`` holds the sections ``voxel``, ``skeleton`` and ``length`` (keys listed in
-:data:`pipeline.report.METRICS_SCHEMA`) plus ``inputs`` and ``parameters``. NaN and infinities are
+:data:`pipeline.report.METRICS_SCHEMA`), ``thresholds`` after a threshold sweep (one row per threshold),
+plus ``inputs`` and ``parameters``. NaN and infinities are
 written as ``null`` / ``"inf"`` so the file is strict JSON.
 """
 
@@ -85,7 +86,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     return path
 
 
-_METRIC_SECTIONS = ("voxel", "skeleton", "length")
+_METRIC_SECTIONS = ("voxel", "skeleton", "length", "thresholds")
 
 
 def _restore(value: Any) -> Any:

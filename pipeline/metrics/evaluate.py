@@ -3,6 +3,7 @@
 :func:`evaluate_arrays` is the pure compute behind ``neurorecon evaluate`` (:mod:`flows.stages.evaluate`):
 voxel metrics (:mod:`pipeline.metrics.voxel`), skeleton metrics against ground-truth skeletons
 (:mod:`pipeline.metrics.skeleton`) and the length-distribution metrics (:mod:`pipeline.metrics.length`).
+:func:`sweep_row` is the smaller set that compares the segmentations of a threshold sweep.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pipeline.metrics.nodes import OUTSIDE_WARNING, nodes_outside
 from pipeline.metrics.skeleton import NeuronRecord, skeleton_metrics
 from pipeline.metrics.voxel import accuracy, adjusted_rand_index, dice, variation_of_information
 
-__all__ = ["KINDS", "evaluate_arrays"]
+__all__ = ["KINDS", "evaluate_arrays", "sweep_row"]
 
 
 KINDS = ("neurons", "ais")
@@ -151,3 +152,48 @@ def _skeleton_sections(
         section.update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged,
                        n_gaps_unscorable=gb.n_skipped)
     return {"skeleton": section}
+
+
+def sweep_row(
+    segmentation: np.ndarray,
+    gt_labels: np.ndarray,
+    *,
+    voxel_size_um: Sequence[float],
+    gt_skeletons: Mapping[int, nx.Graph] | Sequence[nx.Graph] | None = None,
+    min_label_nodes: int = MIN_LABEL_NODES,
+) -> dict[str, Any]:
+    """What compares the segmentations of a threshold sweep: one row of ``metrics["thresholds"]``.
+
+    The number of segments, the partition metrics (VOI, ARI) and, with skeletons, ERL, splits and merges
+    per neuron, as :func:`evaluate_arrays` computes them. The length metrics are left out: they
+    skeletonize every predicted object, seconds to minutes per segmentation.
+
+    Parameters
+    ----------
+    segmentation, gt_labels : ndarray, shape (Z, Y, X), integer
+        Predicted and true instance labels.
+    voxel_size_um, gt_skeletons, min_label_nodes
+        As :func:`evaluate_arrays`.
+
+    Returns
+    -------
+    dict
+        ``n_segments``, ``voi_split_bits``, ``voi_merge_bits``, ``adjusted_rand_index`` and, with
+        skeletons, ``erl_um``, ``normalized_erl``, ``splits_per_neuron``, ``merges_per_neuron``.
+    """
+    labels = np.unique(segmentation)
+    voi = variation_of_information(segmentation, gt_labels)
+    row: dict[str, Any] = {
+        "n_segments": int(np.count_nonzero(labels)),
+        "voi_split_bits": voi.split,
+        "voi_merge_bits": voi.merge,
+        "adjusted_rand_index": adjusted_rand_index(segmentation, gt_labels),
+    }
+    if gt_skeletons:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*" + re.escape(OUTSIDE_WARNING))
+            sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
+                                  min_label_nodes=min_label_nodes)
+        row.update(erl_um=sk.erl_um, normalized_erl=sk.normalized_erl, splits_per_neuron=sk.splits_per_neuron,
+                   merges_per_neuron=float(np.mean([r.merges for r in sk.per_neuron])))
+    return row

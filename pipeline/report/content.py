@@ -21,6 +21,7 @@ __all__ = [
     "METRICS_SCHEMA",
     "NEURON_COLUMNS",
     "SKELETON_ROWS",
+    "THRESHOLD_COLUMNS",
     "VOXEL_ROWS",
     "MetricRow",
     "Summary",
@@ -132,6 +133,21 @@ NEURON_COLUMNS = (
     ("merges", "Merges", "{:d}"),
 )
 
+#: Columns of the threshold-sweep table (``metrics["thresholds"]``, one row per threshold): key, header,
+#: format. A column is shown when a row has it (the metrics need ground truth).
+THRESHOLD_COLUMNS = (
+    ("threshold", "Threshold", "{:g}"),
+    ("segmentation", "Segmentation", "{}"),
+    ("n_segments", "Segments", "{:d}"),
+    ("voi_split_bits", "VOI split (bits)", "{:.3f}"),
+    ("voi_merge_bits", "VOI merge (bits)", "{:.3f}"),
+    ("adjusted_rand_index", "ARI", "{:.3f}"),
+    ("erl_um", "ERL (µm)", "{:.1f}"),
+    ("normalized_erl", "Normalized ERL", "{:.3f}"),
+    ("splits_per_neuron", "Splits / neuron", "{:.2f}"),
+    ("merges_per_neuron", "Merges / neuron", "{:.2f}"),
+)
+
 #: Keys of ``metrics.json`` (all optional; sections absent when not computed), besides ``kind``
 #: (``neurons`` or ``ais``), ``inputs`` and ``parameters``.
 METRICS_SCHEMA = {
@@ -146,6 +162,7 @@ METRICS_SCHEMA = {
         "pred_lengths_um",
         "true_lengths_um",
     ),
+    "thresholds": tuple(key for key, _, _ in THRESHOLD_COLUMNS),
 }
 
 

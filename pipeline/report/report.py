@@ -4,8 +4,9 @@ Contents, top to bottom: a summary (objects, median length, key metrics: for a `
 splits and merges per neuron and the dropout gaps bridged; for an ``ais`` run precision / recall, the
 length distance and discontinuities per AIS), the length histogram and ECDF (segmentation vs ground
 truth when evaluated), z projections of raw with the segmentation and the skeletons, the metrics tables
-with definitions, the per-neuron table (``neurons`` runs), the per-object table, the run's parameters
-and the software versions.
+with definitions, the threshold sweep (when the run has one: segments and, with ground truth, VOI, ERL,
+splits and merges per threshold), the per-neuron table (``neurons`` runs), the per-object table, the run's
+parameters and the software versions.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pipeline.report.content import (
     LENGTH_ROWS,
     NEURON_COLUMNS,
     SKELETON_ROWS,
+    THRESHOLD_COLUMNS,
     VOXEL_ROWS,
     format_value,
     metric_table,
@@ -72,6 +74,10 @@ class ReportData:
         Input files, shown under the parameters.
     subtitle : str
         First part of the line under the title (e.g. the run directory).
+    thresholds : sequence of mapping
+        The segmentations of a threshold sweep, one row per threshold with the keys of
+        :data:`~pipeline.report.content.THRESHOLD_COLUMNS` that are known (``threshold``,
+        ``segmentation`` and ``n_segments`` at least); empty: no sweep.
     """
 
     title: str
@@ -85,6 +91,7 @@ class ReportData:
     created: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)
     subtitle: str = ""
+    thresholds: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -303,6 +310,29 @@ def _metrics_html(metrics: Mapping[str, Any] | None) -> str:
     )
 
 
+def _threshold_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The header and formatted rows of the threshold-sweep table: the columns some row has."""
+    columns = [c for c in THRESHOLD_COLUMNS if any(c[0] in r for r in rows)]
+    ordered = sorted(rows, key=lambda r: float(r.get("threshold", math.nan)))
+    return [c[1] for c in columns], [[format_value(r.get(k), fmt) for k, _, fmt in columns] for r in ordered]
+
+
+def _thresholds_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    header, table = _threshold_table(rows)
+    evaluated = any("voi_split_bits" in r for r in rows)
+    return h.section(
+        "Threshold sweep",
+        '<div class="scroll">' + h.data_table(header, table, numeric=[h_ != "Segmentation" for h_ in header])
+        + "</div>",
+        "One segmentation per agglomeration threshold (waterz's 1 − mean affinity), all from one watershed "
+        "and region graph: a higher threshold merges more. "
+        + ("VOI and ARI against the ground-truth labels; ERL, splits and merges against its skeletons, as "
+           "in the metrics above (length metrics only for the segmentation evaluated)."
+           if evaluated else "Run `neurorecon evaluate` on this run directory to compare them with ground "
+                             "truth (VOI, ERL, splits, merges)."),
+    )
+
+
 def _figures(data: ReportData) -> dict[str, Figure]:
     s = summarize(data.rows)
     figures = {"lengths": length_figure(s.interior_lengths_um, _true_lengths(data.metrics))}
@@ -360,6 +390,8 @@ def build_report(data: ReportData) -> Report:
             )
         )
     parts.append(_metrics_html(data.metrics))
+    if data.thresholds:
+        parts.append(_thresholds_html(data.thresholds))
     neurons = _neuron_rows(data.metrics)
     if neurons:
         parts.append(
@@ -501,6 +533,10 @@ def _pdf(data: ReportData, figures: Mapping[str, Figure], vs: tuple[float, ...])
             neurons = _neuron_rows(data.metrics)
             if neurons:
                 for fig in _table_pages("Neurons", [c[1] for c in NEURON_COLUMNS], neurons):
+                    pdf.savefig(fig)
+            if data.thresholds:
+                header, rows = _threshold_table(data.thresholds)
+                for fig in _table_pages("Threshold sweep", header, rows):
                     pdf.savefig(fig)
             params = {**_flatten(data.parameters), **{f"input.{k}": v for k, v in data.sources.items()}}
             wrapped = []

@@ -132,16 +132,17 @@ def test_a_changed_parameter_is_refused_and_overwrite_starts_over_removing_only_
     (run / "lengths.csv").write_text("label,length_um\n")  # a later stage's: it derives from the old one
     raw_before = _hashes(inputs / "phantom.zarr")
 
-    changed = _config(tmp_path, inputs / "phantom.zarr", run, inputs / "model.pt", threshold=0.3)
+    # (a new threshold is no parameter of the watershed: it redoes only the union and relabel, issue 19)
+    changed = _config(tmp_path, inputs / "phantom.zarr", run, inputs / "model.pt", background_threshold=0.3)
     code, err = _run_cli(["segment", str(changed)], monkeypatch, capsys)
     assert code == 2
-    assert "started with other parameters (differences: threshold)" in err and "--overwrite" in err
+    assert "started with other parameters (differences: background_threshold)" in err and "--overwrite" in err
 
     code, err = _run_cli(["segment", str(changed), "--overwrite"], monkeypatch, capsys)
     assert code == 0, err
     assert (run / "notes.txt").read_text() == "mine" and (run / "mine.zarr").is_dir()
     assert not (run / "lengths.csv").exists()
-    assert json.loads((run / "state" / "blocks" / "stage.json").read_text())["threshold"] == 0.3
+    assert json.loads((run / "state" / "blocks" / "stage.json").read_text())["background_threshold"] == 0.3
     assert _hashes(inputs / "phantom.zarr") == raw_before  # the input image is never touched
     # a rerun of the new configuration resumes again
     code, err = _run_cli(["segment", str(changed)], monkeypatch, capsys)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import torch
 
@@ -27,7 +30,8 @@ def test_segment_command_writes_affinities_and_segmentation_and_resumes(tmp_path
     })
     cfg = tmp_path / "seg.yaml"
     cfg.write_text(
-        f"segment:\n  raw: {tmp_path / 'phantom.zarr'}\n  out: {tmp_path / 'run'}\n  model: {tmp_path / 'model.pt'}\n"
+        f"segment:\n  raw: {tmp_path / 'phantom.zarr'}\n  out: {tmp_path / 'run'}\n"
+        f"  model: {tmp_path / 'model.pt'}\n"
         "  block_shape: [8, 32, 32]\n  halo_vx: [2, 8, 8]\n"
         "dask:\n  n_workers: 2\n  memory_limit: 1GiB\n"
     )
@@ -42,6 +46,38 @@ def test_segment_command_writes_affinities_and_segmentation_and_resumes(tmp_path
     again = run_cli("segment", str(cfg))
     assert again.returncode == 0, again.stderr
     np.testing.assert_array_equal(open_image(tmp_path / "run" / "segmentation.zarr").array[...], before)
+
+    # Issue 19: a sweep, with a new segment.threshold too, redoes only union + relabel: no predict, watershed
+    # or face block runs again, and nothing they wrote changes.
+    run = tmp_path / "run"
+    state = run / "state"
+    written = [state / "predict", state / "blocks", state / "faces", run / "affinities.zarr",
+               run / "fragments.zarr"]
+    untouched = _mtimes(written)
+    start = time.perf_counter()
+    sweep = run_cli("segment", str(cfg), "--thresholds", "0.3,0.5",
+                    env={"NEURORECON__SEGMENT__THRESHOLD": "0.7"})
+    seconds = time.perf_counter() - start
+    assert sweep.returncode == 0, sweep.stderr
+    for stage in ("predict", "blocks", "faces"):
+        assert re.search(rf"{stage}: 0 done, 8 skipped, 0 failed", sweep.stderr), (stage, sweep.stderr)
+    assert _mtimes(written) == untouched
+    swept = {t: open_image(run / f"segmentation_t{t}.zarr").array[...] for t in ("0.3", "0.5")}
+    np.testing.assert_array_equal(swept["0.5"], before)  # the sweep at 0.5 is the first run at 0.5
+    at_07 = open_image(run / "segmentation.zarr").array[...]
+    assert swept["0.3"].max() > before.max() > at_07.max() >= 1
+    assert re.search(r"t=0\.3: .*segmentation_t0\.3\.zarr  \(\d+ segments at threshold 0\.3\)", sweep.stdout)
+    assert "at threshold 0.7)" in sweep.stdout.splitlines()[2]
+    assert seconds < 120, seconds  # seconds: no inference, no watershed (it logs its stages' times)
+    bad = run_cli("segment", str(cfg), "--thresholds", "0.3,1.5")
+    assert bad.returncode == 2 and "--thresholds must be one or more numbers in [0, 1]" in bad.stderr
+    above = run_cli("segment", str(cfg), "--thresholds", "0.3,0.7",
+                    env={"NEURORECON__SEGMENT__MAX_THRESHOLD": "0.6"})
+    assert above.returncode == 2 and "--thresholds 0.7 above segment.max_threshold 0.6" in above.stderr
+
+
+def _mtimes(folders):
+    return {p: p.stat().st_mtime_ns for d in folders for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def test_segment_command_without_section_is_a_clear_error(tmp_path):

@@ -13,13 +13,15 @@ import pytest
 import zarr
 
 from flows.stages.runner import dask_client, run_blocks
-from flows.stages.segment import segment_volume
+from flows.stages.segment import segment_run, segment_volume
 from pipeline.blocks import block_grid
 from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure, OutputError
 from pipeline.io.blockstate import BlockState
-from pipeline.io.omezarr import open_image, write_image
+from pipeline.io.layout import RunLayout
+from pipeline.io.omezarr import open_image, read_provenance, write_image
 from pipeline.segment import segment_blockwise
+from pipeline.segment.config import SegmentConfig
 from tests.pipeline.segment.test_segment import noisy_affinities, tube_labels
 
 SHAPE = (16, 32, 32)
@@ -42,7 +44,8 @@ def volume(tmp_path_factory):
 def run(root, name, **kwargs):
     """Segment the module's affinities into <root>/<name>_{fragments,segmentation}.zarr."""
     args = {"block_shape": BLOCK, "halo_vx": (4, 16, 16), "threshold": 0.5, "background_threshold": 0.5,
-            "max_retries": 2, "progress": False, "state_dir": root / f"{name}_state"} | kwargs
+            "max_threshold": 1.0, "max_retries": 2, "progress": False,
+            "state_dir": root / f"{name}_state"} | kwargs
     return segment_volume(root / "aff.zarr", fragments_out=root / f"{name}_fragments.zarr",
                           segmentation_out=root / f"{name}_segmentation.zarr", **args)
 
@@ -81,10 +84,85 @@ def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
 def test_rerun_with_other_parameters_is_refused_and_changes_nothing(volume):
     root, expected = volume
     run(root, "params")
-    for kwargs, what in [({"threshold": 0.7}, "threshold"), ({"block_shape": (16, 16, 16)}, "block_shape")]:
+    for kwargs, what in [({"block_shape": (16, 16, 16)}, "block_shape"),
+                         ({"background_threshold": 0.4}, "background_threshold"),
+                         ({"max_threshold": 0.9}, "max_threshold")]:
         with pytest.raises(OutputError, match=f"other parameters .*{what}"):
             run(root, "params", **kwargs)
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\].*got 1.5"):
+        run(root, "params", sweep={1.5: root / "params_t1.5.zarr"})
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 0.6\].*max_threshold.*got 0.7"):
+        run(root, "params", max_threshold=0.6, sweep={0.7: root / "params_t0.7.zarr"})
+    with pytest.raises(ValueError, match=r"segment.threshold 0.8 is above segment.max_threshold 0.6"):
+        SegmentConfig(raw=root / "raw.zarr", out=root / "run", threshold=0.8, max_threshold=0.6)
     np.testing.assert_array_equal(segmentation(root, "params"), expected)
+
+
+def test_a_new_segment_threshold_resets_the_skeletons_derived_from_segmentation_zarr(volume):
+    """``neurorecon run`` with a new segment.threshold: segmentation.zarr is relabelled, so the skeletons'
+    block state must not be resumed (the same sweep or threshold keeps it)."""
+    root, _ = volume
+    cfg = SegmentConfig(raw=root / "raw.zarr", out=root / "run", block_shape=BLOCK, halo_vx=(4, 16, 16))
+    skeleton_state = RunLayout(cfg.out).skeletonize_state
+    segment_run(cfg, root / "aff.zarr", max_retries=0, progress=False)
+    for stage in skeleton_state:
+        stage.mkdir(parents=True)
+    segment_run(cfg, root / "aff.zarr", max_retries=0, progress=False, thresholds=[0.3])
+    assert all(stage.is_dir() for stage in skeleton_state)  # segmentation.zarr unchanged
+    segment_run(cfg.model_copy(update={"threshold": 0.3}), root / "aff.zarr", max_retries=0, progress=False)
+    assert not any(stage.exists() for stage in skeleton_state)
+    np.testing.assert_array_equal(open_image(RunLayout(cfg.out).segmentation).array[...],
+                                  open_image(RunLayout(cfg.out).segmentation_at(0.3)).array[...])
+
+
+def _files(*folders):
+    """Every file under ``folders`` and its modification time (ns)."""
+    return {p: p.stat().st_mtime_ns for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_sweep_equals_fresh_runs_and_a_new_threshold_redoes_only_union_and_relabel(volume):
+    """Issue 19: one watershed, a segmentation per threshold, each bit-identical (ids included) to a fresh run
+    at that threshold; a rerun with a new threshold touches neither the fragments nor the region graph."""
+    root, expected = volume
+    sweep = {0.3: root / "sweep_t0.3.zarr", 0.7: root / "sweep_t0.7.zarr"}
+    run(root, "sweep", sweep=sweep)
+    np.testing.assert_array_equal(segmentation(root, "sweep"), expected)
+    fresh = {}
+    for t, out in sweep.items():
+        run(root, f"fresh{t}", threshold=t)
+        fresh[t] = segmentation(root, f"fresh{t}")
+        np.testing.assert_array_equal(open_image(out).array[...], fresh[t])
+        assert read_provenance(out) == {"threshold": float(np.float32(t)), "n_segments": int(fresh[t].max())}
+    counts = [int(fresh[0.3].max()), int(expected.max()), int(fresh[0.7].max())]
+    assert counts[0] > counts[1] > counts[2] >= 1, counts  # the thresholds do differ
+    state = root / "sweep_state"
+    assert sorted(p.name for p in state.iterdir()) == [
+        "blocks", "faces", "relabel", "relabel_t0.3", "relabel_t0.7", "union_t0.3", "union_t0.5",
+        "union_t0.7",
+    ]
+
+    # A rerun at a new segment threshold (0.7 for segmentation_out) and a new sweep threshold (0.6)
+    untouched = _files(state / "blocks", state / "faces", root / "sweep_fragments.zarr")
+    reused = _files(state / "union_t0.7", state / "relabel_t0.3")
+    run(root, "sweep", threshold=0.7, sweep={0.3: sweep[0.3], 0.6: root / "sweep_t0.6.zarr"})
+    assert _files(state / "blocks", state / "faces", root / "sweep_fragments.zarr") == untouched
+    assert _files(state / "union_t0.7", state / "relabel_t0.3") == reused
+    np.testing.assert_array_equal(segmentation(root, "sweep"), fresh[0.7])
+    assert read_provenance(root / "sweep_segmentation.zarr")["threshold"] == float(np.float32(0.7))
+    run(root, "fresh0.6", threshold=0.6)
+    np.testing.assert_array_equal(open_image(root / "sweep_t0.6.zarr").array[...],
+                                  segmentation(root, "fresh0.6"))
+    # each threshold's relabel resumes on its own: forget blocks of one, the others are left alone
+    BlockState(state, "relabel_t0.6").forget(0)
+    before = _files(state / "relabel", state / "relabel_t0.3")
+    run(root, "sweep", threshold=0.7, sweep={0.3: sweep[0.3], 0.6: root / "sweep_t0.6.zarr"})
+    assert _files(state / "relabel", state / "relabel_t0.3") == before
+    assert BlockState(state, "relabel_t0.6").is_done(0)
+    # a watershed block redone: every threshold's table is of an older region graph, and goes
+    BlockState(state, "blocks").forget(3)
+    run(root, "sweep", threshold=0.7)
+    assert sorted(p.name for p in state.iterdir()) == ["blocks", "faces", "relabel", "union_t0.7"]
+    np.testing.assert_array_equal(segmentation(root, "sweep"), fresh[0.7])
 
 
 def _flaky(block, *, bad):

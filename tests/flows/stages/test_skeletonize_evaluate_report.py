@@ -14,7 +14,8 @@ from flows.stages.report import report_run
 from flows.stages.skeletonize import skeletonize_volume as _skeletonize_volume
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.blockstate import BlockState
-from pipeline.io.omezarr import create_label_image, open_image
+from pipeline.io.layout import RunLayout
+from pipeline.io.omezarr import create_label_image, open_image, write_provenance
 from pipeline.io.phantom import write_phantom
 from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, read_swc_folder
 from pipeline.metrics.evaluate import evaluate_arrays
@@ -138,7 +139,7 @@ def test_evaluate_finds_the_phantom_skeletons_and_sees_the_errors(phantom, tmp_p
 
 
 def test_report_of_a_run(phantom, tmp_path):
-    root, gt_path, seg_path, _, _ = phantom
+    root, gt_path, seg_path, gt, seg = phantom
     run = tmp_path / "run"
     skeletonize_volume(seg_path, out=run, block_shape=(32, 128, 128), progress=False)
     evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10)
@@ -146,6 +147,33 @@ def test_report_of_a_run(phantom, tmp_path):
     page = written["html"].read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2
     assert "Edge accuracy" in page and "segmentation.zarr" in page
+    assert "Threshold sweep" not in page  # no sweep in this run
+    assert written["pdf"].read_bytes().startswith(b"%PDF")
+
+    # Issue 19: a threshold sweep in the run (as `segment --thresholds` writes it): the truth at 0.3, the
+    # prediction at 0.7; without metrics the report lists the segmentations and their segments ...
+    for t, labels in ((0.3, gt), (0.7, seg)):
+        path = RunLayout(run).segmentation_at(t)
+        create_label_image(path, shape=labels.shape, chunks=(16, 64, 64), voxel_size_um=VS)
+        open_image(path, mode="r+").array[...] = labels
+        write_provenance(path, {"threshold": float(np.float32(t)), "n_segments": len(np.unique(labels)) - 1})
+    RunLayout(run).metrics_json.unlink()
+    page = report_run(run, raw=root / "volume.zarr", figures=False)["html"].read_text(encoding="utf-8")
+    assert "Threshold sweep" in page and "segmentation_t0.7.zarr" in page and "VOI split (bits)" not in page
+    # ... and with ground truth each threshold's VOI, ERL, splits and merges, as the full evaluation has them
+    metrics = json.loads(evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10).read_text())
+    rows = {row["threshold"]: row for row in metrics["thresholds"]}
+    assert sorted(rows) == [float(np.float32(0.3)), float(np.float32(0.7))]
+    truth, pred = rows[float(np.float32(0.3))], rows[float(np.float32(0.7))]
+    assert truth["n_segments"] == len(np.unique(gt)) - 1 and pred["n_segments"] == len(np.unique(seg)) - 1
+    assert truth["voi_split_bits"] == truth["voi_merge_bits"] == 0 and truth["splits_per_neuron"] == 0
+    for key, section in (("voi_split_bits", "voxel"), ("adjusted_rand_index", "voxel"),
+                         ("erl_um", "skeleton"), ("splits_per_neuron", "skeleton"),
+                         ("merges_per_neuron", "skeleton")):
+        assert pred[key] == pytest.approx(metrics[section][key]), key
+    written = report_run(run, raw=root / "volume.zarr", figures=False)
+    page = written["html"].read_text(encoding="utf-8")
+    assert "Threshold sweep" in page and "VOI split (bits)" in page and "Merges / neuron" in page
     assert written["pdf"].read_bytes().startswith(b"%PDF")
     with pytest.raises(InputDataError, match="run `neurorecon skeletonize` first"):
         report_run(tmp_path, figures=False)

@@ -149,14 +149,21 @@ def test_blockwise_matches_one_block_within_voi(blocks_per_axis):
 
 
 def test_face_planes_and_pairs_by_hand():
-    from pipeline.segment.blockwise import FacePlane, face_pairs, lower_neighbour
+    from pipeline.segment.blockwise import FacePlane, LowerFace, face_edges, lower_neighbour
 
     plane = FacePlane.where(np.array([[0, 3], [4, 0]], np.uint64), np.array([[True, True], [False, True]]))
     assert plane.index.tolist() == [1] and plane.fragments.tolist() == [3]
-    # The owning block merged positions 0, 2 and 5; the neighbour has fragments at 0, 1 and 5.
-    lower = FacePlane(np.array([0, 2, 5], np.uint32), np.array([10, 11, 12], np.uint64))
-    upper = FacePlane(np.array([0, 1, 5], np.uint32), np.array([7, 8, 12], np.uint64))
-    assert face_pairs(lower, upper).tolist() == [[7, 10]]  # 2: background across; 5: the same fragment
+    # The owning block merges positions 0, 2, 5, 6 and 7 below these scores; the neighbour has fragments
+    # at 0, 1, 5, 6 and 7.
+    lower = LowerFace(np.array([0, 2, 5, 6, 7], np.uint32), np.array([10, 11, 12, 13, 13], np.uint64),
+                      np.array([0.4, 0.1, -np.inf, 0.7, 0.3], np.float32))
+    upper = FacePlane(np.array([0, 1, 5, 6, 7], np.uint32), np.array([7, 8, 12, 9, 9], np.uint64))
+    edges = face_edges(lower, upper)  # 2: background across; 5: the same fragment; 6 and 7: one pair
+    assert edges.pairs.tolist() == [[7, 10], [9, 13]]
+    assert edges.scores.tolist() == pytest.approx([0.4, 0.3])  # a pair's lowest score decides it
+    assert edges.at(0.35).tolist() == [[9, 13]]
+    assert edges.at(0.4).tolist() == [[9, 13]]  # merged while the score is *below* the threshold
+    assert edges.at(0.5).tolist() == [[7, 10], [9, 13]]
     blocks = block_grid((4, 6, 8), block_shape=(2, 2, 2))  # a 2 x 3 x 4 grid, ids in C order
     b = next(b for b in blocks if b.index == (1, 2, 3))
     assert b.id == 23
@@ -169,3 +176,37 @@ def test_an_object_across_a_face_is_one_segment():
     aff[2, 0, 0, 1:] = 0.9  # x-edges 0-1-...-5 all linked; blocks of 3 cut the chain between 2 and 3
     seg = segment_blockwise(aff, block_shape=(1, 1, 3), threshold=0.5, halo_vx=(1, 1, 3))
     assert seg.ravel().tolist() == [1, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_a_blocks_scored_decisions_are_those_of_waterz_run_at_the_threshold(threshold):
+    """Slow reference: the decisions a block made before region graphs (issue 19), from waterz run at the
+    threshold on the block's read region. The scored region graph must give exactly those at any threshold."""
+    from pipeline.segment.blockwise import block_segment
+    from pipeline.segment.fragments import waterz_segment
+
+    labels = tube_labels((16, 24, 24), 6, seed=8)
+    aff = noisy_affinities(labels, seed=9, noise=0.15)
+    blocks = block_grid((16, 24, 24), block_shape=(8, 12, 12), halo=(3, 4, 4))
+    for b in blocks:
+        read = aff[(slice(None), *b.read)]
+        res = block_segment(read, b, id_offset=1000 * b.id, background_threshold=0.5)
+        basins, segments = waterz_segment(read, threshold=threshold, background_threshold=0.5)
+        w = b.write_in_read
+        frag, seg = res.fragments, segments[w]
+        expected = set()
+        for d in range(3):  # adjacent fragments in one segment of waterz's result at the threshold
+            here = tuple(slice(1, None) if a == d else slice(None) for a in range(3))
+            prev = tuple(slice(None, -1) if a == d else slice(None) for a in range(3))
+            fa, fb = frag[here], frag[prev]
+            keep = (fa != fb) & (fa != 0) & (fb != 0) & (seg[here] == seg[prev])
+            expected |= {(min(x, y), max(x, y)) for x, y in zip(fa[keep], fb[keep], strict=True)}
+        assert {tuple(p) for p in res.edges.at(threshold).tolist()} == expected, b.id
+        for d, lower in enumerate(res.lower):
+            if lower is None:
+                continue
+            first = tuple(w[a] if a != d else w[d].start for a in range(3))
+            below = tuple(w[a] if a != d else w[d].start - 1 for a in range(3))
+            merged = (segments[first] == segments[below]) & (segments[first] != 0) & (basins[below] != 0)
+            ours = lower.index[lower.scores < np.float32(threshold)]
+            assert ours.tolist() == np.flatnonzero(merged).tolist()
