@@ -64,6 +64,8 @@ FAULTS = ("worker", "run")
 SIGNAL_FAULTS = ("SIGINT-group", "SIGTERM-group", "SIGINT-main", "SIGTERM-main")
 #: A signalled run must exit within this many seconds (issue 18).
 SIGNAL_EXIT_S = 10.0
+#: The line each command prints last, once all its outputs are written.
+FINAL_LINE = {"segment": "segmentation: ", "run": "report: "}
 SEGMENT_STAGES = ("predict", "blocks", "faces", "relabel")
 ZARR_OUTPUTS = ("affinities.zarr", "fragments.zarr", "segmentation.zarr")
 #: Stages of the ``--targeted`` trials (predict, the longest stage, is reached by the random times).
@@ -455,9 +457,15 @@ class Trial:
         if self.fault not in SIGNAL_FAULTS or self.killed.startswith("nothing"):
             return True
         name = self.fault.split("-")[0]
-        return (self.exit_s is not None and self.exit_s <= SIGNAL_EXIT_S and not self.leftovers
-                and self.first_rc == 128 + signal.Signals[name]
-                and self.last_line.startswith(f"interrupted ({name})"))
+        if self.exit_s is None or self.exit_s > SIGNAL_EXIT_S or self.leftovers:
+            return False
+        if self.first_rc == 128 + signal.Signals[name]:
+            return self.last_line.startswith(f"interrupted ({name})")
+        # The signal came after the command had written everything and printed its last line: Python
+        # restores the default handlers while the interpreter shuts down, so the process ends at once,
+        # killed by the signal (or with 0 if it was already past that point). Nothing was interrupted.
+        return (self.first_rc in (0, -signal.Signals[name])
+                and self.last_line.startswith(FINAL_LINE.get(self.command, "\0")))
 
     @property
     def ok(self) -> bool:

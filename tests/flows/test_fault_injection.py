@@ -57,7 +57,7 @@ def test_segment_survives_a_kill(bench, segment_run, fault):
 def test_segment_stopped_by_ctrl_c_resumes_bit_identically(bench, segment_run):
     ws, seconds = segment_run
     rng = random.Random(18)
-    at = rng.uniform(0.25, 0.85) * seconds
+    at = rng.uniform(0.2, 0.6) * seconds  # inside the work: the reference run had a cold start
     trial = bench.run_trial(ws, index=2, fault="SIGINT-group", kill_at_s=at, rng=rng, n_blocks=2,
                             timeout=max(300.0, 8 * seconds))
     logs = sorted((ws.work / "logs").glob("*.log"))
@@ -74,10 +74,29 @@ def test_segment_stops_within_10_s_on_the_other_signals(bench, segment_run, faul
     two combinations are in ``test_signals.py``."""
     ws, seconds = segment_run
     rng = random.Random(fault)
-    at = rng.uniform(0.25, 0.85) * seconds
+    at = rng.uniform(0.2, 0.6) * seconds  # inside the work: the reference run had a cold start
     trial = bench.run_trial(ws, index=3, fault=fault, kill_at_s=at, rng=rng, n_blocks=2,
                             timeout=max(300.0, 8 * seconds), rerun=False)
     log = sorted((ws.work / "logs").glob("*.log"))[-1].read_text()[-3000:]
     assert trial.killed != "nothing (run had ended)", f"the run ended before {at:.1f} s"
     assert trial.stopped_cleanly, f"{fault} at {at:.1f} s, during [{trial.at_kill}]: {trial}\n{log}"
 
+
+
+@pytest.mark.parametrize(("rc", "last_line", "clean"), [
+    (130, "interrupted (SIGINT): stopped neurorecon segment x.yaml; finished blocks are kept", True),
+    (130, "predict: 1/2 blocks", False),  # exit code right, but no word of the interruption
+    (-2, "segmentation: out/segmentation.zarr", True),  # during interpreter exit, all written
+    (0, "segmentation: out/segmentation.zarr", True),
+    (-2, "predict: 1/2 blocks", False),  # killed by the signal in the middle of the work
+    (1, "segmentation: out/segmentation.zarr", False),
+])
+def test_a_signal_after_the_last_output_line_counts_as_a_clean_stop(bench, rc, last_line, clean):
+    """Python puts back the default handlers while the interpreter shuts down, so a Ctrl-C in that last
+    instant ends the process with -2: clean only if the command had printed its final line."""
+    trial = bench.Trial(3, "segment", "SIGINT-main", 30.0, killed="SIGINT to main process 1",
+                        at_kill="closing", first_rc=rc, exit_s=0.1, last_line=last_line)
+    assert trial.stopped_cleanly is clean
+    slow = bench.Trial(3, "segment", "SIGINT-main", 30.0, killed="SIGINT to main process 1",
+                       at_kill="closing", first_rc=rc, exit_s=bench.SIGNAL_EXIT_S + 1, last_line=last_line)
+    assert not slow.stopped_cleanly
