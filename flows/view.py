@@ -32,11 +32,14 @@ from pipeline.errors import ConfigError, DependencyError, InputDataError
 from pipeline.io.blockstate import BlockState
 from pipeline.io.labels import open_label_image
 from pipeline.io.layout import RunLayout
-from pipeline.io.omezarr import image_fingerprint, open_image
+from pipeline.io.omezarr import image_fingerprint, open_image, open_levels
 from pipeline.io.skeletons import read_lengths_csv, segment_properties
 from pipeline.skeleton.lengths import ObjectRow
 
-__all__ = ["MAX_SHOWN", "RunView", "Served", "load_run_view", "open_in_napari", "serve", "viewer_state"]
+__all__ = [
+    "MAX_SHOWN", "RunView", "Served", "add_napari_layers", "load_run_view", "napari_image", "open_in_napari",
+    "serve", "viewer_state",
+]
 
 #: Objects shown at first (the longest of ``lengths.csv``); the others are listed, one click away.
 MAX_SHOWN = 500
@@ -316,50 +319,64 @@ def serve(view: RunView, *, bind: str, port: int) -> Served:
     return Served(url=url, data_url=data_url, viewer=viewer)
 
 
-def open_in_napari(view: RunView, *, napari: Any = None) -> Any:
+def open_in_napari(view: RunView, *, show: bool = True) -> Any:
     """Open ``view`` in napari and run its event loop until the window closes; returns the viewer.
 
     Layers ``raw`` (image), ``segmentation`` (labels, with ``lengths.csv`` as its features: length and
     cable on hover), ``fragments`` (labels, hidden) and ``skeletons`` (vectors: one per skeleton edge,
-    µm), all in µm world coordinates (z, y, x) — the images scaled by their voxel size. ``napari`` is
-    the module (a test passes a stand-in).
+    µm), all in µm world coordinates (z, y, x) — the images scaled by their voxel size, with every level
+    of their pyramids (napari reads the level the zoom needs). With ``show=False`` the viewer is built
+    without a window and returned at once (no event loop).
 
     Raises
     ------
     DependencyError
         If napari is not installed.
     """
-    if napari is None:
-        try:
-            import napari
-        except ImportError:
-            raise DependencyError(
-                "--napari needs napari, which is not installed here: pip install 'napari[all]' (napari with "
-                "a Qt backend), or leave out --napari to look at the run in a browser"
-            ) from None
+    try:
+        import napari
+    except ImportError:
+        raise DependencyError(
+            "--napari needs napari, which is not installed here: pip install 'napari[all]' (napari with "
+            "a Qt backend), or leave out --napari to look at the run in a browser"
+        ) from None
+
+    viewer = napari.Viewer(title=f"neurorecon: {view.run.root}", show=show)
+    add_napari_layers(viewer, view)
+    if show:
+        napari.run()
+    return viewer
+
+
+def add_napari_layers(viewer: Any, view: RunView) -> None:
+    """Add the layers :func:`open_in_napari` describes to ``viewer`` (a ``napari.Viewer``, or napari's
+    window-less ``ViewerModel``)."""
     from pipeline.io.skeletons import read_precomputed_skeletons
 
-    viewer = napari.Viewer(title=f"neurorecon: {view.run.root}")
     if view.raw is not None:
-        image = open_image(view.raw)
-        viewer.add_image(image.array, name="raw", scale=image.voxel_size_um, contrast_limits=view.raw_range)
-    seg = open_image(view.run.segmentation)
+        viewer.add_image(**napari_image(view.raw), name="raw", contrast_limits=view.raw_range)
     features = {
         "index": [r.label for r in view.objects],
         "length_um": [r.length_um for r in view.objects],
         "cable_length_um": [r.cable_length_um for r in view.objects],
     }
-    viewer.add_labels(seg.array, name="segmentation", scale=seg.voxel_size_um, features=features)
+    viewer.add_labels(**napari_image(view.run.segmentation), name="segmentation", features=features)
     if view.fragments:
-        fragments = open_image(view.run.fragments)
-        viewer.add_labels(fragments.array, name="fragments", scale=fragments.voxel_size_um, visible=False)
+        viewer.add_labels(**napari_image(view.run.fragments), name="fragments", visible=False)
     if view.skeletons:
         vectors, labels = _skeleton_vectors(read_precomputed_skeletons(view.run.skeletons_precomputed))
     if view.skeletons and vectors:
-        viewer.add_vectors(vectors, name="skeletons", features={"label": labels}, edge_color="label",
-                           edge_width=1.0, vector_style="line")
-    napari.run()
-    return viewer
+        # the label as text: napari colours a categorical feature one colour per skeleton
+        viewer.add_vectors(vectors, name="skeletons", features={"label": [str(v) for v in labels]},
+                           edge_color="label", edge_width=1.0, vector_style="line")
+
+
+def napari_image(path: Any) -> dict[str, Any]:
+    """The ``data``, ``multiscale`` and ``scale`` (µm) arguments of napari's ``add_image`` / ``add_labels``
+    for the OME-Zarr image at ``path``: every level of its pyramid (napari reads the one the zoom needs)."""
+    levels = open_levels(path)
+    return {"data": levels if len(levels) > 1 else levels[0], "multiscale": len(levels) > 1,
+            "scale": open_image(path).voxel_size_um}
 
 
 def _skeleton_vectors(graphs: dict[int, Any]) -> tuple[list[list[Sequence[float]]], list[int]]:

@@ -66,6 +66,7 @@ __all__ = [
     "image_fingerprint",
     "list_labels",
     "open_image",
+    "open_levels",
     "open_labels",
     "read_provenance",
     "write_image",
@@ -464,6 +465,27 @@ def open_image(path: str | Path | URL, *, mode: str = "r", setting: str | None =
         If a URL is opened with a mode other than ``"r"``.
     """
     return _open_group_image(as_location(path), mode=mode, what="OME-Zarr image", setting=setting)
+
+
+def open_levels(path: str | Path | URL) -> list[Any]:
+    """The arrays of every level of the OME-Zarr image at ``path``, level 0 first (read-only; a local
+    path or a URL): what a viewer needs to show a pyramid. A level the multiscales metadata lists but the
+    store lacks ends the list (a pyramid still being written).
+
+    Raises
+    ------
+    InputDataError
+        As :func:`open_image`.
+    """
+    level0 = open_image(path)
+    group = open_group(level0.path, mode="r")
+    levels = [level0.array]
+    for dataset in _multiscales(level0.path)[0]["datasets"][1:]:
+        try:
+            levels.append(group[dataset["path"]])
+        except KeyError:
+            break
+    return levels
 
 
 def image_fingerprint(image: OmeArray) -> dict[str, Any]:

@@ -19,19 +19,28 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from flows.stages.pyramid import pyramid_volume
 from flows.stages.skeletonize import skeletonize_volume
-from flows.view import RunView, load_run_view, open_in_napari, serve, viewer_state
+from flows.view import (
+    RunView,
+    add_napari_layers,
+    load_run_view,
+    napari_image,
+    open_in_napari,
+    serve,
+    viewer_state,
+)
 from pipeline.errors import DependencyError, InputDataError
 from pipeline.io.blockstate import BlockState
 from pipeline.io.layout import RunLayout
 from pipeline.io.omezarr import create_label_image, image_fingerprint, open_image, write_image
 from pipeline.io.skeletons import read_lengths_csv
+from pipeline.pyramid.downsample import downsample_labels
 from pipeline.skeleton.config import SkeletonizeConfig
 from tests.flows.test_cli import REPO, run_cli
 
@@ -195,43 +204,48 @@ def test_a_run_without_segmentation_is_one_clear_error(tmp_path):
     assert str(tmp_path / "runs" / "a") in out.stderr  # the run inside it, named
 
 
-class _FakeNapari(types.ModuleType):
-    """napari as :func:`open_in_napari` uses it, recording the layers."""
-
-    def __init__(self) -> None:
-        super().__init__("napari")
-        self.layers: dict[str, tuple[object, dict]] = {}
-        self.ran = False
-        fake = self
-
-        class Viewer:
-            def __init__(self, **kwargs) -> None:
-                pass
-
-            def __getattr__(self, name):
-                if not name.startswith("add_"):
-                    raise AttributeError(name)
-                return lambda data, **kwargs: fake.layers.__setitem__(kwargs["name"], (data, kwargs))
-
-        self.Viewer = Viewer
-
-    def run(self) -> None:
-        self.ran = True
+@pytest.fixture
+def napari():
+    return pytest.importorskip(
+        "napari", reason="napari is not installed (optional: pip install 'napari[pyqt5]'): it checks --napari"
+    )
 
 
-def test_napari_gets_the_same_layers_in_micrometres(run):
-    napari = _FakeNapari()
-    open_in_napari(load_run_view(run), napari=napari)
-    assert napari.ran and list(napari.layers) == ["raw", "segmentation", "fragments", "skeletons"]
+def test_napari_shows_the_same_layers_in_micrometres(run, napari):
+    """The layers ``--napari`` opens, in napari's own viewer model (a window needs OpenGL)."""
+    viewer = napari.components.ViewerModel()
+    add_napari_layers(viewer, load_run_view(run))
+    layers = {layer.name: layer for layer in viewer.layers}
+    assert list(layers) == ["raw", "segmentation", "fragments", "skeletons"]
+    seg = open_image(RunLayout(run).segmentation)
     for name in ("raw", "segmentation", "fragments"):
-        assert napari.layers[name][1]["scale"] == VS
-    features = napari.layers["segmentation"][1]["features"]
-    assert features["index"] == [3, 7, 9]
-    assert features["length_um"] == [r.length_um for r in read_lengths_csv(RunLayout(run).lengths_csv)]
-    vectors = np.asarray(napari.layers["skeletons"][0])
-    assert vectors.shape[1:] == (2, 3)
+        assert tuple(layers[name].scale) == pytest.approx(VS)  # µm per voxel at level 0
+    np.testing.assert_array_equal(np.asarray(layers["segmentation"].data), seg.array[...])
+    assert not layers["fragments"].visible
+    features = layers["segmentation"].features
+    assert list(features["index"]) == [3, 7, 9]
+    assert list(features["length_um"]) == [r.length_um for r in read_lengths_csv(RunLayout(run).lengths_csv)]
+    vectors = np.asarray(layers["skeletons"].data)
+    assert vectors.shape[1:] == (2, 3) and len(vectors) > 0
     ends = vectors[:, 0] + vectors[:, 1]
     assert ends[:, 2].max() <= SHAPE[2] * VS[2] and ends[:, 1].max() <= SHAPE[1] * VS[1]  # (z, y, x) µm
+
+
+def test_napari_gets_every_level_of_a_pyramid(tmp_path, napari):
+    shape = (12, 96, 192)
+    labels = np.zeros(shape, np.uint64)
+    labels[:, 20:40, 30:150] = 5
+    labels[3:9, 50:90, 10:20] = 6
+    path = tmp_path / "segmentation.zarr"
+    create_label_image(path, shape=shape, chunks=(12, 48, 48), voxel_size_um=VS, pyramid=True)
+    open_image(path, mode="r+").array[...] = labels
+    pyramid_volume(path, name="segmentation", state_dir=tmp_path / "state", block_shape=None, max_retries=0,
+                   progress=False)
+    viewer = napari.components.ViewerModel()
+    layer = viewer.add_labels(**napari_image(path), name="segmentation")
+    assert layer.multiscale and [a.shape for a in layer.data] == [shape, (12, 48, 96)]
+    assert tuple(layer.scale) == pytest.approx(VS)  # level 0's µm; napari scales the others by their shape
+    np.testing.assert_array_equal(np.asarray(layer.data[1]), downsample_labels(labels, (1, 2, 2)))
 
 
 def test_napari_missing_names_the_install(run, monkeypatch):
