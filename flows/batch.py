@@ -24,7 +24,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.preflight import check_run
+from flows.preflight import check_run, check_thresholds
 from flows.reconstruct import dask_task_runner, reconstruct_flow
 from pipeline.errors import InputDataError, NeuroreconError
 from pipeline.io.atomic import write_atomic
@@ -45,7 +45,8 @@ def pending_volumes(input_dir: Path, output_root: Path) -> list[Path]:
 
 @flow(name="batch", log_prints=True)
 def batch_flow(
-    input_dir: Path, output_root: Path, config: Path | None = None, overwrite: bool = False
+    input_dir: Path, output_root: Path, config: Path | None = None, overwrite: bool = False,
+    thresholds: list[float] | None = None,
 ) -> list[str]:
     """Reconstruct each unprocessed volume of ``input_dir`` into ``output_root/<name>/``.
 
@@ -63,6 +64,10 @@ def batch_flow(
     overwrite : bool
         Start every unfinished volume over (its earlier outputs and block state removed) instead of
         resuming it; finished volumes are still skipped.
+    thresholds : list of float, optional
+        A threshold sweep for every volume processed: ``segmentation_t<threshold>.zarr`` beside
+        ``segmentation.zarr``, compared in the report (finished volumes are skipped: sweep one of them
+        with ``neurorecon run CONFIG --thresholds ...``).
 
     Returns
     -------
@@ -84,6 +89,8 @@ def batch_flow(
         cfg = cfg.model_copy(update={"output": OutputConfig(root=Path(output_root))})
     confine(output_root, cfg.output.root, what="output_root")
     base = cfg.segment.model_dump() if cfg.segment is not None else {}
+    max_threshold = base.get("max_threshold", SegmentConfig.model_fields["max_threshold"].default)
+    sweep = list(check_thresholds(thresholds, max_threshold=max_threshold, name="thresholds"))
     shared = {name: getattr(cfg, name) for name in NeuroreconConfig.model_fields}
     todo = pending_volumes(Path(input_dir), Path(output_root))
     logger.info("%d volume(s) to process in %s", len(todo), input_dir)
@@ -100,7 +107,7 @@ def batch_flow(
             inputs = check_run(volume)
             runner = dask_task_runner(cfg.dask, gpu_ids=inputs.gpu_ids)
             flow_run = reconstruct_flow.with_options(task_runner=runner)
-            report = flow_run(volume, inputs=inputs, overwrite=overwrite)
+            report = flow_run(volume, inputs=inputs, overwrite=overwrite, thresholds=sweep)
         except NeuroreconError as exc:  # bad volume or failed blocks: go on with the others, fail at the end
             logger.error("%s failed: %s", store.name, exc)
             failed[store.name] = exc

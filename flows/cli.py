@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
+from pipeline.errors import BlockFailure, ConfigError, DiskFullError, NeuroreconError
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.report.config import ReportConfig
 from pipeline.skeleton.config import SkeletonizeConfig
@@ -269,6 +269,10 @@ def run(
     config: Annotated[
         Path, typer.Argument(help="YAML config with a segment: section (raw, out, ...) and dask:.")
     ],
+    thresholds: Annotated[str | None, typer.Option(
+        "--thresholds", metavar="T1,T2,...",
+        help="A threshold sweep, as for `neurorecon segment`: also write segmentation_t<threshold>.zarr "
+             "for each threshold; metrics.json and the report compare them.")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " Removes every output of the run "
                                                 "directory.")] = False,
 ) -> None:
@@ -277,15 +281,17 @@ def run(
     raw -> affinities -> segmentation -> skeletons -> lengths -> metrics (if evaluate.gt_labels is
     set) -> report, in segment.out, with the skeletonize:, evaluate: and report: sections. Rerunning
     resumes where it stopped, also after the run directory was moved or copied elsewhere (update
-    segment.out). A rerun with other parameters is refused: --overwrite starts over.
+    segment.out). A rerun with other parameters is refused: --overwrite starts over; a rerun with
+    --thresholds only adds the sweep's segmentations (no inference or watershed again).
     """
     from flows.preflight import require_segment
     from flows.reconstruct import run_reconstruct
     from pipeline.io.config import load_config
 
     cfg = load_config(config)
-    require_segment(cfg, config)
-    typer.echo(f"report: {run_reconstruct(cfg, overwrite=overwrite)}")
+    seg = require_segment(cfg, config)
+    sweep = _parse_thresholds(thresholds, max_threshold=seg.max_threshold)
+    typer.echo(f"report: {run_reconstruct(cfg, overwrite=overwrite, thresholds=sweep)}")
 
 
 @app.command()
@@ -546,6 +552,36 @@ def view(
         threading.Event().wait()  # the server runs in a background thread until the signal ends the process
 
 
+@app.command()
+def publish(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory (`neurorecon run`, `segment`).")],
+    url: Annotated[str, typer.Argument(help="Where its products go: s3://bucket/prefix, gs://..., az://...")],
+    affinities: Annotated[
+        bool, typer.Option(help="Publish affinities.zarr too (the largest output).")
+    ] = False,
+) -> None:
+    """Copy a finished run's products to object storage, for others to read (neuroglancer, napari, zarr).
+
+    The segmentation(s) and fragments with their pyramids, the skeletons (SWC and neuroglancer
+    precomputed), lengths.csv, metrics.json and the report go to URL/<same names>; the block state stays.
+    Safe to interrupt and repeat: a rerun copies only what is missing or changed, removes what the run no
+    longer has, and writes URL/PUBLISHED.json last. Credentials from the environment (AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY or AWS_PROFILE; AWS_ENDPOINT_URL for an S3-compatible server).
+    """
+    from pipeline.errors import InputDataError
+    from pipeline.io.lock import output_lock
+    from pipeline.io.publish import check_publish_url, publish_run
+
+    target = check_publish_url(url, what="URL")
+    if not run_dir.is_dir():
+        raise InputDataError(f"RUN {run_dir} is no directory: pass the run directory of a finished "
+                             "`neurorecon run` or `neurorecon segment` (its segment.out)")
+    with output_lock(run_dir):  # not while a command writes the run
+        done = publish_run(run_dir, target, affinities=affinities)
+    typer.echo(f"published {run_dir} to {done.url}: {done.files} files ({done.bytes / 1e6:.1f} MB), "
+               f"{done.copied} copied now, {done.removed} stale removed")
+
+
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
@@ -588,7 +624,9 @@ def _parse_triple(text: str | None, name: str, kind: type) -> tuple | None:
 
 def _parse_thresholds(text: str | None, *, max_threshold: float) -> tuple[float, ...]:
     """``--thresholds T1,T2,...``: agglomeration thresholds in [0, ``max_threshold``] (none without the
-    option)."""
+    option; :func:`flows.preflight.check_thresholds`)."""
+    from flows.preflight import check_thresholds
+
     if text is None:
         return ()
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -597,17 +635,13 @@ def _parse_thresholds(text: str | None, *, max_threshold: float) -> tuple[float,
     except ValueError:
         raise typer.BadParameter(f"--thresholds must be numbers separated by commas (e.g. 0.3,0.5,0.7); got "
                                  f"{text!r}") from None
-    if not values or not all(0.0 <= v <= 1.0 for v in values):
+    if not values:
         raise typer.BadParameter(f"--thresholds must be one or more numbers in [0, 1] (waterz's 1 - mean "
                                  f"affinity), e.g. 0.3,0.5,0.7; got {text!r}")
-    above = [v for v in values if v > max_threshold]
-    if above:
-        raise typer.BadParameter(
-            f"--thresholds {', '.join(f'{v:g}' for v in above)} above segment.max_threshold "
-            f"{max_threshold:g}, the largest threshold the blocks record merges for; raise "
-            "segment.max_threshold (a new value redoes the watershed: --overwrite) or sweep lower thresholds"
-        )
-    return values
+    try:
+        return check_thresholds(values, max_threshold=max_threshold)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _override(model: Any, **updates: Any) -> Any:

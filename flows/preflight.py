@@ -48,6 +48,7 @@ __all__ = [
     "check_run",
     "check_same_voxel_size",
     "check_skeletons_in_volume",
+    "check_thresholds",
     "model_path",
     "require_segment",
 ]
@@ -151,6 +152,38 @@ def check_run(config: NeuroreconConfig, *, evaluate: bool = True) -> RunInputs:
         gpu_ids = tuple(visible_gpu_ids())
     tile = check_memory(config, net=net, model=path, volume_shape=raw.spatial_shape, workers=workers)
     return RunInputs(model=path, model_meta=meta, tile_shape=tile, gpu_ids=gpu_ids)
+
+
+def check_thresholds(
+    values: Sequence[float] | None, *, max_threshold: float, name: str = "--thresholds"
+) -> tuple[float, ...]:
+    """The agglomeration thresholds of a sweep (``name``: the option or parameter that gave them), each
+    in [0, ``max_threshold``], without duplicates, in the order given; ``()`` for none.
+
+    Raises
+    ------
+    ConfigError
+        If a value is not a number in [0, 1] (waterz's 1 - mean affinity) or lies above
+        ``segment.max_threshold``, the largest threshold whose merges the blocks record.
+    """
+    if not values:
+        return ()
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    if not numbers or not all(0.0 <= v <= 1.0 for v in numbers):
+        given = ",".join(str(v) for v in values)
+        raise ConfigError(f"{name} must be one or more numbers in [0, 1] (waterz's 1 - mean affinity), "
+                          f"e.g. 0.3,0.5,0.7; got {given!r}")
+    above = [v for v in numbers if v > max_threshold]
+    if above:
+        raise ConfigError(
+            f"{name} {', '.join(f'{v:g}' for v in above)} above segment.max_threshold {max_threshold:g}, the "
+            "largest threshold the blocks record merges for; raise segment.max_threshold (a new value redoes "
+            "the watershed: --overwrite) or sweep lower thresholds"
+        )
+    return tuple(dict.fromkeys(numbers))
 
 
 def check_output(config: NeuroreconConfig) -> SegmentConfig:

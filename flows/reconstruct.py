@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.interrupt import note_flow_run
 from flows.logs import one_line_warnings
-from flows.preflight import RunInputs, check_output, check_run, require_segment
+from flows.preflight import RunInputs, check_output, check_run, check_thresholds, require_segment
 from pipeline.config import DaskConfig, NeuroreconConfig
 from pipeline.errors import BlockFailure, DiskFullError, NeuroreconError
 from pipeline.io.diskspace import reserved_space
@@ -133,11 +133,14 @@ def predict_task(segment: SegmentConfig, inputs: RunInputs, max_retries: int) ->
 
 
 @task(name="segment", **_task)
-def segment_task(segment: SegmentConfig, affinities: str, max_retries: int) -> str:
+def segment_task(
+    segment: SegmentConfig, affinities: str, max_retries: int, thresholds: Sequence[float] = ()
+) -> str:
     from flows.stages.segment import segment_run
 
     with _client() as client:
-        return str(segment_run(segment, affinities, max_retries=max_retries, client=client, progress=True))
+        return str(segment_run(segment, affinities, max_retries=max_retries, client=client, progress=True,
+                               thresholds=thresholds))
 
 
 @task(name="skeletonize", **_task)
@@ -190,6 +193,13 @@ def report_task(run_dir: Path, segmentation: str, raw: Path | URL, report: Repor
 # -- flows ------------------------------------------------------------------------------------------------
 
 
+@task(name="publish", **_task)
+def publish_task(run_dir: Path, url: str) -> str:
+    from pipeline.io.publish import publish_run
+
+    return str(publish_run(run_dir, url).url)
+
+
 @flow(name="train", log_prints=True)
 def train_flow(config: TrainConfig, out_dir: Path) -> str:
     """Train the U-Net (pretraining, then topology-loss fine-tuning); resumes from the last checkpoint."""
@@ -219,16 +229,20 @@ def predict_flow(config: NeuroreconConfig, overwrite: bool = False) -> str:
 
 
 @flow(name="segment", log_prints=True)
-def segment_flow(config: NeuroreconConfig, overwrite: bool = False) -> str:
+def segment_flow(
+    config: NeuroreconConfig, overwrite: bool = False, thresholds: list[float] | None = None
+) -> str:
     """Raw OME-Zarr -> affinities -> segmentation, block by block; ``overwrite`` starts the run directory
-    over (:func:`start_over`) instead of resuming."""
-    inputs = check_run(config, evaluate=False)
+    over (:func:`start_over`) instead of resuming; ``thresholds`` adds a threshold sweep
+    (``segmentation_t<threshold>.zarr`` each, as ``neurorecon segment --thresholds``)."""
     segment = require_segment(config, None)
+    sweep = check_thresholds(thresholds, max_threshold=segment.max_threshold, name="thresholds")
+    inputs = check_run(config, evaluate=False)
     with output_lock(segment.out):
         if overwrite:
             start_over(segment)
         affinities = predict_task.submit(segment, inputs, config.dask.max_retries).result()
-        return segment_task.submit(segment, affinities, config.dask.max_retries).result()
+        return segment_task.submit(segment, affinities, config.dask.max_retries, sweep).result()
 
 
 @flow(name="skeletonize", log_prints=True)
@@ -253,40 +267,50 @@ def evaluate_flow(segmentation: Path, out: Path, config: NeuroreconConfig) -> st
 
 @flow(name="reconstruct", log_prints=True)
 def reconstruct_flow(
-    config: NeuroreconConfig, inputs: RunInputs | None = None, overwrite: bool = False
+    config: NeuroreconConfig, inputs: RunInputs | None = None, overwrite: bool = False,
+    thresholds: list[float] | None = None,
 ) -> str:
     """The whole chain: raw -> affinities -> segmentation -> skeletons -> lengths -> metrics -> report.
 
     Metrics are computed when ``evaluate.gt_labels`` is set. ``inputs`` is what the caller's preflight
     (:func:`flows.preflight.check_run`) established; without it the flow checks its inputs first.
-    ``overwrite`` starts the run directory over (:func:`start_over`) instead of resuming. Returns
+    ``overwrite`` starts the run directory over (:func:`start_over`) instead of resuming. ``thresholds``
+    adds a threshold sweep: ``segmentation_t<threshold>.zarr`` for each, compared in ``metrics.json``
+    (with ground truth) and the report; the skeletons stay those of ``segmentation.zarr``. With
+    ``output.publish`` set, the products are then published to ``<publish>/<run directory name>``
+    (:mod:`pipeline.io.publish`). Returns
     the path of ``report.html``. Raises :class:`~pipeline.errors.BlockFailure` (after writing
     ``failed_blocks.json`` and a report page listing the failed blocks) if blocks still fail after their
     retries.
     """
     note_flow_run()
-    inputs = check_run(config) if inputs is None else inputs
     segment = require_segment(config, None)
+    sweep = check_thresholds(thresholds, max_threshold=segment.max_threshold, name="thresholds")
+    inputs = check_run(config) if inputs is None else inputs
     run = RunLayout(segment.out)
     with output_lock(run.root):
         if overwrite:
             start_over(segment)
         with reserved_space(run.reserve) as release:
-            return _reconstruct(config, segment, inputs, run, release)
+            return _reconstruct(config, segment, inputs, run, release, sweep)
 
 
 def _reconstruct(
-    config: NeuroreconConfig, segment: SegmentConfig, inputs: RunInputs, run: RunLayout, release: Any
+    config: NeuroreconConfig, segment: SegmentConfig, inputs: RunInputs, run: RunLayout, release: Any,
+    thresholds: tuple[float, ...] = (),
 ) -> str:
     """The stages of :func:`reconstruct_flow`, holding its lock and reserve."""
     retries = config.dask.max_retries
     try:
         affinities = predict_task.submit(segment, inputs, retries).result()
-        segmentation = segment_task.submit(segment, affinities, retries).result()
+        segmentation = segment_task.submit(segment, affinities, retries, thresholds).result()
         skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
         if config.evaluate.gt_labels is not None:
             evaluate_task.submit(segmentation, run.root, config.evaluate).result()
         report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
+        if config.output.publish is not None:  # the products, for others to read
+            url = publish_task.submit(run.root, f"{config.output.publish}/{run.root.name}").result()
+            log.info("published %s to %s", run.root, url)
     except (BlockFailure, DiskFullError) as exc:
         release()  # room for the record, should the disk be full
         page = record_block_failure(run.root, exc)
@@ -330,17 +354,19 @@ def record_block_failure(out: Path, exc: BlockFailure | DiskFullError) -> Path |
         return None
 
 
-def run_reconstruct(config: NeuroreconConfig, *, overwrite: bool = False) -> Path:
+def run_reconstruct(
+    config: NeuroreconConfig, *, overwrite: bool = False, thresholds: Sequence[float] = ()
+) -> Path:
     """Lock the run's output, check its inputs once, and run :func:`reconstruct_flow` on the Dask cluster
     the config names; return the report path (``neurorecon run``). ``overwrite`` starts the run over
-    (after the inputs were checked: a refused run removes nothing)."""
+    (after the inputs were checked: a refused run removes nothing); ``thresholds`` adds a sweep."""
     segment = check_output(config)  # where the lock goes, before anything heavy
     with output_lock(segment.out):  # a second run on this output is refused at once
         inputs = check_run(config)  # before Prefect and Dask start: bad input fails in seconds
         with shared_prefect_api():
             runner = dask_task_runner(config.dask, gpu_ids=inputs.gpu_ids)
             flow_run = reconstruct_flow.with_options(task_runner=runner)
-            return Path(flow_run(config, inputs=inputs, overwrite=overwrite))
+            return Path(flow_run(config, inputs=inputs, overwrite=overwrite, thresholds=list(thresholds)))
 
 
 @contextlib.contextmanager

@@ -88,6 +88,21 @@ class OutputConfig(StrictModel):
     """
 
     root: OutputDir = Field(Path("."), description="directory every output must stay inside")
+    publish: str | None = Field(
+        None, description="publish every finished run's products to <publish>/<run directory name> "
+                          "(s3://, gs://, az://; `neurorecon publish`)")
+
+    @field_validator("publish")
+    @classmethod
+    def _writable_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pipeline.io.publish import check_publish_url
+
+        try:
+            return str(check_publish_url(value, what="output.publish"))
+        except OSError as exc:  # OutputError: pydantic reports a ValueError with the parameter's name
+            raise ValueError(str(exc)) from None
 
 
 class NeuroreconConfig(StrictModel):

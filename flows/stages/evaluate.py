@@ -24,7 +24,7 @@ import numpy as np
 from flows.preflight import check_same_voxel_size, check_skeletons_in_volume
 from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
-from pipeline.io.layout import RunLayout
+from pipeline.io.layout import RunLayout, threshold_value
 from pipeline.io.location import URL, describe
 from pipeline.io.omezarr import read_provenance
 from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
@@ -134,10 +134,10 @@ def _sweep(run: RunLayout, evaluated: str | Path, predicted: np.ndarray) -> dict
     if not swept:
         return {}
     found: dict[float, tuple[str, Any]] = {
-        t: (path.name, lambda path=path: np.asarray(open_label_image(path).array[...]))
+        threshold_value(t): (path.name, lambda path=path: np.asarray(open_label_image(path).array[...]))
         for t, path in swept.items()
     }
     own = read_provenance(evaluated).get("threshold")
-    if own is not None and float(own) not in found:
-        found[float(own)] = (Path(evaluated).name, lambda: predicted)
+    if own is not None and threshold_value(own) not in found:
+        found[threshold_value(own)] = (Path(evaluated).name, lambda: predicted)
     return found

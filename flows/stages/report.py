@@ -18,7 +18,7 @@ import numpy as np
 from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentation
 from pipeline.errors import InputDataError
 from pipeline.io.labels import image_of_labels, open_label_image
-from pipeline.io.layout import RunLayout
+from pipeline.io.layout import RunLayout, threshold_value
 from pipeline.io.location import URL, as_location
 from pipeline.io.omezarr import OmeArray, open_image, read_provenance
 from pipeline.io.report import read_metrics_json, write_report
@@ -115,12 +115,12 @@ def _sweep_rows(run: RunLayout, metrics: dict[str, Any] | None) -> list[dict[str
     for path in (run.segmentation, *swept.values()):  # segmentation.zarr: unless its threshold is swept
         record = read_provenance(path)
         if "threshold" in record:
-            t = float(record["threshold"])
+            t = threshold_value(record["threshold"])
             rows[t] = {"threshold": t, "segmentation": path.name, "n_segments": record.get("n_segments")}
     for row in (metrics or {}).get("thresholds") or []:
         t = row.get("threshold")
-        if isinstance(t, int | float) and float(t) in rows:
-            rows[float(t)].update({k: v for k, v in row.items() if k != "segmentation"})
+        if isinstance(t, int | float) and threshold_value(t) in rows:
+            rows[threshold_value(t)].update({k: v for k, v in row.items() if k != "segmentation"})
     return [rows[t] for t in sorted(rows)]
 
 

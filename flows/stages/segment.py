@@ -60,7 +60,14 @@ from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import checkpoint_sha256
-from pipeline.io.layout import THRESHOLD_STAGES, RunLayout, relabel_stage, threshold_key, union_stage
+from pipeline.io.layout import (
+    THRESHOLD_STAGES,
+    RunLayout,
+    relabel_stage,
+    threshold_key,
+    threshold_value,
+    union_stage,
+)
 from pipeline.io.location import URL, as_location
 from pipeline.io.omezarr import (
     create_label_image,
@@ -69,7 +76,7 @@ from pipeline.io.omezarr import (
     write_provenance,
     write_region,
 )
-from pipeline.segment.agglomerate import as_score, union_lut
+from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
     FacePlane,
     LowerFaces,
@@ -302,7 +309,7 @@ def _relabel(
         state=state, client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     lut = _load_lut(state_dir, union)
-    write_provenance(out, {"threshold": float(as_score(threshold)), "n_segments": _n_segments(lut)})
+    write_provenance(out, {"threshold": threshold_value(threshold), "n_segments": _n_segments(lut)})
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------

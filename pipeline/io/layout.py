@@ -45,7 +45,7 @@ from pipeline.errors import OutputError
 from pipeline.io.location import URL, is_url
 
 __all__ = ["REPORT_FIGURES", "THRESHOLD_STAGES", "RunLayout", "relabel_stage", "remove_outputs",
-           "threshold_key", "union_stage"]
+           "threshold_key", "threshold_value", "union_stage"]
 
 #: The figures a report writes beside it with ``report.figures`` (``report_<name>.png``).
 REPORT_FIGURES = ("lengths", "projection")
@@ -66,6 +66,18 @@ def threshold_key(threshold: float) -> str:
     ('0.3', '0.3', '1.0', '0.12345679')
     """
     return np.format_float_positional(np.float32(threshold), trim="0")
+
+
+def threshold_value(threshold: float) -> float:
+    """A threshold as users write it and records show it: the number :func:`threshold_key` writes
+    (``0.3``, not float32's ``0.30000001192092896``).
+
+    Examples
+    --------
+    >>> threshold_value(np.float32(0.3)), threshold_value(0.1 + 0.2)
+    (0.3, 0.3)
+    """
+    return float(threshold_key(threshold))
 
 
 def union_stage(threshold: float) -> str:

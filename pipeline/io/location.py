@@ -3,7 +3,8 @@
 Input images (``segment.raw``, ``evaluate.gt_labels``, the images the commands read) may be given as
 URLs: ``s3://bucket/key``, ``gs://bucket/key`` or ``https://host/path`` (``http://`` too). They are
 OME-Zarr stores read through zarr's ``FsspecStore``, only ever read: a remote store is opened read-only
-and a write to it is refused. Outputs stay local (or on a mounted file system): :func:`refuse_url`.
+and a write to it is refused. A run directory stays local (or on a mounted file system):
+:func:`refuse_url`; its products are published to a URL by :mod:`pipeline.io.publish`.
 
 A location is a :class:`~pathlib.Path` (local, exactly as before: relative paths, ``~``) or a :class:`URL`;
 :func:`as_location` tells them apart (``file://`` URLs are local paths). Both join a child with ``/``
@@ -210,9 +211,9 @@ def refuse_url(value: object, *, what: str) -> None:
     raise OutputError(f"{what} {_shown(value)} is a URL: {_OUTPUTS_ARE_LOCAL}")
 
 
-_OUTPUTS_ARE_LOCAL = ("outputs must be a local or mounted directory (for now); write the run to a local "
-                      "directory and copy it to the bucket afterwards (e.g. `aws s3 sync RUN s3://...`), "
-                      "or mount the bucket")
+_OUTPUTS_ARE_LOCAL = ("a run directory must be local or mounted (its block state and lock need atomic "
+                      "renames); run into a local directory and publish its products to the bucket: "
+                      "set output.publish: s3://bucket/prefix, or run `neurorecon publish RUN URL`")
 
 
 def _shown(value: object) -> str:
@@ -311,8 +312,11 @@ def _filesystem(url: URL, *, what: str) -> tuple[Any, str]:
                              "gs://, https:// or a local path") from None
 
 
-def remote_error(url: URL, exc: BaseException, *, what: str = "input") -> InputDataError:
-    """One clear message for a remote store that cannot be read: ``what``, the URL, the cause, the fix."""
+def remote_error(
+    url: URL, exc: BaseException, *, what: str = "input", writing: bool = False
+) -> InputDataError | OutputError:
+    """One clear message for a remote store that cannot be read (or, ``writing``, written: an
+    :class:`OutputError`): ``what``, the URL, the cause, the fix."""
     names = {c.__name__ for c in type(exc).__mro__}
     cause = _cause(exc)
     s3 = url.protocol in ("s3", "s3a")
@@ -324,7 +328,7 @@ def remote_error(url: URL, exc: BaseException, *, what: str = "input") -> InputD
                "application-default login`)" if url.protocol in ("gs", "gcs") else
                "no credentials were found for this store")
     elif isinstance(exc, PermissionError) or "AccessDenied" in cause or "Forbidden" in cause:
-        fix = "access was denied: check that these credentials may read it"
+        fix = f"access was denied: check that these credentials may {'write' if writing else 'read'} it"
     elif isinstance(exc, FileNotFoundError):
         fix = "it does not exist: check the URL"
     elif names & {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError",
@@ -334,6 +338,10 @@ def remote_error(url: URL, exc: BaseException, *, what: str = "input") -> InputD
             if s3 else "")
     else:
         fix = "check the URL and the credentials for it"
+    if writing:
+        if isinstance(exc, FileNotFoundError):
+            fix = "its bucket does not exist: create it, or check the URL"
+        return OutputError(f"{what} {url} cannot be written: {cause}; {fix}")
     return InputDataError(f"{what} {url} cannot be read: {cause}; {fix}")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from flows.preflight import check_skeletons_in_volume
-from pipeline.errors import InputDataError
+from flows.preflight import check_skeletons_in_volume, check_thresholds
+from pipeline.errors import ConfigError, InputDataError
 
 SHAPE, VS = (10, 10, 10), (1.0, 1.0, 1.0)  # a 10 µm cube; a node at x >= 9.5 µm samples a voxel beyond it
 
@@ -35,3 +35,15 @@ def test_skeletons_in_nm_are_refused_as_nm():
     with pytest.raises(InputDataError, match=r"9 of 10 nodes .*x 0\.\.9000 µm .*these look like nm \(they "
                        r"reach 900x the volume's extent\): divide them by 1000"):
         check_skeletons_in_volume({1: _line(10, step_um=1000.0)}, shape=SHAPE, voxel_size_um=VS)
+
+
+def test_thresholds_of_a_sweep_are_checked_and_kept_in_order():
+    assert check_thresholds(None, max_threshold=0.9) == ()
+    assert check_thresholds([0.5, 0.3, 0.5, "0.7"], max_threshold=0.9) == (0.5, 0.3, 0.7)
+    with pytest.raises(ConfigError, match=r"^--thresholds must be one or more numbers in \[0, 1\].*'-0\.1'"):
+        check_thresholds([-0.1], max_threshold=0.9)
+    with pytest.raises(ConfigError, match=r"^thresholds must be .*got 'x'"):
+        check_thresholds(["x"], max_threshold=0.9, name="thresholds")
+    with pytest.raises(ConfigError, match=r"^--thresholds 0\.8, 0\.95 above segment\.max_threshold 0\.75, .* "
+                                          r"raise segment\.max_threshold"):
+        check_thresholds([0.3, 0.8, 0.95], max_threshold=0.75)

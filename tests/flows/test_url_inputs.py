@@ -97,11 +97,11 @@ def test_a_url_output_is_refused_naming_the_setting(tmp_path):
 
     config = tmp_path / "seg.yaml"
     config.write_text("segment:\n  raw: s3://brains/phantom.zarr\n  out: s3://brains/run\n")
-    with pytest.raises(ConfigError, match="segment.out: Value error, s3://brains/run is a URL: outputs must "
-                                          "be a local or mounted directory"):
+    with pytest.raises(ConfigError, match="segment.out: Value error, s3://brains/run is a URL: a run directory "
+                                          "must be local or mounted .*output.publish"):
         load_config(config)
     # every command's --out: typer's Path has collapsed the URL's // by then
-    with pytest.raises(OutputError, match="--out s3://brains/run is a URL: outputs must be a local"):
+    with pytest.raises(OutputError, match="--out s3://brains/run is a URL: a run directory must be local"):
         _confined(Path("s3://brains/run"), load_config(env={}), "--out")
 
 

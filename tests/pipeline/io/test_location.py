@@ -68,8 +68,8 @@ def test_config_fields_keep_urls_and_local_paths_as_before():
 
 
 @pytest.mark.parametrize(("section", "key", "expected"), [
-    ("segment", "out", "segment.out: .*is a URL: outputs must be a local or mounted directory"),
-    ("output", "root", "output.root: .*is a URL: outputs must be a local or mounted directory"),
+    ("segment", "out", "segment.out: .*is a URL: a run directory must be local or mounted"),
+    ("output", "root", "output.root: .*is a URL: a run directory must be local or mounted"),
     ("evaluate", "gt_swc", "evaluate.gt_swc: .*is a URL: this setting takes a local"),
 ])
 def test_a_url_where_a_local_directory_must_go_is_refused_naming_the_setting(section, key, expected):
@@ -77,7 +77,7 @@ def test_a_url_where_a_local_directory_must_go_is_refused_naming_the_setting(sec
     data.setdefault(section, {})[key] = "s3://b/run"
     with pytest.raises(ConfigError, match=expected):
         config_from_dict(data)
-    with pytest.raises(OutputError, match=r"--out s3://b/run is a URL: outputs must be a local or mounted"):
+    with pytest.raises(OutputError, match=r"--out s3://b/run is a URL: a run directory must be local or mounted"):
         refuse_url(Path("s3://b/run"), what="--out")  # a command's Path option collapsed its //
     refuse_url(Path("runs/a"), what="--out")
 
