@@ -310,6 +310,17 @@ def worker_memory_limit(dask: DaskConfig, workers: Sequence[Mapping[str, Any]] |
     return min(limits) if limits else None
 
 
+def forward_memory_key(model: Path) -> str:
+    """The key of ``model``'s entry in the forward-memory cache: the checkpoint's content, the torch
+    version and how the predict tasks run the forward pass (:data:`FORWARD_VERSION`)."""
+    import torch
+
+    from pipeline.inference.predict import FORWARD_VERSION
+    from pipeline.io.checkpoint import checkpoint_sha256
+
+    return f"{checkpoint_sha256(model)}:{torch.__version__}:{FORWARD_VERSION}"
+
+
 def model_memory(model: Path) -> ForwardMemory:
     """``model``'s forward-pass memory, measured once per checkpoint and torch version on this machine
     (:func:`pipeline.inference.memory.measure_forward_memory`, a few seconds) and cached in
@@ -317,15 +328,12 @@ def model_memory(model: Path) -> ForwardMemory:
     import json
     import os
 
-    import torch
-
     from pipeline.inference.memory import ForwardMemory, measure_forward_memory
     from pipeline.io.atomic import write_atomic
-    from pipeline.io.checkpoint import checkpoint_sha256
 
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     cache = cache_home / "neurorecon" / "forward_memory.json"
-    key = f"{checkpoint_sha256(model)}:{torch.__version__}"
+    key = forward_memory_key(model)
     try:
         known = json.loads(cache.read_text())
         return ForwardMemory(**known[key])

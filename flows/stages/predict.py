@@ -180,10 +180,11 @@ def predict_run(
 
 @functools.lru_cache(maxsize=2)
 def _cached_model(checkpoint: str, device: str) -> Any:
+    from pipeline.inference.predict import for_inference
     from pipeline.io.checkpoint import load_model
 
     model, _ = load_model(checkpoint, device=device)
-    return model
+    return for_inference(model)
 
 
 def _predict_block(

@@ -168,12 +168,17 @@ def _measure(checkpoint: str, shape: Sequence[int]) -> tuple[int, int, int]:
 
     peak = peak_rss_bytes
 
+    from pipeline.inference.predict import _memory_format, for_inference
+
     model, _ = load_model(checkpoint, device="cpu")
+    model = for_inference(model)  # as the predict tasks run it
+    fmt = _memory_format(model)
 
     def forward(size: Sequence[int]) -> int:
         size = tuple(int(s) for s in model.valid_input_shape(tuple(size)))
+        x = torch.zeros((1, 1, *size))
         with torch.inference_mode():
-            model(torch.zeros((1, 1, *size)))
+            model(x.contiguous(memory_format=fmt) if fmt is not None else x)
         return math.prod(size)
 
     forward((8, 64, 64))

@@ -12,11 +12,11 @@ import sys
 
 import pytest
 
-from flows.preflight import MEMORY_BUDGET_FRACTION, check_memory, model_memory
+from flows.preflight import MEMORY_BUDGET_FRACTION, check_memory, forward_memory_key, model_memory
 from pipeline.config import NeuroreconConfig
 from pipeline.errors import ConfigError
 from pipeline.inference.memory import ForwardMemory, predict_task_bytes, tile_for_budget
-from pipeline.io.checkpoint import checkpoint_sha256, load_model
+from pipeline.io.checkpoint import load_model
 from pipeline.model import SHIPPED_MODELS
 
 MODEL = SHIPPED_MODELS["neurons"]
@@ -38,7 +38,7 @@ def known_memory(tmp_path, monkeypatch):
                             torch=torch.__version__)
     cache = tmp_path / "neurorecon" / "forward_memory.json"
     cache.parent.mkdir()
-    key = f"{checkpoint_sha256(MODEL)}:{torch.__version__}"
+    key = forward_memory_key(MODEL)
     cache.write_text(json.dumps({key: json.loads(figures.to_json())}))
     return figures
 

@@ -6,6 +6,7 @@ import torch
 
 from pipeline.blocks import block_grid
 from pipeline.inference import plan_tiles, predict_region, read_with_context
+from pipeline.inference.predict import for_inference
 from pipeline.model import UNet
 
 torch.set_num_threads(1)
@@ -51,6 +52,23 @@ def test_blockwise_equals_whole_volume_exactly(padding):
         out[(slice(None), *b.write)] = predict_region(model, raw.__getitem__, volume_shape=raw.shape,
                                                       region=b.write, tile_shape=(8, 16, 16))
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_channels_last_inference_gives_the_same_affinities_and_stays_blockwise_exact(padding):
+    raw = raw_volume()
+    ref = whole(net(padding), raw)
+    fast = for_inference(net(padding))
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) for p in fast.parameters() if p.dim() == 5)
+    assert not all(p.is_contiguous() for p in fast.parameters() if p.dim() == 5)  # the layout did change
+    out = whole(fast, raw)
+    np.testing.assert_allclose(out, ref, atol=1e-5)  # summation order only
+    assert out.flags.c_contiguous
+    blocks = np.zeros_like(out)
+    for b in block_grid(raw.shape, block_shape=(10, 16, 24)):
+        blocks[(slice(None), *b.write)] = predict_region(fast, raw.__getitem__, volume_shape=raw.shape,
+                                                         region=b.write, tile_shape=(8, 16, 16))
+    np.testing.assert_array_equal(blocks, out)
 
 
 def test_tile_size_and_batching_change_the_result_only_by_rounding():
