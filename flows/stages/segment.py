@@ -11,10 +11,13 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). S
    face planes stage 1 saved for the block and its lower neighbours (no volume reads);
 3. ``union`` at a threshold: connected components of the pairs scored below it -> the
    :class:`~pipeline.segment.blockwise.Lut` record ``<state>/union_t<threshold>/lut.npz`` (in the client:
-   the fragment graph, not the volume, is in memory); segments are numbered in raster order of their
-   first voxel, so the ids do not depend on the blocks;
+   the fragment graph, not the volume, is in memory), its two columns also as ``.npy`` files written
+   before it; segments are numbered in raster order of their first voxel, so the ids do not depend on
+   the blocks;
 4. ``relabel``: a segmentation = lut[fragments] (state ``relabel`` for ``segmentation_out``,
-   ``relabel_t<threshold>`` for each segmentation of a sweep);
+   ``relabel_t<threshold>`` for each segmentation of a sweep). A block's fragments are numbered in its
+   own id range, so each task memory-maps the table's columns and reads only its range's entries:
+   its memory is set by the block, not by the volume's number of fragments;
 5. ``pyramid``: the lower resolutions of ``fragments`` and of each segmentation (mode of each window),
    level by level from the complete level 0 (:mod:`flows.stages.pyramid`).
 
@@ -58,6 +61,7 @@ from pipeline import __version__
 from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
+from pipeline.io.atomic import atomic_file
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import checkpoint_sha256
 from pipeline.io.layout import (
@@ -247,12 +251,12 @@ def segment_volume(
                 BlockState(state_dir, stage).remove()
         graph = graph or _load_graph(state_dir, blocks, per_block)
         lut = Lut(*union_lut(graph.ids, [graph.edges.at(t)], first_voxel=graph.first_voxel))
-        union.save_records(_LUT, lut=lut)
+        _save_lut(union, lut)
         reset_pyramid_state(state_dir)  # the lower levels of the label images are redone from level 0
         log.info("union t=%s: %d fragments -> %d segments", key, len(lut), _n_segments(lut))
     for t, out, stage in outputs:
         _relabel(t, out, BlockState(state_dir, stage), params=params, blocks=blocks, fragments=fragments_out,
-                 client=client, max_retries=max_retries, progress=progress)
+                 per_block=per_block, client=client, max_retries=max_retries, progress=progress)
     for out in (Path(fragments_out), *(out for _, out, _ in outputs)):
         pyramid_volume(out, name=out.stem, state_dir=state_dir, block_shape=block_shape,
                        max_retries=max_retries, client=client, progress=progress)
@@ -292,7 +296,7 @@ def _n_segments(lut: Lut) -> int:
 
 def _relabel(
     threshold: float, out: Path, state: BlockState, *, params: dict[str, Any], blocks: Sequence[Block],
-    fragments: str | Path, client: Any, max_retries: int, progress: bool,
+    fragments: str | Path, per_block: int, client: Any, max_retries: int, progress: bool,
 ) -> None:
     """Write the segmentation ``out`` at ``threshold`` with the relabel stage ``state``, resuming; an image
     relabelled at another threshold before is relabelled anew."""
@@ -305,7 +309,7 @@ def _relabel(
     run_blocks(
         state.stage.replace("_t", " t="), blocks,
         functools.partial(_relabel_block, fragments=str(fragments), segmentation=str(out),
-                          state_root=state_dir, union=union),
+                          state_root=str(state_dir), union=union, per_block=per_block),
         state=state, client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
     lut = _load_lut(state_dir, union)
@@ -318,6 +322,8 @@ def _relabel(
 #: The fix for watershed blocks whose worker was killed for memory.
 SEGMENT_MEMORY_HINT = "use a smaller segment.block_shape or segment.halo_vx, or raise dask.memory_limit"
 _LUT = "lut"  # the union's fragment -> segment table, a stage record of union_t<threshold>
+#: The table's columns as plain ``.npy`` files, memory-mapped by the relabel tasks.
+_LUT_COLUMNS = ("lut.fragments.npy", "lut.segments.npy")
 
 
 def _segment_block(
@@ -350,10 +356,30 @@ def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -
     return {"n_edges": len(merged)}
 
 
+def _save_lut(union: BlockState, lut: Lut) -> None:
+    """Save the union's table: its columns first, then the record whose presence says the union is done."""
+    union.dir.mkdir(parents=True, exist_ok=True)
+    for name, column in zip(_LUT_COLUMNS, (lut.fragments, lut.segments), strict=True):
+        with atomic_file(union.dir / name, fsync=True) as fh:
+            np.save(fh, column)
+    union.save_records(_LUT, lut=lut)
+
+
+def _block_lut(state_root: str, union: str, first: int, last: int) -> Lut:
+    """The union's entries for fragments ``first`` to ``last`` (one block's id range), read from the
+    memory-mapped columns (only their pages are loaded); the whole table for a union saved without them."""
+    directory = Path(state_root) / union
+    try:
+        columns = [np.load(directory / name, mmap_mode="r") for name in _LUT_COLUMNS]
+    except FileNotFoundError:  # a union of an earlier version
+        return _load_lut(state_root, union).between(first, last)
+    return Lut.from_sorted(*columns).between(first, last)
+
+
 def _relabel_block(
-    block: Block, *, fragments: str, segmentation: str, state_root: str, union: str
+    block: Block, *, fragments: str, segmentation: str, state_root: str, union: str, per_block: int
 ) -> dict[str, Any]:
-    lut = _load_lut(state_root, union)
+    lut = _block_lut(state_root, union, block.id * per_block + 1, (block.id + 1) * per_block)
     frag = np.asarray(open_image(fragments).array[block.write])
     write_region(open_image(segmentation, mode="r+").array, block.write, relabel_block(frag, lut))
     return {}
