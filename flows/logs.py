@@ -39,8 +39,19 @@ def configure_logging(*, verbose: bool = False) -> None:
 
     dask.config.set({"logging": {**dask.config.get("logging", {}), "distributed": level}})
     for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        # Prefect's logging setup (at each flow run) resets the level of every logger below "prefect" to
+        # NOTSET; a filter stays
+        logger.removeFilter(_below_warning)
+        if not verbose and name.startswith("prefect."):
+            logger.addFilter(_below_warning)
     one_line_warnings()
+
+
+def _below_warning(record: logging.LogRecord) -> bool:
+    """A logging filter passing warnings and errors only."""
+    return record.levelno >= logging.WARNING
 
 
 def one_line_warnings() -> None:
