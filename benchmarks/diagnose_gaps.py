@@ -8,7 +8,11 @@ For a training config (default ``configs/train_neurons.yaml``) this measures, wi
   patch shape, foreground fraction and augmentation), how often the dropout augmentation fires, and how
   many voxels its gaps cover: per patch, per batch, as a fraction of the patch's labelled voxels;
 - how many of those gap voxels have their whole receptive field inside the patch (what the ``same``-padded
-  network can use around a gap while training, against what it has at inference).
+  network can use around a gap while training, against what it has at inference);
+- with a trained model (``--model``, default the shipped one of the config's kind), on the patches that
+  have gaps: what the model predicts inside them, and each fine-tuning loss term's share of the gradient
+  (``|∂ weight·term / ∂ logit|`` summed over the gap voxels, over all voxels) against the gaps' share of
+  the voxels.
 
 The dropout step is the training pipeline's own function (:func:`pipeline.data.augment.signal_dropout`),
 applied with the config's probability, gap count and lengths to patches sampled with the other
@@ -37,6 +41,10 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "train_neurons.yaml")
     ap.add_argument("--patches", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", type=Path, default=None,
+                    help="checkpoint for the gradient shares (default: the shipped model of its kind)")
+    ap.add_argument("--gradient-patches", type=int, default=40,
+                    help="patches with gaps used for the gradient shares (0: skip them)")
     args = ap.parse_args()
     if args.patches < 1:
         ap.error(f"--patches must be at least 1; got {args.patches}")
@@ -63,6 +71,7 @@ def main() -> None:
         vs = tuple(float(v) for v in sources.train[0].voxel_size_um)
         vs = (vs[0], vs[1] * spec.downscale_xy, vs[2] * spec.downscale_xy)
         fired, gap_voxels, labelled, inside = 0, [], [], []
+        kept: list[tuple] = []  # patches with gaps: raw with the gaps, target, mask, gaps
         shape = None
         for _ in range(args.patches):
             patch = sample_patch(sources.train, spec=spec, augmentation=no_dropout, rng=rng)
@@ -72,10 +81,13 @@ def main() -> None:
             if settings.dropout_probability > 0 and rng.random() < settings.dropout_probability:
                 fired += 1
                 n = int(rng.integers(1, settings.dropout_max_gaps + 1))
-                gaps = signal_dropout(raw, labels, rng=rng, voxel_size_um=vs, n_gaps=n,
-                                      length_um=settings.dropout_length_um,
-                                      margin_um=settings.dropout_margin_um,
-                                      max_radius_um=settings.dropout_max_radius_um).gaps
+                dropped = signal_dropout(raw, labels, rng=rng, voxel_size_um=vs, n_gaps=n,
+                                         length_um=settings.dropout_length_um,
+                                         margin_um=settings.dropout_margin_um,
+                                         max_radius_um=settings.dropout_max_radius_um)
+                gaps = dropped.gaps & (labels > 0)  # the object's voxels that went dark (not its halo)
+                if gaps.any() and len(kept) < args.gradient_patches:
+                    kept.append((dropped.raw, patch.target, patch.mask, gaps))
             gap_voxels.append(int(gaps.sum()))
             labelled.append(int((labels > 0).sum()))
             full = np.zeros(labels.shape, bool)  # voxels whose whole receptive field lies in the patch
@@ -100,6 +112,54 @@ def main() -> None:
           f" ({gap_voxels.sum() / total / args.patches:.3%} of all voxels, "
           f"{gap_voxels.sum() / max(labelled.sum(), 1):.2%} of labelled voxels)")
     print(f"gap voxels whose receptive field lies inside the patch: {sum(inside)} of {int(gap_voxels.sum())}")
+    print("(gap voxels: the labelled voxels a gap darkened, not its background halo)")
+    if kept:
+        _gradient_shares(config, args.model, kept)
+
+
+def _gradient_shares(config, checkpoint, kept) -> None:
+    """What the model predicts in the gaps, and each fine-tuning term's share of the gradient there."""
+    import numpy as np
+    import torch
+
+    from pipeline.inference.predict import for_inference
+    from pipeline.io.checkpoint import load_model
+    from pipeline.model import SHIPPED_MODELS
+    from pipeline.train.trainer import _apply_mask, make_loss
+
+    kind = config.data.phantom.kind if config.data.phantom is not None else "neurons"
+    checkpoint = checkpoint or SHIPPED_MODELS[kind]
+    model, _ = load_model(checkpoint, device="cpu")
+    model = for_inference(model)
+    loss = make_loss(config, "finetune")
+    weighted = {name: w for name, w in loss.weights.items() if w != 0.0}
+    grads = {name: [0.0, 0.0] for name in weighted}  # |grad| at gap voxels, everywhere
+    low, n_gap, n_all = 0, 0, 0
+    for raw, target, mask, gaps in kept:
+        x = torch.from_numpy(raw[None, None].astype(np.float32))
+        with torch.no_grad():
+            base = model(x)
+        logits = base.detach().clone().requires_grad_(True)
+        t, m = torch.from_numpy(target[None]), torch.from_numpy(mask[None])
+        on = torch.from_numpy(gaps)[None, None].expand_as(logits)
+        affinity = torch.sigmoid(logits.detach())
+        low += int(((affinity < 0.5) & on & (t > 0)).sum())
+        n_gap += int((on & (t > 0)).sum())
+        n_all += logits.numel()
+        for name, weight in weighted.items():
+            value = weight * loss.losses[name](_apply_mask(logits, t, m), t)
+            (grad,) = torch.autograd.grad(value, logits)
+            g = grad.abs()
+            grads[name][0] += float(g[on].sum())
+            grads[name][1] += float(g.sum())
+    share = int(sum(int(g.sum()) for *_, g in kept)) * 3 / n_all
+    print(f"model {Path(checkpoint).name} on {len(kept)} patches with gaps:")
+    print(f"  affinity < 0.5 at {low / max(n_gap, 1):.0%} of the positive affinity edges inside gaps")
+    print(f"  gap voxels: {share:.3%} of these patches' voxels (x 3 channels); gradient share at them:")
+    for name, (at_gaps, total) in grads.items():
+        frac = at_gaps / total if total > 0 else float("nan")
+        print(f"    {name} (weight {weighted[name]:g}): {frac:.3%} of its |gradient| "
+              f"({frac / share:.1f}x the gaps' share of voxels)" if share > 0 else f"    {name}: {frac:.3%}")
 
 
 if __name__ == "__main__":
