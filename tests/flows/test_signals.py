@@ -60,8 +60,11 @@ def test_a_signal_stops_the_run_within_10_s(bench, workspace, fault):
     states = flow_run_states(ws.work / "prefect" / f"run-{invocation:02d}")
     assert states == ["CRASHED"], f"{where}: flow run states {states}"
     assert trial.strays == [], f"{where}: temporary files left: {trial.strays}"
-    # quiet logs (issue 19): Dask's routine INFO lines and its own timestamp format stay out
+    # quiet logs (issue 19): Dask's routine INFO lines (in either format) stay out, and so do the task
+    # runner's ("dashboard is available": there is none). A worker the signal reached before it was
+    # stopped may log one ERROR on its way out (a missed heartbeat); that is no routine chatter.
     chatter = [line for line in full_log.splitlines()
-               if "| INFO    | distributed." in line or re.match(r"\d{4}-\d\d-\d\d .* - distributed\.", line)
-               or "| INFO    | prefect.task_runner.dask" in line]  # "dashboard is available": there is none
+               if "| INFO    | distributed." in line
+               or re.match(r"\d{4}-\d\d-\d\d [\d:,]+ - distributed\.\S+ - INFO - ", line)
+               or "| INFO    | prefect.task_runner.dask" in line]
     assert not chatter, chatter[:5]
