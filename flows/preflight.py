@@ -329,16 +329,16 @@ def model_memory(model: Path) -> ForwardMemory:
     import os
 
     from pipeline.inference.memory import ForwardMemory, measure_forward_memory
-    from pipeline.io.atomic import write_atomic
+    from pipeline.io.atomic import read_json_or_empty, write_atomic
 
     cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     cache = cache_home / "neurorecon" / "forward_memory.json"
     key = forward_memory_key(model)
+    known = read_json_or_empty(cache)
     try:
-        known = json.loads(cache.read_text())
         return ForwardMemory(**known[key])
-    except (OSError, ValueError, KeyError, TypeError):
-        known = {} if not cache.is_file() else _json_or_empty(cache)
+    except (KeyError, TypeError):  # not measured yet, or by an older version
+        pass
     log.info("measuring the memory of %s per voxel (once per model and machine) ...", model.name)
     measured = measure_forward_memory(str(model))
     known[key] = json.loads(measured.to_json())
@@ -348,16 +348,6 @@ def model_memory(model: Path) -> ForwardMemory:
     except OSError as exc:  # a read-only home: measure again next time
         log.warning("could not cache the model's memory figures in %s: %s", cache, exc)
     return measured
-
-
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def check_memory(

@@ -374,9 +374,10 @@ def add_napari_layers(viewer: Any, view: RunView) -> None:
 def napari_image(path: Any) -> dict[str, Any]:
     """The ``data``, ``multiscale`` and ``scale`` (µm) arguments of napari's ``add_image`` / ``add_labels``
     for the OME-Zarr image at ``path``: every level of its pyramid (napari reads the one the zoom needs)."""
-    levels = open_levels(path)
+    image = open_image(path)
+    levels = open_levels(image)
     return {"data": levels if len(levels) > 1 else levels[0], "multiscale": len(levels) > 1,
-            "scale": open_image(path).voxel_size_um}
+            "scale": image.voxel_size_um}
 
 
 def _skeleton_vectors(graphs: dict[int, Any]) -> tuple[list[list[Sequence[float]]], list[int]]:

@@ -18,7 +18,9 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["TMP_GLOB", "atomic_file", "fsync_dir", "write_arrays_atomic", "write_atomic"]
+__all__ = [
+    "TMP_GLOB", "atomic_file", "fsync_dir", "read_json_or_empty", "write_arrays_atomic", "write_atomic",
+]
 
 #: Glob matching the temporaries :func:`atomic_file` makes (for cleaning up after killed writers).
 TMP_GLOB = ".*.tmp"
@@ -78,6 +80,18 @@ def write_atomic(path: str | Path, data: bytes | str, *, fsync: bool = False) ->
     with atomic_file(path, fsync=fsync) as fh:
         fh.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def read_json_or_empty(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a cache or record written with :func:`write_atomic`), or ``{}`` when
+    the file is missing, unreadable or holds no object: the caller rebuilds it."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def write_arrays_atomic(path: str | Path, arrays: Mapping[str, np.ndarray], *, fsync: bool = False) -> Path:

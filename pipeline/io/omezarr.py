@@ -467,20 +467,13 @@ def open_image(path: str | Path | URL, *, mode: str = "r", setting: str | None =
     return _open_group_image(as_location(path), mode=mode, what="OME-Zarr image", setting=setting)
 
 
-def open_levels(path: str | Path | URL) -> list[Any]:
-    """The arrays of every level of the OME-Zarr image at ``path``, level 0 first (read-only; a local
-    path or a URL): what a viewer needs to show a pyramid. A level the multiscales metadata lists but the
-    store lacks ends the list (a pyramid still being written).
-
-    Raises
-    ------
-    InputDataError
-        As :func:`open_image`.
-    """
-    level0 = open_image(path)
-    group = open_group(level0.path, mode="r")
-    levels = [level0.array]
-    for dataset in _multiscales(level0.path)[0]["datasets"][1:]:
+def open_levels(image: OmeArray) -> list[Any]:
+    """The arrays of every level of ``image`` (:func:`open_image`), level 0 first, read-only: what a
+    viewer needs to show a pyramid. A level the multiscales metadata lists but the store lacks ends the
+    list (a pyramid still being written)."""
+    group = open_group(image.path, mode="r")
+    levels = [image.array]
+    for dataset in _multiscales(image.path)[0]["datasets"][1:]:
         try:
             levels.append(group[dataset["path"]])
         except KeyError:

@@ -38,7 +38,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import InputDataError, OutputError
-from pipeline.io.atomic import write_atomic
+from pipeline.io.atomic import read_json_or_empty, write_atomic
 from pipeline.io.layout import RunLayout
 from pipeline.io.location import URL, _filesystem, as_location, remote_error
 
@@ -120,7 +120,7 @@ def publish_run(run_dir: str | Path, url: Any, *, affinities: bool = False) -> P
     files = _files(run, products(run, affinities=affinities))
     fs, root = _filesystem(target, what="publish")
     record_path = run.state / "publish" / f"{hashlib.sha256(str(target).encode()).hexdigest()[:16]}.json"
-    record = _read_record(record_path)
+    record = read_json_or_empty(record_path)
     try:
         remote = {_relative(k, root): int(v.get("size") or 0)
                   for k, v in fs.find(root, detail=True).items()} if fs.exists(root) else {}
@@ -224,14 +224,6 @@ def _verify(run: RunLayout, target: URL, files: list[tuple[str, os.stat_result]]
 
 def _relative(key: str, root: str) -> str:
     return key[len(root):].lstrip("/") if key.startswith(root) else key
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
