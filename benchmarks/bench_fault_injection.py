@@ -318,7 +318,7 @@ def progress(out: Path, n_blocks: int, command: str) -> str:
     if not (state / "predict").is_dir():
         return "startup"
     for stage in SEGMENT_STAGES:
-        if stage == "relabel" and not any(state.glob("union_t*/lut.npz")):
+        if stage == "relabel" and not any(state.glob("union_t*/segments.json")):
             return "union"
         k = _markers(state, stage)
         if k < n_blocks:

@@ -57,11 +57,11 @@ from flows.preflight import RunInputs, model_path
 from flows.stages.predict import predict_run
 from flows.stages.pyramid import pyramid_volume, reset_pyramid_state
 from flows.stages.runner import run_blocks
+from flows.stages.union import UNION_FORMAT, block_lut, union_segments, union_volume
 from pipeline import __version__
 from pipeline.blocks import Block, block_grid, grid_shape
 from pipeline.errors import InputDataError
 from pipeline.io.affinities import open_affinities, read_affinities
-from pipeline.io.atomic import atomic_file
 from pipeline.io.blockstate import BlockState
 from pipeline.io.checkpoint import checkpoint_sha256
 from pipeline.io.layout import (
@@ -80,11 +80,9 @@ from pipeline.io.omezarr import (
     write_provenance,
     write_region,
 )
-from pipeline.segment.agglomerate import union_lut
 from pipeline.segment.blockwise import (
     FacePlane,
     LowerFaces,
-    Lut,
     RegionEdges,
     block_segment,
     check_halo_vx,
@@ -239,21 +237,21 @@ def segment_volume(
         state=states["faces"], client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
 
-    graph: _Graph | None = None
     for key in dict.fromkeys(threshold_key(t) for t, _, _ in outputs):  # one union per threshold
         t = next(t for t, _, _ in outputs if threshold_key(t) == key)
         union = BlockState(state_dir, union_stage(t))
-        union.check_params({**params, "threshold": key})
-        if (union.dir / f"{_LUT}.npz").is_file():
+        wanted = {**params, "threshold": key, "union_format": UNION_FORMAT}
+        union.check_params(wanted, reset=union.differs(wanted))  # a union of another layout is redone
+        if union_segments(state_dir, union.stage) is not None:
             continue
         for t_out, _, stage in outputs:  # a new table invalidates the blocks relabelled with another
             if threshold_key(t_out) == key:
                 BlockState(state_dir, stage).remove()
-        graph = graph or _load_graph(state_dir, blocks, per_block)
-        lut = Lut(*union_lut(graph.ids, [graph.edges.at(t)], first_voxel=graph.first_voxel))
-        _save_lut(union, lut)
+        n_segments = union_volume(state_dir, union.stage, blocks, threshold=t, per_block=per_block,
+                                  volume_shape=aff.spatial_shape, block_shape=block_shape, client=client,
+                                  max_retries=max_retries, progress=progress)
         reset_pyramid_state(state_dir)  # the lower levels of the label images are redone from level 0
-        log.info("union t=%s: %d fragments -> %d segments", key, len(lut), _n_segments(lut))
+        log.info("union t=%s: %d segments", key, n_segments)
     for t, out, stage in outputs:
         _relabel(t, out, BlockState(state_dir, stage), params=params, blocks=blocks, fragments=fragments_out,
                  per_block=per_block, client=client, max_retries=max_retries, progress=progress)
@@ -268,32 +266,6 @@ def _relative(path: str | Path, label_image: str | Path) -> str:
     return os.path.relpath(Path(path).resolve(), Path(label_image).resolve())
 
 
-@dataclass(frozen=True)
-class _Graph:
-    """The region graph of the whole volume: every fragment, its first voxel, every scored pair."""
-
-    ids: np.ndarray
-    first_voxel: np.ndarray
-    edges: RegionEdges
-
-
-def _load_graph(state_dir: str | Path, blocks: Sequence[Block], per_block: int) -> _Graph:
-    stage_blocks, stage_faces = BlockState(state_dir, "blocks"), BlockState(state_dir, "faces")
-    ids = np.concatenate([
-        np.arange(b.id * per_block + 1, b.id * per_block + stage_blocks.info(b.id)["n_fragments"] + 1,
-                  dtype=np.uint64)
-        for b in blocks
-    ])
-    edges = [stage_blocks.load_record(b.id, RegionEdges, "decisions.edges") for b in blocks]
-    edges += [stage_faces.load_record(b.id, RegionEdges, "edges") for b in blocks]
-    firsts = [stage_blocks.load_record(b.id, np.ndarray, "decisions.first_voxel") for b in blocks]
-    return _Graph(ids, np.concatenate(firsts), RegionEdges.concat(edges))
-
-
-def _n_segments(lut: Lut) -> int:
-    return int(lut.segments.max()) if len(lut) else 0
-
-
 def _relabel(
     threshold: float, out: Path, state: BlockState, *, params: dict[str, Any], blocks: Sequence[Block],
     fragments: str | Path, per_block: int, client: Any, max_retries: int, progress: bool,
@@ -306,14 +278,16 @@ def _relabel(
         write_provenance(out, None)
         reset_pyramid_state(state.dir.parent)  # ... and its lower levels are made again
     state_dir, union = str(state.dir.parent), union_stage(threshold)
+    volume_shape, block_shape = tuple(params["shape"]), tuple(params["block_shape"])
     run_blocks(
         state.stage.replace("_t", " t="), blocks,
         functools.partial(_relabel_block, fragments=str(fragments), segmentation=str(out),
-                          state_root=str(state_dir), union=union, per_block=per_block),
+                          state_root=str(state_dir), union=union, per_block=per_block,
+                          volume_shape=volume_shape, block_shape=block_shape, grid=grid_shape(blocks)),
         state=state, client=client, max_retries=max_retries, progress=progress,
     ).raise_if_failed()
-    lut = _load_lut(state_dir, union)
-    write_provenance(out, {"threshold": threshold_value(threshold), "n_segments": _n_segments(lut)})
+    n_segments = union_segments(state_dir, union)
+    write_provenance(out, {"threshold": threshold_value(threshold), "n_segments": n_segments})
 
 
 # -- per-block tasks (module level so Dask can pickle them) --------------------------------------------
@@ -321,9 +295,6 @@ def _relabel(
 
 #: The fix for watershed blocks whose worker was killed for memory.
 SEGMENT_MEMORY_HINT = "use a smaller segment.block_shape or segment.halo_vx, or raise dask.memory_limit"
-_LUT = "lut"  # the union's fragment -> segment table, a stage record of union_t<threshold>
-#: The table's columns as plain ``.npy`` files, memory-mapped by the relabel tasks.
-_LUT_COLUMNS = ("lut.fragments.npy", "lut.segments.npy")
 
 
 def _segment_block(
@@ -356,43 +327,15 @@ def _faces_block(block: Block, *, grid: tuple[int, int, int], state_root: str) -
     return {"n_edges": len(merged)}
 
 
-def _save_lut(union: BlockState, lut: Lut) -> None:
-    """Save the union's table: its columns first, then the record whose presence says the union is done."""
-    union.dir.mkdir(parents=True, exist_ok=True)
-    for name, column in zip(_LUT_COLUMNS, (lut.fragments, lut.segments), strict=True):
-        with atomic_file(union.dir / name, fsync=True) as fh:
-            np.save(fh, column)
-    union.save_records(_LUT, lut=lut)
-
-
-def _block_lut(state_root: str, union: str, first: int, last: int) -> Lut:
-    """The union's entries for fragments ``first`` to ``last`` (one block's id range), read from the
-    memory-mapped columns (only their pages are loaded); the whole table for a union saved without them."""
-    directory = Path(state_root) / union
-    try:
-        columns = [np.load(directory / name, mmap_mode="r") for name in _LUT_COLUMNS]
-    except FileNotFoundError:  # a union of an earlier version
-        return _load_lut(state_root, union).between(first, last)
-    return Lut.from_sorted(*columns).between(first, last)
-
-
 def _relabel_block(
-    block: Block, *, fragments: str, segmentation: str, state_root: str, union: str, per_block: int
+    block: Block, *, fragments: str, segmentation: str, state_root: str, union: str, per_block: int,
+    volume_shape: tuple[int, int, int], block_shape: tuple[int, int, int], grid: tuple[int, int, int],
 ) -> dict[str, Any]:
-    lut = _block_lut(state_root, union, block.id * per_block + 1, (block.id + 1) * per_block)
+    lut = block_lut(state_root, union, block, per_block=per_block, volume_shape=volume_shape,
+                    block_shape=block_shape, grid=grid)
     frag = np.asarray(open_image(fragments).array[block.write])
     write_region(open_image(segmentation, mode="r+").array, block.write, relabel_block(frag, lut))
     return {}
-
-
-def _load_lut(state_root: str, union: str) -> Lut:
-    mtime = os.stat(Path(state_root) / union / f"{_LUT}.npz").st_mtime_ns
-    return _load_lut_version(state_root, union, mtime)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_lut_version(state_root: str, union: str, _mtime_ns: int) -> Lut:
-    return BlockState(state_root, union).load_record(_LUT, Lut, "lut")
 
 
 @dataclass(frozen=True)

@@ -63,32 +63,6 @@ def test_serial_zarr_path_equals_in_memory_algorithm(volume):
     assert open_image(out).voxel_size_um == (1.5, 0.5, 0.5)
 
 
-def test_each_relabel_task_reads_only_its_blocks_entries_of_the_table(volume):
-    from flows.stages.segment import _block_lut, _load_lut
-
-    root, expected = volume
-    run(root, "lutcols")
-    state = root / "lutcols_state"
-    whole = _load_lut(str(state), "union_t0.5")
-    per_block = int(np.prod(BLOCK))
-    blocks = block_grid(SHAPE, block_shape=BLOCK)
-    parts = [_block_lut(str(state), "union_t0.5", b.id * per_block + 1, (b.id + 1) * per_block)
-             for b in blocks]
-    for b, part in zip(blocks, parts, strict=True):
-        assert not isinstance(part.fragments, np.memmap)  # a copy of its range, the file is not kept open
-        assert ((part.fragments > b.id * per_block) & (part.fragments <= (b.id + 1) * per_block)).all()
-    # the ranges partition the table: together they are the whole table, in order
-    np.testing.assert_array_equal(np.concatenate([p.fragments for p in parts]), whole.fragments)
-    np.testing.assert_array_equal(np.concatenate([p.segments for p in parts]), whole.segments)
-    assert max(len(p) for p in parts) < len(whole)
-    # a union saved by an earlier version (no columns) gives the same, from the whole record
-    for name in ("lut.fragments.npy", "lut.segments.npy"):
-        (state / "union_t0.5" / name).unlink()
-    old = _block_lut(str(state), "union_t0.5", 1, per_block)
-    np.testing.assert_array_equal(old.fragments, parts[0].fragments)
-    np.testing.assert_array_equal(segmentation(root, "lutcols"), expected)
-
-
 def test_dask_run_equals_serial_and_resumes_bit_identically(volume):
     root, expected = volume
     state = root / "dask_state"
