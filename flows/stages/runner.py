@@ -189,8 +189,10 @@ def run_blocks(
     """
     start = time.perf_counter()
     done_ids = state.done_ids()
-    todo = [b for b in blocks if b.id not in done_ids]
-    report = BlockRunReport(stage, len(blocks), skipped=len(blocks) - len(todo))
+    # the blocks still to do, made one at a time (a lazy grid of 10^6 blocks stays lazy)
+    skipped = sum(1 for b in blocks if b.id in done_ids) if done_ids else 0
+    todo = (b for b in blocks if b.id not in done_ids)
+    report = BlockRunReport(stage, len(blocks), skipped=skipped)
     bar = BlockProgress(stage, len(blocks), report.skipped, show=progress)
     try:
         if client is None:
@@ -214,10 +216,10 @@ def run_blocks(
         else:
             from distributed import KilledWorker, as_completed
 
-            if todo and resources:
+            if skipped < len(blocks) and resources:
                 _check_resources(client, stage, resources, hint=resource_hint)
             lost: dict[int, BaseException] = {}
-            pending = iter(todo)
+            pending = todo
             futures: dict[Any, Block] = {}
 
             def submit(block: Block) -> Any:

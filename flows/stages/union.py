@@ -59,6 +59,23 @@ class _Node:
     id: int
 
 
+class _Nodes(Sequence[_Node]):
+    """Nodes ``0 .. n - 1``, made on demand (a level of 10^5 nodes costs no memory)."""
+
+    def __init__(self, n: int) -> None:
+        self._n = int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [_Node(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return _Node(i % self._n)
+
+
 @dataclass(frozen=True)
 class _Grid:
     """What every task needs to know of the grid (small: it travels with each task)."""
@@ -106,10 +123,10 @@ def union_volume(
     common = {"state_root": state_root, "union": union, "grid": grid}
     run("up0", blocks, functools.partial(_up_block, threshold=float(threshold), **common), show=True)
     for level in range(1, tree.top + 1):
-        run(f"up{level}", [_Node(i) for i in tree.nodes(level)],
+        run(f"up{level}", _Nodes(len(tree.nodes(level))),
             functools.partial(_up_node, level=level, **common))
     for level in range(tree.top - 1, 0, -1):
-        run(f"down{level}", [_Node(i) for i in tree.nodes(level)],
+        run(f"down{level}", _Nodes(len(tree.nodes(level))),
             functools.partial(_down_node, level=level, **common))
     run("down0", blocks, functools.partial(_down_block, **common), show=True)
 
@@ -123,7 +140,7 @@ def union_volume(
     offsets = before_plane.reshape(grid.grid[0], 1, -1) + np.cumsum(counts, axis=1) - counts
     with atomic_file(Path(state_root) / union / "offsets.npy", fsync=True) as fh:
         np.save(fh, offsets)
-    run("ids", [_Node(i) for i in range(grid.grid[0] * grid.grid[1])], functools.partial(_ids_row, **common))
+    run("ids", _Nodes(grid.grid[0] * grid.grid[1]), functools.partial(_ids_row, **common))
     n_segments = int(counts.sum())
     write_atomic(Path(state_root) / union / _DONE, json.dumps({"n_segments": n_segments}), fsync=True)
     return n_segments

@@ -12,11 +12,12 @@ for a given volume shape and block shape, which is what per-block completion sta
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Block", "block_grid"]
+__all__ = ["Block", "BlockGrid", "block_grid", "grid_shape"]
 
 Region = tuple[slice, slice, slice]
 
@@ -67,7 +68,7 @@ def block_grid(
     block_shape: Sequence[int],
     chunks: Sequence[int] | None = None,
     halo: Sequence[int] = (0, 0, 0),
-) -> list[Block]:
+) -> BlockGrid:
     """Split a (z, y, x) volume into blocks aligned to its chunk grid.
 
     Parameters
@@ -87,8 +88,9 @@ def block_grid(
 
     Returns
     -------
-    list of Block
-        In id order.
+    BlockGrid
+        The blocks in id order: a sequence that makes each block when it is asked for, so a grid of
+        10^6 blocks costs no memory until its blocks are used.
 
     Raises
     ------
@@ -118,18 +120,62 @@ def block_grid(
                 f"halo {halo_t} is larger than block_shape {block_t} along axis {'zyx'[axis]}; "
                 "use a block shape of at least the halo (blocks several times the halo are efficient)"
             )
-    counts = [-(-s // b) for s, b in zip(shape_t, block_t, strict=True)]
-    blocks = []
-    for bid, index in enumerate(itertools.product(*(range(n) for n in counts))):
+    return BlockGrid(shape_t, block_t, halo_t)
+
+
+class BlockGrid(Sequence[Block]):
+    """The blocks of a :func:`block_grid`, made on demand (indexing, slicing, iteration), in id order."""
+
+    def __init__(self, shape: tuple[int, int, int], block_shape: tuple[int, int, int],
+                 halo: tuple[int, int, int]) -> None:
+        self.volume_shape, self.block_shape, self.halo = shape, block_shape, halo
+        self.shape: tuple[int, int, int] = tuple(-(-s // b) for s, b in zip(shape, block_shape, strict=True))  # type: ignore[assignment]
+        self._n = self.shape[0] * self.shape[1] * self.shape[2]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"block {i} is outside a grid of {self._n} blocks")
+        return self._block(i)
+
+    def __iter__(self) -> Iterator[Block]:
+        return (self._block(i) for i in range(self._n))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BlockGrid):
+            return (self.volume_shape, self.block_shape, self.halo) == (
+                other.volume_shape, other.block_shape, other.halo)
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"BlockGrid(shape={self.volume_shape}, block_shape={self.block_shape}, halo={self.halo}: "
+                f"{self._n} blocks)")
+
+    def _block(self, bid: int) -> Block:
+        index = tuple(int(i) for i in _unravel(bid, self.shape))
         write, read, pad = [], [], []
-        for i, s, b, h in zip(index, shape_t, block_t, halo_t, strict=True):
+        for i, s, b, h in zip(index, self.volume_shape, self.block_shape, self.halo, strict=True):
             start, stop = i * b, min((i + 1) * b, s)
             lo, hi = start - h, stop + h
             write.append(slice(start, stop))
             read.append(slice(max(lo, 0), min(hi, s)))
             pad.append((max(-lo, 0), max(hi - s, 0)))
-        blocks.append(Block(bid, tuple(index), tuple(write), tuple(read), tuple(pad)))  # type: ignore[arg-type]
-    return blocks
+        return Block(bid, index, tuple(write), tuple(read), tuple(pad))  # type: ignore[arg-type]
+
+
+def _unravel(i: int, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    rest, x = divmod(i, shape[2])
+    z, y = divmod(rest, shape[1])
+    return z, y, x
 
 
 def grid_shape(blocks: Sequence[Block]) -> tuple[int, int, int]:
@@ -138,6 +184,8 @@ def grid_shape(blocks: Sequence[Block]) -> tuple[int, int, int]:
     >>> grid_shape(block_grid((10, 8, 8), block_shape=(5, 4, 8)))
     (2, 2, 1)
     """
+    if isinstance(blocks, BlockGrid):
+        return blocks.shape
     return tuple(i + 1 for i in blocks[-1].index)  # type: ignore[return-value]
 
 

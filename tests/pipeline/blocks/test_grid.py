@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.blocks import block_grid
+from pipeline.blocks import block_grid, grid_shape
 
 
 def test_hand_computed_grid():
@@ -67,3 +67,17 @@ def test_write_regions_tile_the_volume_and_own_whole_chunks(shape, chunks, mult,
 def test_bad_grids_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         block_grid((8, 8, 8), **kwargs)
+
+
+def test_a_grid_makes_its_blocks_on_demand_as_a_sequence():
+    blocks = block_grid((10, 8, 8), block_shape=(4, 8, 4), halo=(1, 2, 3))
+    listed = list(blocks)
+    assert len(listed) == len(blocks) == 6 and [b.id for b in listed] == list(range(6))
+    assert blocks[-1] == listed[5] and blocks[-6] == listed[0] and blocks[1:4] == listed[1:4]
+    assert blocks == listed and blocks == block_grid((10, 8, 8), block_shape=(4, 8, 4), halo=(1, 2, 3))
+    assert grid_shape(blocks) == grid_shape(listed) == (3, 1, 2)
+    with pytest.raises(IndexError, match="outside a grid of 6 blocks"):
+        blocks[6]
+    # a whole-brain grid (10^6 blocks) is made in no time and no memory: only the asked blocks exist
+    huge = block_grid((400, 800, 800), block_shape=(4, 8, 8))
+    assert len(huge) == 10**6 and huge[-1].write == (slice(396, 400), slice(792, 800), slice(792, 800))
