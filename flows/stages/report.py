@@ -10,6 +10,7 @@ from the images' records, and the metrics of ``metrics.json``'s ``thresholds`` s
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from pipeline.errors import InputDataError
 from pipeline.io.labels import image_of_labels, open_label_image
 from pipeline.io.layout import RunLayout, threshold_value
 from pipeline.io.location import URL, as_location
-from pipeline.io.omezarr import OmeArray, open_image, read_provenance
+from pipeline.io.omezarr import OmeArray, open_image, open_levels, read_provenance
 from pipeline.io.report import read_metrics_json, write_report
 from pipeline.io.skeletons import read_lengths_csv, read_swc_folder
 
 __all__ = ["report_run"]
+
+log = logging.getLogger(__name__)
 
 
 def report_run(
@@ -124,17 +127,36 @@ def _sweep_rows(run: RunLayout, metrics: dict[str, Any] | None) -> list[dict[str
     return [rows[t] for t in sorted(rows)]
 
 
-def _projection(seg: OmeArray, raw: OmeArray | None, slab: int = 16) -> Any:
-    """The z projections of ``seg`` (over ``raw``), built slab by slab."""
-    from pipeline.report import combine_projections, z_projection
+#: The most (y, x) pixels of the report's projection: it is made at the finest pyramid level of at most
+#: this size (a whole brain's level 0 has ~10^8.5 pixels), whatever the volume.
+MAX_PROJECTION_PIXELS = 4096 * 4096
+#: The most voxels read at once to make it (one tile of the chosen level).
+PROJECTION_TILE_VOXELS = 2**22
 
-    result = None
-    for z0 in range(0, seg.spatial_shape[0], slab):
-        region = (slice(z0, min(z0 + slab, seg.spatial_shape[0])), slice(None), slice(None))
-        labels = np.asarray(seg.array[region])
-        image = None
-        if raw is not None:
-            image = np.asarray(raw.array[region] if raw.axes == ("z", "y", "x") else raw.array[(0, *region)])
-        part = z_projection(labels, image)
-        result = part if result is None else combine_projections(result, part)
-    return result
+
+def _projection(seg: OmeArray, raw: OmeArray | None) -> Any:
+    """The z projection of ``seg`` (over ``raw``) at the finest pyramid level of at most
+    :data:`MAX_PROJECTION_PIXELS` pixels (the coarsest there is if none), read tile by tile: memory is set
+    by that image and one tile, not by the volume."""
+    from pipeline.report import tiled_projection
+
+    levels = open_levels(seg)
+    level = next((i for i, a in enumerate(levels) if int(np.prod(a.shape[-2:])) <= MAX_PROJECTION_PIXELS),
+                 len(levels) - 1)
+    labels = levels[level]
+    read_raw = None
+    if raw is not None:
+        raw_levels = [a for a in open_levels(raw) if tuple(a.shape[-3:]) == tuple(labels.shape)]
+        if raw_levels:
+            image = raw_levels[0]
+            read_raw = ((lambda r: np.asarray(image[r])) if raw.axes == ("z", "y", "x")
+                        else (lambda r: np.asarray(image[(0, *r)])))
+        else:
+            log.info("report: raw %s has no level of shape %s; the projection shows the labels alone",
+                     raw.path, tuple(labels.shape))
+    if level:
+        log.info("report: projection made at pyramid level %d, %s voxels", level, tuple(labels.shape))
+    chunks = tuple(int(c) for c in labels.chunks)
+    side = max(1, int((PROJECTION_TILE_VOXELS / max(1, chunks[0])) ** 0.5))
+    tile = (chunks[0], max(chunks[1], side - side % chunks[1]), max(chunks[2], side - side % chunks[2]))
+    return tiled_projection(lambda r: np.asarray(labels[r]), read_raw, labels.shape, tile)

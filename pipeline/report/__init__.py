@@ -11,7 +11,7 @@ from pipeline.lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "content": ["METRICS_SCHEMA", "Summary", "summarize"],
     "figures": ["figure_png", "label_colours", "length_figure", "projection_figure"],
-    "projection": ["ZProjection", "combine_projections", "z_projection"],
+    "projection": ["ZProjection", "combine_projections", "tiled_projection", "z_projection"],
     "report": ["Report", "ReportData", "build_report"],
     "versions": ["software_versions"],
 })

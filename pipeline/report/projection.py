@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline._checks import check_array, check_same_shape
 
-__all__ = ["ZProjection", "combine_projections", "z_projection"]
+__all__ = ["ZProjection", "combine_projections", "tiled_projection", "z_projection"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,3 +98,46 @@ def combine_projections(a: ZProjection, b: ZProjection) -> ZProjection:
     take_b = b.score > a.score
     raw = None if a.raw is None else np.maximum(a.raw, b.raw)  # type: ignore[arg-type]
     return ZProjection(raw, np.where(take_b, b.labels, a.labels), np.where(take_b, b.score, a.score))
+
+
+def tiled_projection(
+    read_labels: Callable[[tuple[slice, ...]], np.ndarray],
+    read_raw: Callable[[tuple[slice, ...]], np.ndarray] | None,
+    shape: Sequence[int],
+    tile_shape: Sequence[int],
+) -> ZProjection:
+    """The projection of a (z, y, x) volume of ``shape``, read one ``tile_shape`` region at a time.
+
+    Columns are projected independently, so the result is :func:`z_projection`'s of the whole volume,
+    pixel for pixel; memory is the (y, x) result plus one tile.
+
+    Parameters
+    ----------
+    read_labels, read_raw : callable
+        ``read(region) -> ndarray``: the labels (and the raw image, or None) in a (z, y, x) region.
+    shape, tile_shape : sequence of 3 int
+        The volume's shape and the largest region read at once.
+
+    Examples
+    --------
+    >>> lab = np.zeros((4, 2, 3), np.uint8); lab[3, 1, 2] = 7; lab[0, 0, 0] = 2
+    >>> tiled_projection(lambda r: lab[r], None, lab.shape, (3, 1, 2)).labels.tolist()
+    [[2, 0, 0], [0, 0, 7]]
+    """
+    shape = tuple(int(s) for s in shape)
+    tile = tuple(max(1, min(int(t), s)) for t, s in zip(tile_shape, shape, strict=True))
+    labels = np.zeros(shape[1:], np.uint64)
+    score = np.full(shape[1:], -np.inf, np.float32)
+    raw = None if read_raw is None else np.full(shape[1:], -np.inf, np.float32)
+    for y0 in range(0, shape[1], tile[1]):
+        for x0 in range(0, shape[2], tile[2]):
+            cols = (slice(y0, min(y0 + tile[1], shape[1])), slice(x0, min(x0 + tile[2], shape[2])))
+            part = None
+            for z0 in range(0, shape[0], tile[0]):
+                region = (slice(z0, min(z0 + tile[0], shape[0])), *cols)
+                slab = z_projection(read_labels(region), None if read_raw is None else read_raw(region))
+                part = slab if part is None else combine_projections(part, slab)
+            labels[cols], score[cols] = part.labels, part.score  # type: ignore[union-attr]
+            if raw is not None:
+                raw[cols] = part.raw  # type: ignore[union-attr]
+    return ZProjection(raw, labels, score)

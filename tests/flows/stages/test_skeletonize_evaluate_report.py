@@ -225,3 +225,33 @@ def test_commands_run_and_fail_cleanly(phantom, tmp_path):
         assert message in out.stderr and "Traceback" not in out.stderr
     bad = run_cli("skeletonize", str(seg_path), "--out", str(run), "--block-shape", "16,64")
     assert bad.returncode == 2 and "three integers" in bad.stderr
+
+
+def test_the_report_projects_the_finest_pyramid_level_of_bounded_size(phantom, tmp_path, monkeypatch):
+    """Issue 20: a whole brain's level 0 has ~10^8.5 pixels; the report projects the finest level of at
+    most MAX_PROJECTION_PIXELS, tile by tile, and gives that level's projection exactly."""
+    from flows.stages import report as report_stage
+    from flows.stages.pyramid import pyramid_volume
+    from pipeline.io.omezarr import open_levels
+    from pipeline.report import z_projection
+
+    root, _, _, _, seg = phantom
+    path = tmp_path / "segmentation.zarr"
+    create_label_image(path, shape=seg.shape, chunks=(16, 64, 64), voxel_size_um=VS, pyramid=True)
+    open_image(path, mode="r+").array[...] = seg
+    pyramid_volume(path, name="segmentation", state_dir=tmp_path / "state", block_shape=(16, 64, 64),
+                   max_retries=0, client=None, progress=False)
+    labels, raw = open_levels(open_image(path)), open_levels(open_image(root / "volume.zarr"))
+    assert len(labels) > 1
+    whole = report_stage._projection(open_image(path), open_image(root / "volume.zarr"))
+    np.testing.assert_array_equal(whole.labels, z_projection(seg).labels if whole.raw is None else
+                                  z_projection(seg, np.asarray(raw[0][...])).labels)
+    small = labels[1].shape[-2] * labels[1].shape[-1]
+    monkeypatch.setattr(report_stage, "MAX_PROJECTION_PIXELS", small)
+    monkeypatch.setattr(report_stage, "PROJECTION_TILE_VOXELS", 1000)  # many tiles
+    coarse = report_stage._projection(open_image(path), open_image(root / "volume.zarr"))
+    raw1 = [a for a in raw if tuple(a.shape) == tuple(labels[1].shape)]
+    want = z_projection(np.asarray(labels[1][...]), np.asarray(raw1[0][...]) if raw1 else None)
+    assert coarse.labels.shape == labels[1].shape[-2:]
+    np.testing.assert_array_equal(coarse.labels, want.labels)
+    assert (coarse.raw is None) == (not raw1)

@@ -20,6 +20,7 @@ from pipeline.report import (
     length_figure,
     software_versions,
     summarize,
+    tiled_projection,
     z_projection,
 )
 from pipeline.report.content import VOXEL_ROWS, format_value, metric_table
@@ -95,6 +96,27 @@ def test_projection_of_slabs_equals_projection_of_the_volume():
         combine_projections(whole, z_projection(labels[:, :4], raw[:, :4]))
     with pytest.raises(ValueError, match="shape"):
         z_projection(labels, raw[:5])
+
+
+@pytest.mark.parametrize("tile", [(20, 8, 9), (6, 3, 4), (1, 1, 1), (7, 8, 2)])
+@pytest.mark.parametrize("with_raw", [True, False])
+def test_a_projection_read_tile_by_tile_equals_the_whole_volumes(tile, with_raw):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 5, size=(20, 8, 9)).astype(np.uint64)
+    raw = rng.random((20, 8, 9)).astype(np.float32)
+    reads = []
+
+    def read(region):
+        reads.append(tuple(s.stop - s.start for s in region))
+        return labels[region]
+
+    whole = z_projection(labels, raw if with_raw else None)
+    tiled = tiled_projection(read, (lambda r: raw[r]) if with_raw else None, labels.shape, tile)
+    np.testing.assert_array_equal(tiled.labels, whole.labels)
+    np.testing.assert_array_equal(tiled.score, whole.score)
+    if with_raw:
+        np.testing.assert_array_equal(tiled.raw, whole.raw)
+    assert max(int(np.prod(r)) for r in reads) <= int(np.prod(tile))
 
 
 def test_label_colours_are_stable_and_distinct():
