@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,20 +36,31 @@ from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout
 from pipeline.io.location import URL, Location, describe, is_url
 from pipeline.io.omezarr import image_fingerprint, open_image
-from pipeline.io.skeletons import write_lengths_csv, write_precomputed_skeletons, write_swc_folder
+from pipeline.io.skeletons import (
+    prepare_dir,
+    segment_properties,
+    write_lengths_csv,
+    write_precomputed_info,
+    write_precomputed_objects,
+    write_swc_files,
+)
 from pipeline.skeleton import (
     BlockLabels,
     BlockSkeletons,
+    LabelStatistics,
+    ObjectRow,
     OnePiecePlan,
     TeasarParams,
     block_labels,
     check_max_voxels,
     fuse_block_skeletons,
+    label_shards,
     label_statistics,
     object_rows,
     plan_one_piece,
     skeleton_grid,
     skeletonize_block_with_plan,
+    split_by_shard,
     without_dust,
 )
 from pipeline.skeleton.config import SkeletonizeConfig
@@ -58,6 +70,9 @@ __all__ = ["SkeletonizeOutputs", "read_skeletonize_record", "recorded_segmentati
 log = logging.getLogger(__name__)
 
 _PLAN = "plan"  # the one-piece plan, a stage record of "skeletonize"
+_SHARDS = "shards"  # the first label of each shard of labels, a stage record of "skeletonize"
+#: Labels per fusion task (objects fused and written by one task of the stage ``skeleton_fuse``).
+LABELS_PER_SHARD = 2000
 #: 3: block records through pipeline.io.blockstate; 4: the segmentation recorded where the run directory
 #: does not matter (relative inside it, a fingerprint outside); 5: dust_threshold_um3 recorded
 _STATE_FORMAT = 5
@@ -174,37 +189,57 @@ def skeletonize_volume(
     # stage 2: every block skeletonizes its pieces and the one-piece objects it owns
     plan = plan_one_piece(stats, grid, max_voxels=settings.one_piece_max_voxels)
     state.save_records(_PLAN, plan=plan)  # a function of stage 1 and the parameters: rewriting is a no-op
+    # the label shards each fusion task takes (the blocks cut their pieces by them), from the same
+    all_labels = np.fromiter(stats.n_voxels, np.uint64, len(stats.n_voxels))
+    state.save_records(_SHARDS, starts=label_shards(all_labels, per_shard=LABELS_PER_SHARD))
     log.info("skeletonize: %d objects cross a seam and are skeletonized in one piece", len(plan.labels))
     task = functools.partial(
         _skeletonize_block_task, segmentation=str(segmentation), volume_shape=shape, voxel_size_um=vs,
         teasar=settings.teasar, state_root=str(run.state),
     )
+    redone = len(state.done_ids()) < len(grid)  # blocks of stage 2 run: the fusion is redone
+    if not state.done_ids():  # a fresh stage 2: pieces of an earlier one go
+        shutil.rmtree(run.state / "skeleton_parts", ignore_errors=True)
     run_blocks(
         "skeletonize", grid, task, state=state, client=client, max_retries=max_retries, progress=progress,
         memory_hint="use a smaller skeletonize.block_shape or skeletonize.halo_um, or raise "
                     "dask.memory_limit",
     ).raise_if_failed()
 
-    pieces = [state.load_record(b.id, BlockSkeletons, name) for b in grid for name in ("pieces", "objects")]
-    graphs = fuse_block_skeletons(pieces, voxel_size_um=vs, tick_threshold_um=settings.tick_threshold_um)
+    # stage 3: each shard of labels fused and written by one task, from the pieces the blocks cut by shard
     kept = without_dust(stats, dust_threshold_um3=settings.dust_threshold_um3, voxel_size_um=vs)
-    graphs = {label: g for label, g in graphs.items() if label in kept.n_voxels}
     if len(kept.n_voxels) < len(stats.n_voxels):
         log.info("skeletonize: %d objects of at most %g µm³ dropped as dust (skeletonize.dust_threshold_um3)",
                  len(stats.n_voxels) - len(kept.n_voxels), settings.dust_threshold_um3)
-    rows = object_rows(graphs, kept, voxel_size_um=vs)
+    fuse = BlockState(run.state, "skeleton_fuse")
+    missing = not (run.skeletons.is_dir() and run.skeletons_precomputed.is_dir())  # removed: written anew
+    fuse.check_params(params, reset=overwrite or redone or missing or fuse.differs(params))
+    starts = state.load_record(_SHARDS, np.ndarray, "starts")
+    if not fuse.done_ids():  # a fresh fusion: new folders (a resumed one keeps the files of its shards)
+        prepare_dir(run.skeletons, overwrite=True, what="SWC")
+        prepare_dir(run.skeletons_precomputed, overwrite=True, what="precomputed skeleton")
+        _save_shard_statistics(fuse, kept, starts)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
-    write_swc_folder(run.skeletons, graphs, overwrite=True, comments=comments)
-    write_precomputed_skeletons(run.skeletons_precomputed, graphs, overwrite=True, objects=rows)
+    run_blocks(
+        "fuse skeletons", _Shards(len(starts)),
+        functools.partial(_fuse_shard_task, state_root=str(run.state), voxel_size_um=vs,
+                          tick_threshold_um=settings.tick_threshold_um, swc_dir=str(run.skeletons),
+                          precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments)),
+        state=fuse, client=client, max_retries=max_retries, progress=progress,
+        memory_hint="an object's skeleton is fused by one task: raise dask.memory_limit",
+    ).raise_if_failed()
+    rows = [row for i in range(len(starts)) for row in _shard_rows(fuse, i)]  # in label order
+    n_skeletons = sum(fuse.info(i)["n_skeletons"] for i in range(len(starts)))
+    write_precomputed_info(run.skeletons_precomputed, properties=segment_properties(rows))
     lengths = write_lengths_csv(run.lengths_csv, rows)
     try:
         write_atomic(run.skeletonize_json,
-                     json.dumps({**record, "n_objects": len(rows), "n_skeletons": len(graphs)}, indent=1))
+                     json.dumps({**record, "n_objects": len(rows), "n_skeletons": n_skeletons}, indent=1))
     except OSError as exc:
         raise write_error(f"cannot write {run.skeletonize_json}", exc, run.skeletonize_json) from None
-    log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), len(graphs), run.root)
+    log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), n_skeletons, run.root)
     return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json,
-                              len(rows), len(graphs))
+                              len(rows), n_skeletons)
 
 
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
@@ -272,5 +307,81 @@ def _skeletonize_block_task(
         voxel_size_um=voxel_size_um,
         params=teasar,
     )
-    state.save_records(block.id, pieces=pieces, objects=objects)
+    starts = state.load_record(_SHARDS, np.ndarray, "starts")
+    cut_pieces, cut_objects = split_by_shard(pieces, starts), split_by_shard(objects, starts)
+    for shard in sorted(set(cut_pieces) | set(cut_objects)):
+        BlockState(state_root, f"skeleton_parts/{shard}").save_records(
+            block.id, pieces=cut_pieces.get(shard, _empty_piece(pieces)),
+            objects=cut_objects.get(shard, _empty_piece(objects)))
     return {"n_vertices": int(len(pieces.vertices_vx)), "n_one_piece_vertices": int(len(objects.vertices_vx))}
+
+
+def _empty_piece(piece: BlockSkeletons) -> BlockSkeletons:
+    return BlockSkeletons(
+        piece.block_id, piece.write_start, piece.write_stop, piece.volume_shape, np.zeros((0, 3), np.int64),
+        np.zeros(0, np.uint64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64), np.zeros(0, bool))
+
+
+class _Shard:
+    """A shard of labels as :func:`~flows.stages.runner.run_blocks` schedules it."""
+
+    def __init__(self, i: int) -> None:
+        self.id = i
+
+
+class _Shards(Sequence[_Shard]):
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [_Shard(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return _Shard(i % self._n)
+
+
+_ROW_FIELDS = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border", "n_endpoints")
+
+
+def _save_shard_statistics(fuse: BlockState, kept: LabelStatistics, starts: np.ndarray) -> None:
+    """Each shard's objects (those kept), their voxel counts and border flags, as records of ``fuse``."""
+    labels = np.fromiter(kept.n_voxels, np.uint64, len(kept.n_voxels))
+    counts = np.fromiter(kept.n_voxels.values(), np.int64, len(kept.n_voxels))
+    border = np.isin(labels, np.fromiter(kept.border_labels, np.uint64, len(kept.border_labels)))
+    shard = np.searchsorted(starts, labels, side="right") - 1
+    for i in range(len(starts)):
+        here = shard == i
+        fuse.save_records(f"stats-{i}", labels=labels[here], n_voxels=counts[here], border=border[here])
+
+
+def _fuse_shard_task(
+    shard: _Shard, *, state_root: str, voxel_size_um: tuple[float, ...], tick_threshold_um: float,
+    swc_dir: str, precomputed_dir: str, comments: tuple[str, ...],
+) -> dict[str, Any]:
+    parts = BlockState(state_root, f"skeleton_parts/{shard.id}")
+    blocks = sorted(int(p.stem) for p in parts.dir.glob("*.npz") if p.stem.isdigit())
+    pieces = [parts.load_record(b, BlockSkeletons, name) for b in blocks for name in ("pieces", "objects")]
+    graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
+    fuse = BlockState(state_root, "skeleton_fuse")
+    labels = fuse.load_record(f"stats-{shard.id}", np.ndarray, "labels")
+    stats = LabelStatistics(
+        dict(zip(labels.tolist(), fuse.load_record(f"stats-{shard.id}", np.ndarray, "n_voxels").tolist(),
+                 strict=True)),
+        frozenset(labels[fuse.load_record(f"stats-{shard.id}", np.ndarray, "border")].tolist()),
+    )
+    graphs = {label: g for label, g in graphs.items() if label in stats.n_voxels}
+    rows = object_rows(graphs, stats, voxel_size_um=voxel_size_um)
+    write_swc_files(swc_dir, graphs, comments=comments)
+    write_precomputed_objects(precomputed_dir, graphs, empty=[r.label for r in rows if r.label not in graphs])
+    fuse.save_records(shard.id, **{name: np.array([getattr(r, name) for r in rows]) for name in _ROW_FIELDS})
+    return {"n_objects": len(rows), "n_skeletons": len(graphs)}
+
+
+def _shard_rows(fuse: BlockState, shard: int) -> list[ObjectRow]:
+    columns = [fuse.load_record(shard, np.ndarray, name) for name in _ROW_FIELDS]
+    return [ObjectRow(int(a), float(b), float(c), int(d), bool(e), int(f))
+            for a, b, c, d, e, f in zip(*columns, strict=True)]

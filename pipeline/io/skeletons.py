@@ -72,9 +72,13 @@ __all__ = [
     "read_lengths_csv",
     "read_precomputed_skeletons",
     "read_swc_folder",
+    "prepare_dir",
     "segment_properties",
     "write_lengths_csv",
+    "write_precomputed_info",
+    "write_precomputed_objects",
     "write_precomputed_skeletons",
+    "write_swc_files",
     "write_swc_folder",
 ]
 
@@ -94,7 +98,8 @@ SEGMENT_PROPERTIES_DIR = "segment_properties"
 _UM_TO_NM = 1000.0
 
 
-def _prepare_dir(directory: Path, *, overwrite: bool, what: str) -> None:
+def prepare_dir(directory: Path, *, overwrite: bool, what: str) -> None:
+    """Create ``directory``; an existing non-empty one is emptied with ``overwrite``, else refused."""
     if directory.exists():
         if not overwrite and any(directory.iterdir()):
             raise OutputError(
@@ -150,11 +155,19 @@ def write_swc_folder(
         If a skeleton has a cycle or a node without ``pos_um``.
     """
     directory = Path(directory)
-    _prepare_dir(directory, overwrite=overwrite, what="SWC")
+    prepare_dir(directory, overwrite=overwrite, what="SWC")
+    return write_swc_files(directory, graphs, comments=comments)
+
+
+def write_swc_files(directory: str | Path, graphs: Mapping[int, nx.Graph], *,
+                    comments: Iterable[str] = ()) -> list[Path]:
+    """Write ``<label>.swc`` for each skeleton of ``graphs`` into ``directory`` (which must exist), as
+    :func:`write_swc_folder` does, leaving its other files: shards of the objects can be written by
+    different tasks into one folder. Returns the files, in label order."""
     header = list(comments)
     written = []
     for label in sorted(graphs):
-        path = directory / f"{int(label)}.swc"
+        path = Path(directory) / f"{int(label)}.swc"
         write_swc(path, graphs[label], comments=[*header, f"label {int(label)}"])
         written.append(path)
     return written
@@ -238,16 +251,28 @@ def write_precomputed_skeletons(
         If a label is negative or a node lacks ``pos_um``.
     """
     directory = Path(directory)
+    properties = segment_properties(objects) if objects is not None else None
+    listed = [int(i) for i in properties["inline"]["ids"]] if properties is not None else []
+    _check_graphs(graphs)
+    prepare_dir(directory, overwrite=overwrite, what="precomputed skeleton")
+    written = write_precomputed_info(directory, properties=properties)
+    return written + write_precomputed_objects(directory, graphs,
+                                               empty=[label for label in listed if label not in graphs])
+
+
+def _check_graphs(graphs: Mapping[int, nx.Graph]) -> None:
     for label in graphs:
         if int(label) < 0:
             raise ValueError(f"skeleton labels must be non-negative integers; got {label}")
         missing = [n for n, d in graphs[label].nodes(data=True) if "pos_um" not in d]
         if missing:
             raise ValueError(f"skeleton {label} has nodes {missing[:5]} without 'pos_um' (z, y, x) µm")
-    properties = segment_properties(objects) if objects is not None else None
-    listed = [int(i) for i in properties["inline"]["ids"]] if properties is not None else []
-    empty = {label: nx.Graph() for label in listed if label not in graphs}  # nothing to draw, but a file
-    _prepare_dir(directory, overwrite=overwrite, what="precomputed skeleton")
+
+
+def write_precomputed_info(directory: str | Path, *, properties: dict[str, Any] | None = None) -> list[Path]:
+    """Write the ``info`` of a precomputed skeleton folder (which must exist) and, with ``properties``
+    (:func:`segment_properties`), its segment properties; returns the files written."""
+    directory = Path(directory)
     info = PRECOMPUTED_INFO if properties is None else {**PRECOMPUTED_INFO,
                                                          "segment_properties": SEGMENT_PROPERTIES_DIR}
     written = [directory / "info"]
@@ -255,9 +280,25 @@ def write_precomputed_skeletons(
         write_atomic(written[0], (json.dumps(info, indent=1) + "\n").encode())
         if properties is not None:
             written.append(directory / SEGMENT_PROPERTIES_DIR / "info")
-            written[-1].parent.mkdir()
+            written[-1].parent.mkdir(exist_ok=True)
             write_atomic(written[-1], (json.dumps(properties, indent=1, ensure_ascii=False) + "\n").encode())
-        for label, graph in sorted({**graphs, **empty}.items()):
+    except OSError as exc:
+        raise write_error(f"cannot write precomputed skeletons to {directory}", exc, directory) from None
+    return written
+
+
+def write_precomputed_objects(
+    directory: str | Path, graphs: Mapping[int, nx.Graph], *, empty: Iterable[int] = ()
+) -> list[Path]:
+    """Write the skeleton file of each label of ``graphs`` into a precomputed folder (which must exist),
+    and an empty skeleton file for each label of ``empty`` (listed objects without a skeleton); returns
+    the files, in label order. Each file is written alone: shards of the objects can be written by
+    different tasks into one folder (:func:`write_precomputed_info` writes its ``info``)."""
+    directory = Path(directory)
+    _check_graphs(graphs)
+    written = []
+    try:
+        for label, graph in sorted({**{int(e): nx.Graph() for e in empty}, **graphs}.items()):
             path = directory / str(int(label))
             write_atomic(path, _to_osteoid(graph, int(label)).to_precomputed())
             written.append(path)

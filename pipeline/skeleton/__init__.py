@@ -18,7 +18,7 @@ from pipeline.lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "block": ["BlockSkeletons", "skeletonize_block", "skeletonize_block_with_plan", "skeletonize_objects"],
     "blockwise": ["object_rows", "object_table_blocks", "skeletonize_blocks", "without_dust"],
-    "fuse": ["fuse_block_skeletons"],
+    "fuse": ["fuse_block_skeletons", "label_shards", "split_by_shard"],
     "config": ["DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "SkeletonizeConfig"],
     "grid": ["halo_voxels", "skeleton_grid"],
     "lengths": [

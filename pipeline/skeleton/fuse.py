@@ -25,7 +25,7 @@ from pipeline.skeleton.block import BlockSkeletons
 from pipeline.skeleton.config import DEFAULT_TICK_THRESHOLD_UM
 from pipeline.skeleton.teasar import skeleton_to_graph
 
-__all__ = ["fuse_block_skeletons"]
+__all__ = ["fuse_block_skeletons", "label_shards", "split_by_shard"]
 
 
 def fuse_block_skeletons(
@@ -102,6 +102,40 @@ def fuse_block_skeletons(
             continue
         graphs[label] = skeleton_to_graph(skeleton, label=label, voxel_size_um=vs)
     return graphs
+
+
+def label_shards(labels: np.ndarray, *, per_shard: int) -> np.ndarray:
+    """Cut sorted ``labels`` into shards of ``per_shard`` consecutive labels: the first label of each shard
+    (a label ``l`` is in shard ``searchsorted(starts, l, "right") - 1``; shards are in label order).
+
+    >>> label_shards(np.array([3, 5, 8, 9, 12]), per_shard=2).tolist()
+    [3, 8, 12]
+    """
+    if per_shard < 1:
+        raise ValueError(f"per_shard must be at least 1; got {per_shard}")
+    labels = np.asarray(labels, np.uint64)
+    return labels[::per_shard].copy() if labels.size else np.zeros(1, np.uint64)
+
+
+def split_by_shard(piece: BlockSkeletons, starts: np.ndarray) -> dict[int, BlockSkeletons]:
+    """A block's skeleton piece cut by label shard (:func:`label_shards`): shard -> the piece's vertices
+    and edges of that shard's labels. Fusing the shards' pieces one shard at a time gives
+    :func:`fuse_block_skeletons`' skeletons of the whole: every label is fused from its own vertices."""
+    if len(piece.vertex_labels) == 0:
+        return {}
+    shard = np.searchsorted(np.asarray(starts, np.uint64), piece.vertex_labels, side="right") - 1
+    out = {}
+    for s in np.unique(shard).tolist():
+        keep = np.flatnonzero(shard == s)
+        remap = np.full(len(piece.vertices_vx), -1, np.int64)
+        remap[keep] = np.arange(keep.size)
+        edges = remap[piece.edges] if len(piece.edges) else piece.edges.reshape(0, 2)
+        edges = edges[(edges >= 0).all(axis=1)]
+        out[int(s)] = BlockSkeletons(
+            piece.block_id, piece.write_start, piece.write_stop, piece.volume_shape,
+            piece.vertices_vx[keep], piece.vertex_labels[keep], piece.radii_um[keep], edges, piece.cut[keep],
+        )
+    return out
 
 
 @dataclass(frozen=True, eq=False)

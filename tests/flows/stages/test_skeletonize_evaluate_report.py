@@ -19,7 +19,7 @@ from pipeline.io.omezarr import create_label_image, open_image, write_provenance
 from pipeline.io.phantom import write_phantom
 from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, read_swc_folder
 from pipeline.metrics.evaluate import evaluate_arrays
-from pipeline.skeleton import OnePiecePlan, object_table
+from pipeline.skeleton import BlockSkeletons, OnePiecePlan, object_table
 from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth import AISParams, PhantomParams
 from tests.flows.test_cli import run_cli
@@ -93,6 +93,48 @@ def test_skeletonize_writes_skeletons_and_a_table_matching_the_whole_volume(phan
         assert nx.is_forest(swc[label])
     record = json.loads(out.params_json.read_text())
     assert record["voxel_size_um"] == list(VS) and record["block_shape"] == [16, 64, 64]
+
+
+def _tree(directory):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file()}
+
+
+def test_objects_are_fused_by_shard_tasks_each_reading_only_its_labels(phantom, tmp_path, monkeypatch):
+    """Issue 20: each shard of labels is fused and written by one task from the pieces the blocks cut by
+    shard; two labels per shard gives the files of one shard for all, byte for byte, and resumes."""
+    from flows.stages import skeletonize as stage
+
+    _, gt_path, _, _, _ = phantom
+    one = skeletonize_volume(gt_path, out=tmp_path / "one", block_shape=(16, 64, 64), progress=False)
+    monkeypatch.setattr(stage, "LABELS_PER_SHARD", 2)
+    many = skeletonize_volume(gt_path, out=tmp_path / "many", block_shape=(16, 64, 64), progress=False)
+    state = BlockState(tmp_path / "many" / "state", "skeletonize")
+    starts = state.load_record("shards", np.ndarray, "starts")
+    labels = [r.label for r in read_lengths_csv(many.lengths_csv)]
+    assert len(starts) == -(-len(labels) // 2) >= 4
+    for directory in ("skeletons", "skeletons_precomputed"):
+        assert _tree(tmp_path / "many" / directory) == _tree(tmp_path / "one" / directory)
+    assert many.lengths_csv.read_text() == one.lengths_csv.read_text()
+    # each shard's parts hold its labels only
+    for shard in range(len(starts)):
+        parts = BlockState(tmp_path / "many" / "state", f"skeleton_parts/{shard}")
+        held = set()
+        for path in parts.dir.glob("*.npz"):
+            for name in ("pieces", "objects"):
+                held |= set(parts.load_record(int(path.stem), BlockSkeletons, name).vertex_labels.tolist())
+        hi = starts[shard + 1] if shard + 1 < len(starts) else np.uint64(2**63)
+        assert held and all(starts[shard] <= label < hi for label in held)
+    # an interrupted fusion (half the shards undone, the files of one removed) resumes to the same files
+    fuse = BlockState(tmp_path / "many" / "state", "skeleton_fuse")
+    for shard in range(0, len(starts), 2):
+        fuse.forget(shard)
+    (tmp_path / "many" / "lengths.csv").unlink()
+    (tmp_path / "many" / "skeletons" / f"{labels[0]}.swc").unlink(missing_ok=True)
+    again = skeletonize_volume(gt_path, out=tmp_path / "many", block_shape=(16, 64, 64), progress=False,
+                               replace_files=True)
+    assert again.lengths_csv.read_text() == one.lengths_csv.read_text()
+    assert _tree(tmp_path / "many" / "skeletons") == _tree(tmp_path / "one" / "skeletons")
 
 
 def _remove_outputs(run):
