@@ -20,7 +20,7 @@ import numpy as np
 from scipy.ndimage import find_objects
 
 from pipeline._checks import check_array
-from pipeline.blocks import Block
+from pipeline.blocks import Block, BlockGrid
 
 __all__ = [
     "BlockLabels",
@@ -249,11 +249,26 @@ def plan_one_piece(
     if not grid:
         raise ValueError("grid is empty; pass the blocks of skeleton_grid()")
     check_max_voxels(max_voxels, "max_voxels")
-    if max_voxels is None:
-        max_voxels = max(math.prod(b.read_shape) for b in grid)
-    shape = np.max([[s.stop for s in b.write] for b in grid], axis=0)
-    starts = [np.unique([b.write[a].start for b in grid]) for a in range(3)]
-    by_index = {tuple(b.index): b.id for b in grid}
+    if isinstance(grid, BlockGrid):  # from its geometry: no pass over (up to 10^6) blocks
+        shape = np.asarray(grid.volume_shape, dtype=np.int64)
+        starts = [np.arange(0, n, b, dtype=np.int64) for n, b in zip(shape, grid.block_shape, strict=True)]
+        if max_voxels is None:  # the read region is largest where the halo is not clipped: per axis
+            longest = [max(min(a + b + h, n) - max(a - h, 0) for a in st)
+                       for st, b, h, n in zip(starts, grid.block_shape, grid.halo, shape, strict=True)]
+            max_voxels = math.prod(longest)
+
+        def block_id(index: tuple[int, ...]) -> int | None:
+            inside = all(0 <= i < n for i, n in zip(index, grid.shape, strict=True))
+            return int(np.ravel_multi_index(index, grid.shape)) if inside else None
+    else:
+        if max_voxels is None:
+            max_voxels = max(math.prod(b.read_shape) for b in grid)
+        shape = np.max([[s.stop for s in b.write] for b in grid], axis=0)
+        starts = [np.unique([b.write[a].start for b in grid]) for a in range(3)]
+        by_index = {tuple(b.index): b.id for b in grid}
+
+        def block_id(index: tuple[int, ...]) -> int | None:
+            return by_index.get(index)
     chosen, lo_all, hi_all, owners = [], [], [], []
     for label, (lo, hi) in statistics.boxes.items():
         if statistics.n_blocks.get(label, 0) < 2:
@@ -263,7 +278,8 @@ def plan_one_piece(
         if int(np.prod(b - a)) > max_voxels:
             continue
         index = tuple(int(np.searchsorted(starts[d], lo[d], side="right")) - 1 for d in range(3))
-        if index not in by_index or np.any(hi > shape):
+        owner = block_id(index)
+        if owner is None or np.any(hi > shape):
             raise ValueError(
                 f"label {label} has the box {tuple(lo.tolist())}..{tuple(hi.tolist())}, outside the grid's "
                 f"volume {tuple(shape.tolist())}; pass the statistics of this grid's blocks"
@@ -271,7 +287,7 @@ def plan_one_piece(
         chosen.append(label)
         lo_all.append(lo)
         hi_all.append(hi)
-        owners.append(by_index[index])
+        owners.append(owner)
     return OnePiecePlan(
         labels=np.array(chosen, dtype=np.uint64),
         box_start=np.array(lo_all, dtype=np.int64).reshape(-1, 3),

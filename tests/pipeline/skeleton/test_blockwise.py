@@ -217,6 +217,19 @@ def test_statistics_and_plan_on_hand_made_objects(tmp_path):
     assert _round_trip(pieces[1], tmp_path).box_stop.tolist() == [[3, 4, 20], [8, 9, 32]]
 
 
+@pytest.mark.parametrize("block_shape", [(16, 64, 64), (24, 40, 48), (64, 128, 128)])
+def test_the_plan_from_a_grids_geometry_equals_the_plan_from_its_blocks(block_shape):
+    """Issue 20: plan_one_piece reads a lazy grid's geometry instead of walking its (10^6) blocks."""
+    labels = phantom_labels(2)
+    grid = skeleton_grid(labels.shape, block_shape=block_shape, voxel_size_um=VS)
+    pieces = [block_labels(labels[b.write], block=b) for b in grid]
+    stats = label_statistics(pieces, volume_shape=labels.shape)
+    lazy, listed = plan_one_piece(stats, grid), plan_one_piece(stats, list(grid))
+    assert lazy.max_voxels == listed.max_voxels == max(int(np.prod(b.read_shape)) for b in grid)
+    for field in ("labels", "box_start", "box_stop", "owner"):
+        np.testing.assert_array_equal(getattr(lazy, field), getattr(listed, field))
+
+
 def test_statistics_match_the_whole_volume():
     labels = phantom_labels(6)
     grid = skeleton_grid(labels.shape, block_shape=(16, 64, 64), voxel_size_um=VS)
