@@ -117,8 +117,10 @@ def union_volume(
     name = union.replace("union_t", "union t=")
 
     def run(step: str, items: Sequence[Any], task: Any, *, show: bool = False) -> None:
-        run_blocks(f"{name} {step}", items, task, state=BlockState(state_root, f"{union}/{step}"),
-                   client=client, max_retries=max_retries, progress=progress and show).raise_if_failed()
+        # one progress bar, the blocks' first pass (the name the union's progress has always had)
+        run_blocks(name if show else f"{name} {step}", items, task,
+                   state=BlockState(state_root, f"{union}/{step}"), client=client, max_retries=max_retries,
+                   progress=progress and show).raise_if_failed()
 
     common = {"state_root": state_root, "union": union, "grid": grid}
     run("up0", blocks, functools.partial(_up_block, threshold=float(threshold), **common), show=True)
@@ -128,7 +130,7 @@ def union_volume(
     for level in range(tree.top - 1, 0, -1):
         run(f"down{level}", _Nodes(len(tree.nodes(level))),
             functools.partial(_down_node, level=level, **common))
-    run("down0", blocks, functools.partial(_down_block, **common), show=True)
+    run("down0", blocks, functools.partial(_down_block, **common))
 
     # per row of blocks along x and plane, the keys numbered before the row's keys of that plane
     counts = np.zeros((grid.grid[0], grid.grid[1], grid.block_shape[0]), np.int64)
