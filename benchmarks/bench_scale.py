@@ -269,17 +269,22 @@ def part_b(base: tuple[int, int, int], workdir: Path) -> list[dict]:
     return rows
 
 
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    """Print a markdown table."""
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 def print_b(rows: list[dict]) -> None:
     print("the whole chain (`neurorecon run`: predict, segment, skeletonize, report; no ground truth) on 2 "
           "one-thread Dask workers; forward alone: one process, 2 threads, same tiles")
-    print("| volume | voxels | wall (s) | forward alone (s) | wall / forward | driver peak (GB) | "
-          "largest other process peak (GB) | processes |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        volume = "x".join(map(str, r["shape"]))
-        print(f"| {volume} | {r['voxels']:,} | {r['wall_s']:.0f} | {r['forward_s']:.0f} | "
-              f"{r['wall_s'] / r['forward_s']:.2f} | {r['driver_GB']:.2f} | {r['worker_GB']:.2f} | "
-              f"{r['n_processes']} |")
+    table(["volume", "voxels", "wall (s)", "forward alone (s)", "wall / forward", "driver peak (GB)",
+           "largest other process peak (GB)", "processes"],
+          [["x".join(map(str, r["shape"])), f"{r['voxels']:,}", f"{r['wall_s']:.0f}", f"{r['forward_s']:.0f}",
+            f"{r['wall_s'] / r['forward_s']:.2f}", f"{r['driver_GB']:.2f}", f"{r['worker_GB']:.2f}",
+            str(r["n_processes"])] for r in rows])
     if len(rows) == 2:
         a, b = rows
         peak = max(b["driver_GB"], b["worker_GB"]) / max(a["driver_GB"], a["worker_GB"])
@@ -364,17 +369,14 @@ def main() -> None:
     print(f"segment's union over an octree of blocks, on synthetic block records; {args.fragments} "
           f"fragments per block; tasks run serially in the driver's process; ratios to {base['blocks']:,} "
           "blocks, same run")
-    print("| blocks | grid | fragments | segments | union (s) | ms / block | widest node (pairs) | "
-          "union state (MB) | relabel task read (ms) | peak RSS (GB) | above imports (MB) | "
-          "peak vs smallest |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        grid = "x".join(map(str, r["grid"]))
-        print(f"| {r['blocks']:,} | {grid} | {r['fragments']:,} | {r['segments']:,} | "
-              f"{r['union_s']:.1f} | {1e3 * r['union_s'] / r['blocks']:.1f} | {r['widest_node']:,} | "
-              f"{r['disk_MB']:.0f} | {1e3 * r['relabel_read_s']:.1f} | {r['peak_GB']:.2f} | "
-              f"{1e3 * (r['peak_GB'] - r['import_GB']):.0f} | "
-              f"{r['peak_GB'] / base['peak_GB']:.2f}x |")
+    table(["blocks", "grid", "fragments", "segments", "union (s)", "ms / block", "widest node (pairs)",
+           "union state (MB)", "relabel task read (ms)", "peak RSS (GB)", "above imports (MB)",
+           "peak vs smallest"],
+          [[f"{r['blocks']:,}", "x".join(map(str, r["grid"])), f"{r['fragments']:,}", f"{r['segments']:,}",
+            f"{r['union_s']:.1f}", f"{1e3 * r['union_s'] / r['blocks']:.1f}", f"{r['widest_node']:,}",
+            f"{r['disk_MB']:.0f}", f"{1e3 * r['relabel_read_s']:.1f}", f"{r['peak_GB']:.2f}",
+            f"{1e3 * (r['peak_GB'] - r['import_GB']):.0f}", f"{r['peak_GB'] / base['peak_GB']:.2f}x"]
+           for r in rows])
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from pipeline.config import DaskConfig
 from pipeline.errors import BlockFailure, ConfigError, DiskFullError
 from pipeline.io.blockstate import BlockState
 
-__all__ = ["MAX_IN_FLIGHT", "MEMORY_HINT", "WAIT_FOR_WORKERS_S", "BlockRunReport", "NotRetried",
-           "dask_client", "one_malloc_arena", "return_freed_memory", "run_blocks", "worth_retrying"]
+__all__ = ["MAX_IN_FLIGHT", "MEMORY_HINT", "WAIT_FOR_WORKERS_S", "BlockRunReport", "NotRetried", "Task",
+           "Tasks", "dask_client", "one_malloc_arena", "return_freed_memory", "run_blocks", "worth_retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,31 @@ class BlockRunReport:
 
 def _some(ids: list[int]) -> str:
     return f"{ids[:20]}{' ...' if len(ids) > 20 else ''}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A unit of work :func:`run_blocks` runs that is not a block (an octree node, a shard of labels): its
+    id keys its marker, as a block's does."""
+
+    id: int
+
+
+class Tasks(Sequence[Task]):
+    """Tasks ``0 .. n - 1``, made on demand (10^5 of them cost no memory until they run)."""
+
+    def __init__(self, n: int) -> None:
+        self._n = int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [Task(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(f"task {i} is outside 0..{self._n - 1}")
+        return Task(i % self._n)
 
 
 #: Blocks of one stage submitted to Dask at a time (more wait in the driver, as block objects only).

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.stages.runner import run_blocks
+from flows.stages.runner import Task, Tasks, run_blocks
 from pipeline.blocks import Block
 from pipeline.errors import InputDataError, OutputError
 from pipeline.io.atomic import write_atomic
@@ -221,7 +221,7 @@ def skeletonize_volume(
         _save_shard_statistics(fuse, kept, starts)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
     run_blocks(
-        "fuse skeletons", _Shards(len(starts)),
+        "fuse skeletons", Tasks(len(starts)),
         functools.partial(_fuse_shard_task, state_root=str(run.state), voxel_size_um=vs,
                           tick_threshold_um=settings.tick_threshold_um, swc_dir=str(run.skeletons),
                           precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments)),
@@ -322,28 +322,6 @@ def _empty_piece(piece: BlockSkeletons) -> BlockSkeletons:
         np.zeros(0, np.uint64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64), np.zeros(0, bool))
 
 
-class _Shard:
-    """A shard of labels as :func:`~flows.stages.runner.run_blocks` schedules it."""
-
-    def __init__(self, i: int) -> None:
-        self.id = i
-
-
-class _Shards(Sequence[_Shard]):
-    def __init__(self, n: int) -> None:
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [_Shard(j) for j in range(*i.indices(self._n))]
-        if not -self._n <= i < self._n:
-            raise IndexError(i)
-        return _Shard(i % self._n)
-
-
 _ROW_FIELDS = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border", "n_endpoints")
 
 
@@ -359,7 +337,7 @@ def _save_shard_statistics(fuse: BlockState, kept: LabelStatistics, starts: np.n
 
 
 def _fuse_shard_task(
-    shard: _Shard, *, state_root: str, voxel_size_um: tuple[float, ...], tick_threshold_um: float,
+    shard: Task, *, state_root: str, voxel_size_um: tuple[float, ...], tick_threshold_um: float,
     swc_dir: str, precomputed_dir: str, comments: tuple[str, ...],
 ) -> dict[str, Any]:
     parts = BlockState(state_root, f"skeleton_parts/{shard.id}")

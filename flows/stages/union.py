@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from flows.stages.runner import run_blocks
+from flows.stages.runner import Task, Tasks, run_blocks
 from pipeline.blocks import Block, grid_shape
 from pipeline.io.atomic import atomic_file, write_atomic
 from pipeline.io.blockstate import BlockState
@@ -50,30 +50,6 @@ __all__ = ["UNION_FORMAT", "block_lut", "union_segments", "union_volume"]
 #: The layout of a union's state (a parameter of the union stage: another layout is redone, not read).
 UNION_FORMAT = 2
 _DONE = "segments.json"
-
-
-@dataclass(frozen=True)
-class _Node:
-    """An octree node (or a row of blocks) as :func:`~flows.stages.runner.run_blocks` schedules it."""
-
-    id: int
-
-
-class _Nodes(Sequence[_Node]):
-    """Nodes ``0 .. n - 1``, made on demand (a level of 10^5 nodes costs no memory)."""
-
-    def __init__(self, n: int) -> None:
-        self._n = int(n)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [_Node(j) for j in range(*i.indices(self._n))]
-        if not -self._n <= i < self._n:
-            raise IndexError(i)
-        return _Node(i % self._n)
 
 
 @dataclass(frozen=True)
@@ -125,10 +101,10 @@ def union_volume(
     common = {"state_root": state_root, "union": union, "grid": grid}
     run("up0", blocks, functools.partial(_up_block, threshold=float(threshold), **common), show=True)
     for level in range(1, tree.top + 1):
-        run(f"up{level}", _Nodes(len(tree.nodes(level))),
+        run(f"up{level}", Tasks(len(tree.nodes(level))),
             functools.partial(_up_node, level=level, **common))
     for level in range(tree.top - 1, 0, -1):
-        run(f"down{level}", _Nodes(len(tree.nodes(level))),
+        run(f"down{level}", Tasks(len(tree.nodes(level))),
             functools.partial(_down_node, level=level, **common))
     run("down0", blocks, functools.partial(_down_block, **common))
 
@@ -142,7 +118,7 @@ def union_volume(
     offsets = before_plane.reshape(grid.grid[0], 1, -1) + np.cumsum(counts, axis=1) - counts
     with atomic_file(Path(state_root) / union / "offsets.npy", fsync=True) as fh:
         np.save(fh, offsets)
-    run("ids", _Nodes(grid.grid[0] * grid.grid[1]), functools.partial(_ids_row, **common))
+    run("ids", Tasks(grid.grid[0] * grid.grid[1]), functools.partial(_ids_row, **common))
     n_segments = int(counts.sum())
     write_atomic(Path(state_root) / union / _DONE, json.dumps({"n_segments": n_segments}), fsync=True)
     return n_segments
@@ -195,7 +171,7 @@ def _up_block(block: Block, *, threshold: float, state_root: str, union: str, gr
     return {"crossing": len(crossing)}
 
 
-def _up_node(node: _Node, *, level: int, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
+def _up_node(node: Task, *, level: int, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
     tree = grid.tree
     below = BlockState(state_root, f"{union}/up{level - 1}")
     children = [below.load_record(c, Crossing, "crossing") for c in tree.children(level, node.id)]
@@ -218,7 +194,7 @@ def _finals(state_root: str, union: str, tree: Octree, level: int, node: int,
                       down.load_record(parent, np.ndarray, "final"))
 
 
-def _down_node(node: _Node, *, level: int, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
+def _down_node(node: Task, *, level: int, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
     crossing = BlockState(state_root, f"{union}/up{level}").load_record(node.id, Crossing, "crossing")
     open_keys = crossing.open_keys
     final = _finals(state_root, union, grid.tree, level, node.id, open_keys)
@@ -249,7 +225,7 @@ def _down_block(block: Block, *, state_root: str, union: str, grid: _Grid) -> di
     return {"planes": plane_counts(owned, grid.volume_shape, z).tolist()}
 
 
-def _ids_row(row: _Node, *, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
+def _ids_row(row: Task, *, state_root: str, union: str, grid: _Grid) -> dict[str, Any]:
     bz, by = divmod(row.id, grid.grid[1])
     members = [int(np.ravel_multi_index((bz, by, bx), grid.grid)) for bx in range(grid.grid[2])]
     down0 = BlockState(state_root, f"{union}/down0")
