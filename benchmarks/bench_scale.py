@@ -308,7 +308,8 @@ def print_c(row: dict, *, gpu_tflops: float, flops: float) -> None:
           f"assumed {gpu_tflops:g} TFLOP/s sustained) | "
           f"{flops * BRAIN_VOXELS / (gpu_tflops * 1e12) / 3600:,.0f} |")
     for name, size in row["bytes"].items():
-        print(f"| storage: {name} (TB) | {size * scale / 1e12:,.1f} |")
+        print(f"| storage: {name} (TB; {size / row['voxels']:.3f} bytes per voxel here) | "
+              f"{size * scale / 1e12:,.2f} |")
 
 
 def main() -> None:
