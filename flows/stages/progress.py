@@ -69,10 +69,15 @@ class BlockProgress:
         Blocks already done by an earlier run (counted as done, reported once).
     show : bool
         Report at all (False: the summary line only, at DEBUG level).
+    unit : str
+        What is counted: "block" (a stage over the grid), "shard" (shards of labels).
     """
 
-    def __init__(self, stage: str, total: int, resumed: int, *, show: bool = True) -> None:
+    def __init__(
+        self, stage: str, total: int, resumed: int, *, show: bool = True, unit: str = "block"
+    ) -> None:
         self.stage, self.total, self.resumed, self.show = stage, total, resumed, show
+        self.unit, self.units = unit, f"{unit}s"
         self.done = resumed
         self.start = self.last_line = time.monotonic()
         self.run_logger = _run_logger() if show else None
@@ -82,25 +87,25 @@ class BlockProgress:
         if not show:
             return
         if resumed:
-            self.logger.info("%s: %d of %d blocks already done (resumed)", stage, resumed, total)
+            self.logger.info("%s: %d of %d %s already done (resumed)", stage, resumed, total, self.units)
         if self.run_logger is None and sys.stderr.isatty():
-            self.bar = tqdm(total=total, initial=resumed, desc=stage, unit="block", leave=False)
+            self.bar = tqdm(total=total, initial=resumed, desc=stage, unit=unit, leave=False)
         if self.run_logger is not None:
             with contextlib.suppress(Exception):  # the UI's progress bar; never breaks a run
                 from prefect.artifacts import create_progress_artifact
 
                 self.artifact = create_progress_artifact(
                     progress=100.0 * resumed / max(total, 1), key=_artifact_key(stage),
-                    description=f"{stage}: blocks done")
+                    description=f"{stage}: {self.units} done")
 
     def line(self) -> str:
         """``"predict: 5/8 blocks, 0.42 blocks/s, 7 s left"``."""
         elapsed = time.monotonic() - self.start
         new = self.done - self.resumed
-        text = f"{self.stage}: {self.done}/{self.total} blocks"
+        text = f"{self.stage}: {self.done}/{self.total} {self.units}"
         if new and elapsed > 0:
             rate = new / elapsed
-            text += f", {rate:.3g} blocks/s, {eta_text((self.total - self.done) / rate)} left"
+            text += f", {rate:.3g} {self.units}/s, {eta_text((self.total - self.done) / rate)} left"
         return text
 
     def update(self, n: int = 1) -> None:
@@ -126,8 +131,8 @@ class BlockProgress:
             self.bar.close()
         seconds = time.monotonic() - self.start
         new = self.done - self.resumed
-        text = (f"{self.stage}: {self.total} blocks done" if not failed
-                else f"{self.stage}: {self.total - failed} of {self.total} blocks done, {failed} failed")
+        done = f"{self.stage}: {self.total - failed} of {self.total} {self.units} done"
+        text = f"{self.stage}: {self.total} {self.units} done" if not failed else f"{done}, {failed} failed"
         detail = [f"{new} in {eta_text(seconds)}"] if new else []
         if self.resumed:
             detail.append(f"{self.resumed} resumed")

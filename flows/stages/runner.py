@@ -155,6 +155,7 @@ def run_blocks(
     progress: bool = True,
     resource_hint: str | None = None,
     memory_hint: str | None = None,
+    unit: str = "block",
 ) -> BlockRunReport:
     """Process every block not yet done.
 
@@ -189,6 +190,8 @@ def run_blocks(
         The fix to suggest for blocks lost with a worker that died running them (most likely killed
         for exceeding its memory limit), naming the stage's settings (e.g. "lower segment.tile_shape or
         segment.block_shape, or raise dask.memory_limit"). By default :data:`MEMORY_HINT`.
+    unit : str
+        What the progress counts (``"block"``; ``"shard"`` for shards of labels).
 
     Returns
     -------
@@ -218,7 +221,7 @@ def run_blocks(
     skipped = sum(1 for b in blocks if b.id in done_ids) if done_ids else 0
     todo = (b for b in blocks if b.id not in done_ids)
     report = BlockRunReport(stage, len(blocks), skipped=skipped)
-    bar = BlockProgress(stage, len(blocks), report.skipped, show=progress)
+    bar = BlockProgress(stage, len(blocks), report.skipped, show=progress, unit=unit)
     try:
         if client is None:
             one_malloc_arena()

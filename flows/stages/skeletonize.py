@@ -226,7 +226,7 @@ def skeletonize_volume(
                           tick_threshold_um=settings.tick_threshold_um, swc_dir=str(run.skeletons),
                           precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments)),
         state=fuse, client=client, max_retries=max_retries, progress=progress,
-        memory_hint="an object's skeleton is fused by one task: raise dask.memory_limit",
+        memory_hint="an object's skeleton is fused by one task: raise dask.memory_limit", unit="shard",
     ).raise_if_failed()
     rows = [row for i in range(len(starts)) for row in _shard_rows(fuse, i)]  # in label order
     n_skeletons = sum(fuse.info(i)["n_skeletons"] for i in range(len(starts)))
