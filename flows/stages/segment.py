@@ -9,15 +9,15 @@ functions :func:`pipeline.segment.segment_blockwise` runs serially in memory). S
    waterz's merge history recorded once up to ``max_threshold`` (``segment.max_threshold``);
 2. ``faces``: the scored fragment pairs across each block's lower faces (``faces/<id>.npz``), from the
    face planes stage 1 saved for the block and its lower neighbours (no volume reads);
-3. ``union`` at a threshold: connected components of the pairs scored below it -> the
-   :class:`~pipeline.segment.blockwise.Lut` record ``<state>/union_t<threshold>/lut.npz`` (in the client:
-   the fragment graph, not the volume, is in memory), its two columns also as ``.npy`` files written
-   before it; segments are numbered in raster order of their first voxel, so the ids do not depend on
-   the blocks;
+3. ``union`` at a threshold: connected components of the pairs scored below it, level by level over an
+   octree of blocks (:mod:`flows.stages.union`, :mod:`pipeline.segment.union`): block and node tasks in
+   ``<state>/union_t<threshold>/``, each holding one block or one node's boundary, never the volume's
+   fragments; segments are numbered in raster order of their first voxel, so the ids do not depend on the
+   blocks (they equal :func:`~pipeline.segment.agglomerate.union_lut`'s over the whole graph);
 4. ``relabel``: a segmentation = lut[fragments] (state ``relabel`` for ``segmentation_out``,
-   ``relabel_t<threshold>`` for each segmentation of a sweep). A block's fragments are numbered in its
-   own id range, so each task memory-maps the table's columns and reads only its range's entries:
-   its memory is set by the block, not by the volume's number of fragments;
+   ``relabel_t<threshold>`` for each segmentation of a sweep). Each task builds its own block's table
+   from the union's records (:func:`~flows.stages.union.block_lut`): its memory is set by the block, not
+   by the volume's number of fragments;
 5. ``pyramid``: the lower resolutions of ``fragments`` and of each segmentation (mode of each window),
    level by level from the complete level 0 (:mod:`flows.stages.pyramid`).
 

@@ -4,10 +4,13 @@ Load -> compute -> save around :mod:`pipeline.skeleton` (the algorithm is in
 :mod:`pipeline.skeleton.blockwise`). Two block passes: ``skeleton labels`` (label counts and boxes of
 every block, :class:`~pipeline.skeleton.BlockLabels` records) and, after the one-piece plan
 (:class:`~pipeline.skeleton.OnePiecePlan`, a stage record), ``skeletonize`` (each block's pieces and
-the one-piece objects it owns, two :class:`~pipeline.skeleton.BlockSkeletons` records). The driver then
-fuses the pieces and writes, in the run directory (:class:`~pipeline.io.layout.RunLayout`),
-``skeletons/<label>.swc`` (µm), ``skeletons_precomputed/`` (neuroglancer, nm), ``lengths.csv`` and
-``skeletonize.json``; per-block state in ``state/``.
+the one-piece objects it owns, as :class:`~pipeline.skeleton.BlockSkeletons` records cut by shard of
+labels: ``state/skeleton_parts/<shard>/<block>.npz``). Then ``fuse skeletons``: one task per shard of
+:data:`LABELS_PER_SHARD` labels fuses its objects' pieces, measures them and writes their files, so no
+process holds more than one shard's skeletons. The driver writes what lists every object. In the run
+directory (:class:`~pipeline.io.layout.RunLayout`): ``skeletons/<label>.swc`` (µm),
+``skeletons_precomputed/`` (neuroglancer, nm), ``lengths.csv`` and ``skeletonize.json``; per-block and
+per-shard state in ``state/``.
 
 Label images are named by path: a standalone one (``RUN/segmentation.zarr``) or a label group inside an
 image store (``volume.zarr/labels/NAME``), see :func:`pipeline.io.labels.open_label_image`.

@@ -377,19 +377,6 @@ class Lut:
     def __len__(self) -> int:
         return int(self.fragments.size)
 
-    @classmethod
-    def from_sorted(cls, fragments: np.ndarray, segments: np.ndarray) -> Lut:
-        """A table from arrays already sorted by fragment (e.g. a slice of a stored table), as they are."""
-        lut = object.__new__(cls)
-        object.__setattr__(lut, "fragments", np.asarray(fragments, np.uint64))
-        object.__setattr__(lut, "segments", np.asarray(segments, np.uint64))
-        return lut
-
-    def between(self, first: int, last: int) -> Lut:
-        """The entries of fragments ``first`` to ``last`` (both included): one block's id range."""
-        lo, hi = np.searchsorted(self.fragments, [first, last + 1])
-        return Lut.from_sorted(np.array(self.fragments[lo:hi]), np.array(self.segments[lo:hi]))
-
 
 def relabel_block(fragments: np.ndarray, lut: Lut) -> np.ndarray:
     """Map fragments to segments; 0 stays 0.
