@@ -312,17 +312,11 @@ def _skeletonize_block_task(
     )
     starts = state.load_record(_SHARDS, np.ndarray, "starts")
     cut_pieces, cut_objects = split_by_shard(pieces, starts), split_by_shard(objects, starts)
-    for shard in sorted(set(cut_pieces) | set(cut_objects)):
+    for shard in sorted(set(cut_pieces) | set(cut_objects)):  # a record per kind the shard has
+        records = {"pieces": cut_pieces.get(shard), "objects": cut_objects.get(shard)}
         BlockState(state_root, f"skeleton_parts/{shard}").save_records(
-            block.id, pieces=cut_pieces.get(shard, _empty_piece(pieces)),
-            objects=cut_objects.get(shard, _empty_piece(objects)))
+            block.id, **{name: r for name, r in records.items() if r is not None})
     return {"n_vertices": int(len(pieces.vertices_vx)), "n_one_piece_vertices": int(len(objects.vertices_vx))}
-
-
-def _empty_piece(piece: BlockSkeletons) -> BlockSkeletons:
-    return BlockSkeletons(
-        piece.block_id, piece.write_start, piece.write_stop, piece.volume_shape, np.zeros((0, 3), np.int64),
-        np.zeros(0, np.uint64), np.zeros(0, np.float32), np.zeros((0, 2), np.int64), np.zeros(0, bool))
 
 
 _ROW_FIELDS = ("label", "length_um", "cable_length_um", "n_voxels", "touches_border", "n_endpoints")
@@ -345,7 +339,9 @@ def _fuse_shard_task(
 ) -> dict[str, Any]:
     parts = BlockState(state_root, f"skeleton_parts/{shard.id}")
     blocks = sorted(int(p.stem) for p in parts.dir.glob("*.npz") if p.stem.isdigit())
-    pieces = [parts.load_record(b, BlockSkeletons, name) for b in blocks for name in ("pieces", "objects")]
+    pieces = [parts.load_record(b, BlockSkeletons, name, optional=True) for b in blocks
+              for name in ("pieces", "objects")]
+    pieces = [p for p in pieces if p is not None]
     graphs = fuse_block_skeletons(pieces, voxel_size_um=voxel_size_um, tick_threshold_um=tick_threshold_um)
     fuse = BlockState(state_root, "skeleton_fuse")
     labels = fuse.load_record(f"stats-{shard.id}", np.ndarray, "labels")

@@ -36,13 +36,13 @@ from pipeline.io.blockstate import BlockState
 from pipeline.segment.blockwise import Lut, RegionEdges
 from pipeline.segment.union import (
     Crossing,
-    NodeUnion,
     Octree,
     band_ids,
     block_union,
     final_keys,
     node_union,
     plane_counts,
+    remap,
 )
 
 __all__ = ["UNION_FORMAT", "block_lut", "union_segments", "union_volume"]
@@ -176,8 +176,8 @@ def _up_node(node: Task, *, level: int, state_root: str, union: str, grid: _Grid
     below = BlockState(state_root, f"{union}/up{level - 1}")
     children = [below.load_record(c, Crossing, "crossing") for c in tree.children(level, node.id)]
     result = node_union(children, tree, level, node.id)
-    BlockState(state_root, f"{union}/up{level}").save_records(node.id, union=result,
-                                                               crossing=result.crossing)
+    BlockState(state_root, f"{union}/up{level}").save_records(
+        node.id, crossing=result.crossing, merged_from=result.merged_from, merged_to=result.merged_to)
     return {"crossing": len(result.crossing), "merged": int(result.merged_from.size)}
 
 
@@ -185,12 +185,13 @@ def _finals(state_root: str, union: str, tree: Octree, level: int, node: int,
             open_keys: np.ndarray) -> np.ndarray:
     """The final keys of node ``node``'s ``open_keys`` (level ``level`` < top), from its parent's records."""
     parent = tree.parent(level, node)
-    up = BlockState(state_root, f"{union}/up{level + 1}").load_record(parent, NodeUnion, "union")
+    up = BlockState(state_root, f"{union}/up{level + 1}")
+    merged = [up.load_record(parent, np.ndarray, name) for name in ("merged_from", "merged_to")]
     if level + 1 == tree.top:  # the root: nothing is open above it
         empty = np.zeros(0, np.int64)
-        return final_keys(open_keys, up, empty, empty)
+        return final_keys(open_keys, *merged, empty, empty)
     down = BlockState(state_root, f"{union}/down{level + 1}")
-    return final_keys(open_keys, up, down.load_record(parent, np.ndarray, "open"),
+    return final_keys(open_keys, *merged, down.load_record(parent, np.ndarray, "open"),
                       down.load_record(parent, np.ndarray, "final"))
 
 
@@ -209,12 +210,7 @@ def _down_block(block: Block, *, state_root: str, union: str, grid: _Grid) -> di
     final = keys
     if tree.top > 0:
         open_keys = up0.load_record(block.id, Crossing, "crossing").open_keys
-        if open_keys.size:
-            ends = _finals(state_root, union, tree, 0, block.id, open_keys)
-            at = np.minimum(np.searchsorted(open_keys, keys), open_keys.size - 1)
-            hit = open_keys[at] == keys
-            final = keys.copy()
-            final[hit] = ends[at[hit]]
+        final = remap(keys, open_keys, _finals(state_root, union, tree, 0, block.id, open_keys))
     # the components whose first voxel lies in this block: their key is one of its fragments' keys
     voxel = np.stack(np.unravel_index(final, grid.volume_shape), axis=1) if final.size else np.zeros((0, 3))
     start = np.array([sl.start for sl in block.write])

@@ -45,6 +45,7 @@ __all__ = [
     "final_keys",
     "node_union",
     "plane_counts",
+    "remap",
 ]
 
 _NO_KEY = np.int64(-1)  # the key of a pair's end outside the node
@@ -97,13 +98,9 @@ class NodeUnion:
     merged_from: np.ndarray
     merged_to: np.ndarray
 
-    def apply(self, keys: np.ndarray) -> np.ndarray:
-        """Child keys -> this node's keys."""
-        return _lookup(keys, self.merged_from, self.merged_to)
 
-
-def _lookup(keys: np.ndarray, table_from: np.ndarray, table_to: np.ndarray) -> np.ndarray:
-    """``keys`` mapped through a sorted table; keys not in it are kept."""
+def remap(keys: np.ndarray, table_from: np.ndarray, table_to: np.ndarray) -> np.ndarray:
+    """``keys`` mapped through the table ``table_from`` (sorted) -> ``table_to``; keys not in it are kept."""
     keys = np.asarray(keys, np.int64)
     out = keys.copy()
     if table_from.size and keys.size:
@@ -248,16 +245,17 @@ def node_union(children: Sequence[Crossing], tree: Octree, level: int, node: int
     out = ~internal
     out_keys = keys[out].copy()
     has = out_keys >= 0
-    out_keys[has] = _lookup(out_keys[has], merged_from, merged_to)
+    out_keys[has] = remap(out_keys[has], merged_from, merged_to)
     return NodeUnion(Crossing(pairs[out], out_keys), merged_from, merged_to)
 
 
-def final_keys(open_keys: np.ndarray, parent: NodeUnion, parent_open: np.ndarray,
+def final_keys(open_keys: np.ndarray, merged_from: np.ndarray, merged_to: np.ndarray, parent_open: np.ndarray,
                parent_final: np.ndarray) -> np.ndarray:
-    """The final key of each of a node's ``open_keys``, from its parent's union and the final keys of the
-    parent's own open keys (empty at the root)."""
-    at_parent = parent.apply(open_keys)
-    return _lookup(at_parent, np.asarray(parent_open, np.int64), np.asarray(parent_final, np.int64))
+    """The final key of each of a node's ``open_keys``, from what its parent merged (its
+    :class:`NodeUnion`'s ``merged_from`` -> ``merged_to``) and the final keys of the parent's own open keys
+    (empty at the root)."""
+    at_parent = remap(open_keys, np.asarray(merged_from, np.int64), np.asarray(merged_to, np.int64))
+    return remap(at_parent, np.asarray(parent_open, np.int64), np.asarray(parent_final, np.int64))
 
 
 def plane_counts(owned: np.ndarray, volume_shape: Sequence[int], z_range: tuple[int, int]) -> np.ndarray:
