@@ -190,6 +190,7 @@ def signal_dropout(
     margin_um: float = 1.0,
     max_radius_um: float = 2.0,
     background: float | None = None,
+    region: tuple[slice, ...] | None = None,
 ) -> Dropout:
     """Set short stretches of thin labelled structures (and a halo around them) to background in ``raw``.
 
@@ -217,6 +218,9 @@ def signal_dropout(
         Thickness limit of the structures that get gaps, µm.
     background : float, optional
         Value inside gaps; default the median of ``raw`` over unlabelled voxels.
+    region : tuple of slice, optional
+        (z, y, x) box where gap centres may lie (e.g. the region the loss applies to); default the whole
+        patch. A gap may still reach out of it.
 
     Returns
     -------
@@ -247,7 +251,12 @@ def signal_dropout(
     depth = ndimage.distance_transform_edt(fg, sampling=vs)
     reach = np.maximum(1, np.ceil(max_radius_um / vs).astype(int))
     deepest_near = ndimage.maximum_filter(depth, size=tuple(2 * reach + 1), mode="nearest")
-    thin = np.flatnonzero(fg & (deepest_near <= max_radius_um))
+    candidates = fg & (deepest_near <= max_radius_um)
+    if region is not None:
+        inside = np.zeros(labels.shape, bool)
+        inside[tuple(region)] = True
+        candidates &= inside
+    thin = np.flatnonzero(candidates)
     if thin.size == 0:
         return Dropout(out, gaps)
     for _ in range(int(n_gaps)):
@@ -266,6 +275,7 @@ def augment_patch(
     settings: Augmentation,
     voxel_size_um: Sequence[float],
     allow_transpose: bool,
+    gap_region: tuple[slice, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flips/transpose, then dropout, gamma/scale/shift and noise, in that order.
 
@@ -281,6 +291,9 @@ def augment_patch(
         (z, y, x) voxel size of the patch (after any downscaling), µm.
     allow_transpose : bool
         Whether a y/x transpose is valid (square pixels and a square patch).
+    gap_region : tuple of slice, optional
+        (z, y, x) box where dropout gaps are centred (the region under the loss); default the whole patch.
+        It must be symmetric under the flips and transpose (a centred box is).
 
     Returns
     -------
@@ -301,6 +314,7 @@ def augment_patch(
             length_um=settings.dropout_length_um,
             margin_um=settings.dropout_margin_um,
             max_radius_um=settings.dropout_max_radius_um,
+            region=gap_region,
         ).raw
     raw = adjust_intensity(
         raw, rng=rng, scale=settings.intensity_scale, shift=settings.intensity_shift, gamma=settings.gamma

@@ -15,7 +15,8 @@ All shapes and positions are (z, y, x) voxels. 2-D data are stacks of (Y, X) sli
 factor ``f`` the box read is ``(Z, f·Y, f·X)`` voxels of the volume: raw is averaged over f×f blocks,
 labels take the centre voxel of each block (nearest neighbour). ``input_shape`` is the network input
 after downscaling; the targets cover the centred ``output_shape`` (smaller than the input for a
-``padding="valid"`` U-Net), so they are computed with the context the network sees.
+``padding="valid"`` U-Net, or a loss region chosen smaller than the output), so they are computed with
+the context the network sees; simulated dropout gaps are then centred inside that region.
 
 Foreground bias
 ---------------
@@ -366,11 +367,12 @@ def sample_patch(
     f = spec.downscale_xy
     vs = (source.voxel_size_um[0], source.voxel_size_um[1] * f, source.voxel_size_um[2] * f)
     square = spec.input_shape[1] == spec.input_shape[2] and np.isclose(vs[1], vs[2], rtol=1e-6)
+    crop = _crop_slices(spec.input_shape, spec.output_shape)
     raw, labels = augment_patch(
-        raw, labels, rng=rng, settings=augmentation, voxel_size_um=vs, allow_transpose=square
+        raw, labels, rng=rng, settings=augmentation, voxel_size_um=vs, allow_transpose=square,
+        gap_region=None if spec.output_shape == spec.input_shape else crop,
     )
     target, mask = make_targets(labels, kind=spec.target, output_shape=spec.output_shape)
-    crop = _crop_slices(spec.input_shape, spec.output_shape)
     out_labels = labels[crop]
     if spec.ndim == 2:
         raw, target, mask, out_labels = raw[0], target[:, 0], mask[:, 0], out_labels[0]

@@ -12,11 +12,18 @@ clDice (Shit et al.)          :func:`cldice_loss` / :class:`ClDiceLoss`
 AIS paper (Szustakowski)      :func:`negative_centerline_loss` / :class:`NegativeCenterlineLoss`,
                               :func:`simplified_topology_loss` / :class:`SimplifiedTopologyLoss`
 supervoxel (Gornet et al.)    :func:`supervoxel_loss` / :class:`SupervoxelLoss`,
-                              :func:`affinity_supervoxel_loss` / :class:`AffinitySupervoxelLoss`
+                              :func:`affinity_supervoxel_loss` / :class:`AffinitySupervoxelLoss`,
+                              :func:`affinity_instance_loss` / :class:`AffinityInstanceLoss`
+                              (critical edges of decoded instances: :func:`instance_critical_edges`)
 combinations                  :func:`compound_loss` / :class:`CompoundLoss` (AIS paper Table 1 weights)
 ============================  ==========================================================================
 """
 
+from pipeline.losses.affinity_supervoxel import (
+    AffinityInstanceLoss,
+    affinity_instance_loss,
+    instance_critical_edges,
+)
 from pipeline.losses.centerline import NegativeCenterlineLoss, negative_centerline_loss
 from pipeline.losses.cldice import ClDiceLoss, cldice_loss
 from pipeline.losses.compound import LOSS_KINDS, LOSS_WEIGHTS, CompoundLoss, compound_loss
@@ -55,6 +62,7 @@ from pipeline.losses.voxelwise import (
 __all__ = [
     "LOSS_KINDS",
     "LOSS_WEIGHTS",
+    "AffinityInstanceLoss",
     "AffinitySupervoxelLoss",
     "BCEDiceLoss",
     "BCELoss",
@@ -65,6 +73,7 @@ __all__ = [
     "SimplifiedTopologyLoss",
     "SoftDiceLoss",
     "SupervoxelLoss",
+    "affinity_instance_loss",
     "affinity_supervoxel_loss",
     "bce_dice_loss",
     "bce_loss",
@@ -72,6 +81,7 @@ __all__ = [
     "compound_loss",
     "critical_masks",
     "find_regions",
+    "instance_critical_edges",
     "masked_bce_loss",
     "negative_centerline_loss",
     "simplified_topology_loss",

@@ -12,6 +12,13 @@ topology term. On affinity logits (B, 3, Z, Y, X) the same builder works: every 
 image and ``SupervoxelLoss`` averages over channels, i.e. Definition 4 divided by the channel count, so
 that a critical edge again weighs 1.5 ordinary edges against the mean BCE
 (:class:`~pipeline.losses.AffinitySupervoxelLoss` is the literal, channel-summed Definition 4).
+
+``"affinity_supervoxel"`` is the same for (B, 3, Z, Y, X) or (B, 2, Y, X) nearest-neighbour affinity
+logits with instance-level critical edges: BCE 1 + Dice 1 + 1 · ``AffinityInstanceLoss(alpha=1,
+beta=0.5)``, whose critical edges are found on the segments decoded from the affinities (splits and
+merges of objects, touching ones included) rather than on each channel as a binary image (see
+:mod:`pipeline.losses.affinity_supervoxel`). It refuses inputs whose channel count is not the spatial
+ndim.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 from torch import nn
 
 from pipeline.losses._validation import check_logits_target
+from pipeline.losses.affinity_supervoxel import AffinityInstanceLoss
 from pipeline.losses.centerline import NegativeCenterlineLoss
 from pipeline.losses.cldice import ClDiceLoss
 from pipeline.losses.simplified_topology import SimplifiedTopologyLoss
@@ -38,6 +46,7 @@ LOSS_WEIGHTS: Mapping[str, tuple[float, float, float]] = {
     "negative_centerline": (1.0, 1.0, 3.0),
     "simplified_topology": (1.0, 1.0, 4.0 / 5.0),
     "supervoxel": (1.0, 1.0, 1.0),
+    "affinity_supervoxel": (1.0, 1.0, 1.0),
 }
 
 #: The accepted ``kind`` names of :func:`compound_loss`.
@@ -48,6 +57,7 @@ _TOPOLOGY_TERMS: Mapping[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "negative_centerline": (NegativeCenterlineLoss, {}),
     "simplified_topology": (SimplifiedTopologyLoss, {}),
     "supervoxel": (SupervoxelLoss, {"alpha": 1.0, "beta": 0.5}),
+    "affinity_supervoxel": (AffinityInstanceLoss, {"alpha": 1.0, "beta": 0.5}),
 }
 
 
@@ -119,15 +129,18 @@ def compound_loss(
 
     Parameters
     ----------
-    kind : {"bce_dice", "cldice", "negative_centerline", "simplified_topology", "supervoxel"}
-        Which topology term to add (none for ``"bce_dice"``).
+    kind : str
+        Which topology term to add, one of :data:`LOSS_KINDS`: ``"bce_dice"`` (none), ``"cldice"``,
+        ``"negative_centerline"``, ``"simplified_topology"``, ``"supervoxel"`` or
+        ``"affinity_supervoxel"`` (affinity logits only, C = spatial ndim).
     weights : (float, float, float), optional
         (w_BCE, w_Dice, w_eval); defaults to :data:`LOSS_WEIGHTS` ``[kind]``.
     smooth : float
         Smoothing term of the soft Dice.
     **options
         Keyword arguments of the topology term's constructor, e.g. ``iterations=5`` for ``"cldice"`` or
-        ``connectivity=6`` for ``"supervoxel"`` (whose defaults here are ``alpha=1, beta=0.5``).
+        ``connectivity=6`` for ``"supervoxel"`` (whose defaults here, as for ``"affinity_supervoxel"``, are
+        ``alpha=1, beta=0.5``).
 
     Returns
     -------

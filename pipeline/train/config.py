@@ -40,7 +40,9 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 FloatRange = tuple[float, float]
-LossKind = Literal["bce_dice", "cldice", "negative_centerline", "simplified_topology", "supervoxel"]
+LossKind = Literal[
+    "affinity_supervoxel", "bce_dice", "cldice", "negative_centerline", "simplified_topology", "supervoxel"
+]
 
 
 class VolumeConfig(StrictModel):
@@ -76,6 +78,11 @@ class DataConfig(StrictModel):
     patch_shape: tuple[PositiveInt, ...] = Field(
         (16, 80, 80), description="network input, (z, y, x) or (y, x) for 2-D, voxels after downscaling"
     )
+    loss_shape: tuple[PositiveInt, ...] | None = Field(
+        None, description="(z, y, x) or (y, x) centred region of the network output where targets are made "
+        "and the loss applies, voxels after downscaling; None = the whole output. Smaller than the patch, it "
+        "gives every supervised voxel real image around it instead of the U-Net's zero padding",
+    )
     batch_size: PositiveInt = 2
     foreground_fraction: Fraction = Field(0.5, description="fraction of patches centred on a labelled voxel")
     downscale_xy: PositiveInt = Field(1, description="downscale y and x by this factor (AIS paper: 3)")
@@ -103,6 +110,10 @@ class DataConfig(StrictModel):
             )
         if len(self.patch_shape) not in (2, 3):
             raise ValueError(f"patch_shape must have 3 (z, y, x) or 2 (y, x) entries; got {self.patch_shape}")
+        if self.loss_shape is not None and len(self.loss_shape) != len(self.patch_shape):
+            raise ValueError(
+                f"loss_shape {self.loss_shape} must have as many entries as patch_shape {self.patch_shape}"
+            )
         return self
 
 

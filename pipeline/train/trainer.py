@@ -361,7 +361,7 @@ def _train_step(
     mask = batch["mask"].to(device, non_blocking=True)
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-        logits = model(raw)
+        logits = _crop_to(model(raw), target)
     total, terms = _loss_terms(loss_fn, _apply_mask(logits.float(), target, mask), target)
     if not torch.isfinite(total):
         raise FloatingPointError(
@@ -391,6 +391,16 @@ def _loss_terms(
         total = weight * value if total is None else total + weight * value
     assert total is not None  # a CompoundLoss from make_loss always has a weighted term
     return total, terms
+
+
+def _crop_to(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The centred part of ``logits`` with the spatial shape of ``target`` (``data.loss_shape``)."""
+    if logits.shape[2:] == target.shape[2:]:
+        return logits
+    crop = tuple(
+        slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(logits.shape[2:], target.shape[2:], strict=True)
+    )
+    return logits[(slice(None), slice(None), *crop)]
 
 
 def _apply_mask(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -426,7 +436,7 @@ def _validate(
         target = batch["target"].to(device)
         mask = batch["mask"].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            logits = model(raw)
+            logits = _crop_to(model(raw), target)
         logits = _apply_mask(logits.float(), target, mask)
         total, _ = _loss_terms(loss_fn, logits, target)
         loss_sum += float(total) * raw.shape[0]
@@ -471,6 +481,15 @@ def _patch_spec(config: TrainConfig, model: UNet) -> PatchSpec:
         out_shape = model.output_shape(shape)
     except ValueError as exc:
         raise ConfigError(f"train.data.patch_shape {shape} does not fit the U-Net: {exc}") from None
+    if d.loss_shape is not None:
+        loss_shape = tuple(d.loss_shape)
+        if any(s > o or (o - s) % 2 for s, o in zip(loss_shape, out_shape, strict=True)):
+            raise ConfigError(
+                f"train.data.loss_shape {loss_shape} does not fit centred in the network output "
+                f"{tuple(out_shape)} (patch_shape {shape}): give each axis at most the output's size, "
+                "differing from it by an even number of voxels"
+            )
+        out_shape = loss_shape
     if config.model.ndim == 2:
         shape, out_shape = (1, *shape), (1, *out_shape)
     return PatchSpec(
@@ -541,6 +560,7 @@ def _metadata(config: TrainConfig, spec: PatchSpec, sources: TrainingSources) ->
         "downscale_xy": config.data.downscale_xy,
         "voxel_size_um": list(s0.voxel_size_um),
         "patch_shape": list(spec.input_shape[1:] if drop_z else spec.input_shape),
+        # where the loss applied: the network's output, or data.loss_shape
         "output_shape": list(spec.output_shape[1:] if drop_z else spec.output_shape),
         "intensity_ranges": [[s.intensity.low, s.intensity.high] for s in sources.train],
         "val_held_out": sources.held_out,

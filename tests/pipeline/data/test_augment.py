@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -130,3 +132,31 @@ def test_augmentation_settings_are_checked():
         Augmentation(gamma=(1.2, 0.8))
     with pytest.raises(ValueError, match="dropout_probability"):
         Augmentation(dropout_probability=1.5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dropout_gaps_are_centred_in_the_given_region(seed):
+    """Gap centres only inside ``region`` (the loss region): a 2 µm gap centred at x in 38..41 of the
+    neurite covers x 36..43 at most; a region without thin structure gets no gap."""
+    raw, labels = _neurite_patch()
+    region = (slice(None), slice(None), slice(38, 42))
+    out = signal_dropout(
+        raw, labels, rng=np.random.default_rng(seed), voxel_size_um=VS, n_gaps=2, length_um=(2.0, 2.0),
+        margin_um=0.0, max_radius_um=1.5, region=region,
+    )
+    gap_x = np.flatnonzero(out.gaps.any(axis=(0, 1)))
+    assert gap_x.size and gap_x.min() >= 36 and gap_x.max() <= 43, gap_x
+    assert (labels[out.gaps] == 3).all()
+    empty = signal_dropout(
+        raw, labels, rng=np.random.default_rng(seed), voxel_size_um=VS, region=(slice(None), slice(28, 32)),
+        max_radius_um=1.5,
+    )
+    assert not empty.gaps.any()
+    r, _ = augment_patch(
+        raw, labels, rng=np.random.default_rng(seed), voxel_size_um=VS, allow_transpose=False,
+        settings=dataclasses.replace(Augmentation.off(), dropout_probability=1.0, dropout_margin_um=0.0,
+                                     dropout_length_um=(2.0, 2.0), dropout_max_radius_um=1.5),
+        gap_region=region,
+    )
+    changed_x = np.flatnonzero((r != raw).any(axis=(0, 1)))
+    assert changed_x.size and changed_x.min() >= 36 and changed_x.max() <= 43, changed_x

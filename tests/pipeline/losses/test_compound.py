@@ -23,12 +23,20 @@ from pipeline.losses import (
 
 
 def test_table_1_weights():
-    assert LOSS_KINDS == ("bce_dice", "cldice", "negative_centerline", "simplified_topology", "supervoxel")
+    assert LOSS_KINDS == (
+        "bce_dice",
+        "cldice",
+        "negative_centerline",
+        "simplified_topology",
+        "supervoxel",
+        "affinity_supervoxel",
+    )
     assert LOSS_WEIGHTS["bce_dice"][:2] == (1.0, 1.0)
     assert LOSS_WEIGHTS["cldice"] == (1.0, 1.0, 3.0)
     assert LOSS_WEIGHTS["negative_centerline"] == (1.0, 1.0, 3.0)
     assert LOSS_WEIGHTS["simplified_topology"] == (1.0, 1.0, 0.8)
     assert LOSS_WEIGHTS["supervoxel"] == (1.0, 1.0, 1.0)
+    assert LOSS_WEIGHTS["affinity_supervoxel"] == (1.0, 1.0, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -218,3 +218,33 @@ def test_tiny_config_trains_interrupted_and_resumed(tmp_path):
     steps = [int(r["step"]) for r in _log(tmp_path / "tiny" / "log.csv")]
     assert steps == sorted(set(steps)) and steps[-1] == total
     assert result.val_metrics["val_dice"] > 0.2  # affinities of a held-out phantom, from ~0 at the start
+
+
+def test_loss_shape_puts_the_loss_on_the_patch_centre(tube_store, tmp_path):
+    """``data.loss_shape``: targets cover the centred region only, the logits are cropped to it, and the
+    instance-level affinity supervoxel loss trains there; a region that cannot be centred is refused."""
+    from pipeline.train.trainer import _crop_to
+
+    base = {
+        "log_every": 1,
+        "model": {"depth": 1, "base_features": 4, "downsample_factors": [[1, 2, 2]]},
+        "data": {"volumes": [{"path": str(tube_store)}], "patch_shape": [8, 32, 32], "loss_shape": [4, 16, 16]},
+        "schedule": {"pretrain_steps": 1, "finetune_steps": 2, "finetune_loss": "affinity_supervoxel"},
+        "validation": {"every_steps": 3, "n_patches": 1},
+    }
+    cfg = TrainConfig.model_validate(base)
+    seen = []
+    with pytest.warns(UserWarning, match="not held out"):
+        result = train(cfg, out_dir=tmp_path / "centre", progress=False, callback=seen.append)
+    assert result.finished and [s.phase for s in seen] == ["pretrain", "finetune", "finetune"]
+    assert "affinity_supervoxel" in seen[-1].terms
+    _, meta = load_model(result.checkpoint)
+    assert meta.input["patch_shape"] == [8, 32, 32] and meta.input["output_shape"] == [4, 16, 16]
+    logits = torch.arange(2 * 3 * 8 * 32 * 32, dtype=torch.float32).reshape(2, 3, 8, 32, 32)
+    crop = _crop_to(logits, torch.zeros(2, 3, 4, 16, 16))
+    assert torch.equal(crop, logits[:, :, 2:6, 8:24, 8:24])
+    with pytest.raises(ConfigError, match=r"loss_shape \(5, 16, 16\) does not fit centred"):
+        bad = TrainConfig.model_validate({**base, "data": {**base["data"], "loss_shape": [5, 16, 16]}})
+        train(bad, out_dir=tmp_path / "bad", progress=False)
+    with pytest.raises(ValueError, match="loss_shape"):
+        TrainConfig.model_validate({**base, "data": {**base["data"], "loss_shape": [16, 16]}})
