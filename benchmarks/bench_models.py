@@ -51,8 +51,14 @@ COLUMNS = {
 }
 
 
-def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: tuple[int, int, int]) -> dict:
-    """metrics.json of one model (None: the ground truth itself) on one phantom, plus the seconds taken."""
+def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: tuple[int, int, int],
+          join: dict | None = None) -> dict:
+    """metrics.json of one model (None: the ground truth itself) on one phantom, plus the seconds taken.
+
+    With ``join`` (keyword arguments of :func:`pipeline.skeleton.gap_joins`), the segmentation is also
+    scored after the pieces whose skeleton ends face each other across a short gap are merged: those
+    metrics under ``"joined"``, with ``"n_joins"``.
+    """
     from flows.preflight import check_run
     from flows.stages.evaluate import evaluate_run
     from flows.stages.segment import segment_raw
@@ -77,7 +83,38 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
     out = work / f"eval_{kind}{seed}_{abs(hash(str(model)))}"
     metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10).read_text())
     metrics["seconds"] = time.perf_counter() - start
+    if join is not None:
+        metrics["joined"] = joined_metrics(seg, gt, join)
     return metrics
+
+
+def joined_metrics(seg: Path, gt: Path, join: dict) -> dict:
+    """The metrics of ``seg`` after :func:`pipeline.skeleton.gap_joins` on its skeletons (whole volume)."""
+    import fastremap
+
+    from pipeline.io.labels import open_label_image, voxel_size_of
+    from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
+    from pipeline.io.skeletons import read_swc_folder
+    from pipeline.metrics.evaluate import evaluate_arrays
+    from pipeline.skeleton import gap_joins, join_table, skeletonize
+    from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3
+
+    image = open_label_image(seg)
+    vs = voxel_size_of(image, None)
+    labels = np.asarray(image.array[...])
+    skeletons = skeletonize(labels, voxel_size_um=vs, dust_threshold_um3=DEFAULT_DUST_THRESHOLD_UM3)
+    joins = gap_joins(skeletons, **join)
+    table = join_table(joins)
+    if table:
+        labels = fastremap.remap(labels, table, preserve_missing_labels=True, in_place=True)
+    truth = np.asarray(open_label_image(gt).array[...])
+    gt_skeletons = read_swc_folder(phantom_skeletons(gt))
+    meta = read_phantom_truth(gt)
+    gaps = [g for g in meta.gaps if g.label in gt_skeletons]
+    out = evaluate_arrays(labels, truth, voxel_size_um=vs, kind=meta.kind, gt_skeletons=gt_skeletons,
+                          gaps=gaps, min_label_nodes=10)
+    out["n_joins"] = len(joins)
+    return out
 
 
 def summary(values: list[float]) -> tuple[float, float]:

@@ -8,7 +8,8 @@ Modules: :mod:`~pipeline.skeleton.params` (:class:`TeasarParams`), :mod:`~pipeli
 block-wise skeletonization of volumes larger than memory — :mod:`~pipeline.skeleton.grid` (blocks and
 halo), :mod:`~pipeline.skeleton.plan` (label statistics, one-piece objects), :mod:`~pipeline.skeleton.block`
 (one block), :mod:`~pipeline.skeleton.fuse` (fusion across blocks) and :mod:`~pipeline.skeleton.blockwise`
-(the algorithm, tables and serial drivers). The ``skeletonize:`` config section is
+(the algorithm, tables and serial drivers); :mod:`~pipeline.skeleton.join` finds pieces to join across
+short signal-dropout gaps. The ``skeletonize:`` config section is
 :class:`pipeline.skeleton.config.SkeletonizeConfig`. Names are imported from their submodule on first
 use (:mod:`pipeline.lazy`).
 """
@@ -19,6 +20,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "block": ["BlockSkeletons", "skeletonize_block", "skeletonize_block_with_plan", "skeletonize_objects"],
     "blockwise": ["object_rows", "object_table_blocks", "skeletonize_blocks", "without_dust"],
     "fuse": ["fuse_block_skeletons", "label_shards", "split_by_shard"],
+    "join": ["GapJoin", "SkeletonEnd", "gap_joins", "join_table", "skeleton_ends"],
     "config": ["DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "SkeletonizeConfig"],
     "grid": ["halo_voxels", "skeleton_grid"],
     "lengths": [
