@@ -92,8 +92,9 @@ def arm_config(kind: str, arm: str, *, seed: int, init: str, pretrain_steps: int
     if init == "shipped":
         cfg["init_checkpoint"] = str(SHIPPED_MODELS[kind])
         s.update(pretrain_steps=0, finetune_steps=finetune_steps, lr=lr, warmup_steps=20)
-    else:
+    else:  # a checkpoint must fall on the last pretraining step: the arms start from it
         s.update(pretrain_steps=pretrain_steps, finetune_steps=finetune_steps)
+        cfg["checkpoint_every"] = math.gcd(int(cfg.get("checkpoint_every", 100)), pretrain_steps) or 100
     cfg["validation"]["every_steps"] = 100
     if "mask" in modifiers:
         s["loss_options"] = {"normalization": "mask"}
@@ -105,6 +106,7 @@ def arm_config(kind: str, arm: str, *, seed: int, init: str, pretrain_steps: int
 
 def train_arm(kind: str, arm: str, seed: int, work: Path, args: argparse.Namespace) -> Path:
     """Train (or resume) one arm; returns its final checkpoint."""
+    from pipeline.io.checkpoint import read_checkpoint
     from pipeline.train import TrainConfig, train
 
     out = work / kind / f"{arm}_s{seed}"
@@ -119,11 +121,14 @@ def train_arm(kind: str, arm: str, seed: int, work: Path, args: argparse.Namespa
         base = TrainConfig.model_validate(arm_config(
             kind, "bce_dice", seed=seed, init="pretrain", pretrain_steps=args.pretrain_steps,
             finetune_steps=args.finetune_steps, lr=args.lr))
-        t = time.perf_counter()
-        result = train(base, out_dir=shared, progress=False, stop_after=args.pretrain_steps)
-        if result.step < args.pretrain_steps:
-            raise SystemExit(f"pretraining in {shared} stopped at step {result.step}")
-        print(f"  {kind} pretrain seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+        last = shared / "checkpoints" / "last.pt"
+        if not last.is_file() or read_checkpoint(last)["step"] < args.pretrain_steps:
+            t = time.perf_counter()  # (resuming a finished pretraining would run one step past it)
+            result = train(base, out_dir=shared, progress=False, stop_after=args.pretrain_steps)
+            if result.step != args.pretrain_steps:
+                raise SystemExit(f"pretraining in {shared} stopped at step {result.step}")
+            print(f"  {kind} pretrain seed {seed}: {time.perf_counter() - t:.0f} s", file=sys.stderr,
+                  flush=True)
         if not (out / "checkpoints" / "last.pt").is_file():
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             shutil.copy2(shared / "checkpoints" / "last.pt", out / "checkpoints" / "last.pt")
