@@ -8,6 +8,15 @@ import torch
 BIG = 50.0  # |logit| whose sigmoid is 0 or 1 to float32 precision for the loss values checked
 
 
+def softplus(v: np.ndarray) -> np.ndarray:
+    return np.log1p(np.exp(v))
+
+
+def manual_bce(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Voxel (or edge) BCE with logits: softplus(-x) where the target is 1, softplus(x) where it is 0."""
+    return np.where(target, softplus(-logits), softplus(logits))
+
+
 def logits_from_mask(pred: np.ndarray, *, value: float = BIG, dtype=torch.float32) -> torch.Tensor:
     """Logits +value on ``pred`` and -value elsewhere, with (B, C) axes added to a 2-D/3-D mask."""
     p = torch.as_tensor(np.asarray(pred, dtype=bool))

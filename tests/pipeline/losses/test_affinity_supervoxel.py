@@ -18,16 +18,7 @@ from pipeline.losses import (
     soft_dice_loss,
 )
 from pipeline.targets import affinities_from_labels
-from tests.pipeline.losses.helpers import BIG
-
-
-def softplus(v: np.ndarray) -> np.ndarray:
-    return np.log1p(np.exp(v))
-
-
-def manual_bce(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Edge BCE with logits: softplus(-x) where the target is 1, softplus(x) where it is 0."""
-    return np.where(target, softplus(-logits), softplus(logits))
+from tests.pipeline.losses.helpers import BIG, manual_bce
 
 
 def target_of(labels: np.ndarray) -> np.ndarray:

@@ -18,16 +18,7 @@ from pipeline.losses import (
     soft_dice_loss,
     supervoxel_loss,
 )
-from tests.pipeline.losses.helpers import affinities, as_target, logits_from_mask
-
-
-def softplus(v: np.ndarray) -> np.ndarray:
-    return np.log1p(np.exp(v))
-
-
-def manual_bce(logits: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Voxel BCE with logits: softplus(-x) where the target is 1, softplus(x) where it is 0."""
-    return np.where(target, softplus(-logits), softplus(logits))
+from tests.pipeline.losses.helpers import affinities, as_target, logits_from_mask, manual_bce
 
 
 def bar_case():
