@@ -305,7 +305,9 @@ def _metrics(
         n = len(labels)
         a, b = edges[:, 0], edges[:, 1]
         length = np.linalg.norm(pos[a] - pos[b], axis=1)
-        total_len = float(length.sum())
+        # summed like the pieces below (bincount, in edge order): one whole piece then equals the total
+        # exactly, and its normalized ERL is exactly 1
+        total_len = float(np.bincount(np.zeros(len(length), np.intp), weights=length, minlength=1)[0])
         la, lb = labels[a], labels[b]
         omit = (la == 0) | (lb == 0)
         same = (la == lb) & (la != 0)
@@ -319,7 +321,8 @@ def _metrics(
         # piece lengths of non-merged pieces
         piece = comp[a[same]][~is_merged]
         piece_len = np.bincount(piece, weights=length[same][~is_merged], minlength=n) if n else np.zeros(0)
-        erl = float((piece_len**2).sum() / total_len) if total_len > 0 else 0.0
+        normalized_i = float(((piece_len / total_len) ** 2).sum()) if total_len > 0 else 0.0
+        erl = normalized_i * total_len
         # matched label: the label with the most same-label cable (np.unique sorts: ties -> smallest)
         matched_label, matched_cable = 0, 0.0
         if same.any():
@@ -336,7 +339,7 @@ def _metrics(
                 omit_edges=int(omit.sum()),
                 merged_edges=int(is_merged.sum()),
                 erl_um=erl,
-                normalized_erl=erl / total_len if total_len > 0 else 0.0,
+                normalized_erl=normalized_i,
                 labels=tuple(present),
                 label=gt_labels[i],
                 merges=len(others),
@@ -352,7 +355,7 @@ def _metrics(
     omit_pct = 100.0 * sum(r.omit_edges for r in per) / total_edges
     merged_pct = 100.0 * sum(r.merged_edges for r in per) / total_edges
     lengths = np.array([r.length_um for r in per])
-    total_length = lengths.sum()
+    total_length = float(np.dot(lengths, np.ones_like(lengths)))  # the same sum as the weighted ones below
     if total_length > 0:
         erl_um = float(np.dot(lengths, [r.erl_um for r in per]) / total_length)
         normalized = float(np.dot(lengths, [r.normalized_erl for r in per]) / total_length)
