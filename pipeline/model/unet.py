@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "center_crop"]
 
 Padding = Literal["same", "valid"]
 Norm = Literal["group", "batch"] | None
@@ -60,7 +60,8 @@ class _ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-def _center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def center_crop(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The centred part of (B, C, *spatial) ``x`` with spatial shape ``shape`` (odd extra voxels: the end)."""
     slices = [slice(None), slice(None)]
     for have, want in zip(x.shape[2:], shape, strict=True):
         start = (have - want) // 2
@@ -319,7 +320,7 @@ class UNet(nn.Module):
         x = self.down[self.depth](x)
         for level in reversed(range(self.depth)):
             x = self.upsample[level](x)
-            x = self.up[level](torch.cat([_center_crop(skips[level], x.shape[2:]), x], dim=1))
+            x = self.up[level](torch.cat([center_crop(skips[level], x.shape[2:]), x], dim=1))
         x = self.head(x)
         if self.final_activation == "sigmoid":
             x = torch.sigmoid(x)

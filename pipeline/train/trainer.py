@@ -42,6 +42,7 @@ from pipeline.errors import CheckpointError, ConfigError
 from pipeline.io.checkpoint import TrainingLog, check_architecture, read_checkpoint, save_checkpoint
 from pipeline.losses import CompoundLoss, compound_loss
 from pipeline.model import UNet
+from pipeline.model.unet import center_crop
 from pipeline.train.config import TrainConfig
 from pipeline.train.schedule import lr_factor
 from pipeline.train.sources import TrainingSources, open_sources
@@ -395,12 +396,7 @@ def _loss_terms(
 
 def _crop_to(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The centred part of ``logits`` with the spatial shape of ``target`` (``data.loss_shape``)."""
-    if logits.shape[2:] == target.shape[2:]:
-        return logits
-    crop = tuple(
-        slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(logits.shape[2:], target.shape[2:], strict=True)
-    )
-    return logits[(slice(None), slice(None), *crop)]
+    return logits if logits.shape[2:] == target.shape[2:] else center_crop(logits, target.shape[2:])
 
 
 def _apply_mask(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
