@@ -11,6 +11,10 @@ each is compared too, in the section ``thresholds`` of ``metrics.json``: one row
 number of segments, VOI, ARI and, with skeletons, ERL, splits and merges
 (:func:`pipeline.metrics.evaluate.sweep_row`; the length metrics, which skeletonize every object, only
 for the segmentation evaluated).
+
+When the run joined pieces across gaps (``skeletonize.join``, ``joins.csv`` of this segmentation), the
+segmentation is scored as joined, like its skeletons and ``lengths.csv``; the section ``joins`` gives the
+number of joins and the skeleton and length metrics before them, so the joins' effect reads apart.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pipeline.io.location import URL, describe
 from pipeline.io.omezarr import read_provenance
 from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
 from pipeline.io.report import write_metrics_json
-from pipeline.io.skeletons import read_swc_folder
+from pipeline.io.skeletons import read_joins_csv, read_swc_folder
 from pipeline.metrics.evaluate import evaluate_arrays, sweep_row
 
 __all__ = ["evaluate_run"]
@@ -103,8 +107,20 @@ def evaluate_run(
     if truth_meta is not None and skeletons:  # gaps on objects that have a skeleton
         gaps = [g for g in truth_meta.gaps if g.label in skeletons]
     predicted = np.asarray(seg.array[...])
+    table, n_joins = _joins_of(RunLayout(out), segmentation)
+    before = None
+    if table:
+        import fastremap
+
+        before = evaluate_arrays(predicted, truth, voxel_size_um=vs, kind=kind, gt_skeletons=skeletons,
+                                 gaps=gaps, min_label_nodes=min_label_nodes)
+        predicted = fastremap.remap(predicted, table, preserve_missing_labels=True, in_place=False)
     metrics = evaluate_arrays(predicted, truth, voxel_size_um=vs, kind=kind,
                               gt_skeletons=skeletons, gaps=gaps, min_label_nodes=min_label_nodes)
+    if n_joins is not None:
+        metrics["joins"] = {"n_joins": n_joins, "n_pieces_joined": len(table),
+                            "before": {k: before[k] for k in ("skeleton", "length") if k in before}
+                            if before is not None else None}
     sweep = _sweep(RunLayout(out), segmentation, predicted)
     if sweep:
         rows = []
@@ -141,3 +157,17 @@ def _sweep(run: RunLayout, evaluated: str | Path, predicted: np.ndarray) -> dict
     if own is not None and threshold_value(own) not in found:
         found[threshold_value(own)] = (Path(evaluated).name, lambda: predicted)
     return found
+
+
+def _joins_of(run: RunLayout, segmentation: str | Path | URL) -> tuple[dict[int, int], int | None]:
+    """The relabelling of the joins a run made on ``segmentation`` (``joins.csv``) and their number; an
+    empty table and None where it made none (or joined another segmentation)."""
+    from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentation
+
+    if not run.joins_csv.is_file():
+        return {}, None
+    record = read_skeletonize_record(run.root)
+    named = recorded_segmentation(run.root, record)
+    if record.get("join") is None or named is None or describe(named) != describe(segmentation):
+        return {}, None
+    return read_joins_csv(run.joins_csv), int(record.get("n_joins", 0))

@@ -12,6 +12,13 @@ directory (:class:`~pipeline.io.layout.RunLayout`): ``skeletons/<label>.swc`` (�
 ``skeletons_precomputed/`` (neuroglancer, nm), ``lengths.csv`` and ``skeletonize.json``; per-block and
 per-shard state in ``state/``.
 
+With ``skeletonize.join.enabled``, each fusion task also records the ends of its skeletons
+(:class:`~pipeline.skeleton.EndTable`); the driver matches them (:func:`~pipeline.skeleton.match_ends`:
+O(ends), never a skeleton), writes ``joins.csv`` and replaces the files and rows of each group of joined
+pieces by one object (:func:`~pipeline.skeleton.join_graphs`, the group's smallest label). The joined
+skeletons are recorded in ``state/skeleton_join`` before any file changes, so a run killed while it
+rewrites them resumes to the same files.
+
 Label images are named by path: a standalone one (``RUN/segmentation.zarr``) or a label group inside an
 image store (``volume.zarr/labels/NAME``), see :func:`pipeline.io.labels.open_label_image`.
 """
@@ -42,6 +49,7 @@ from pipeline.io.omezarr import image_fingerprint, open_image
 from pipeline.io.skeletons import (
     prepare_dir,
     segment_properties,
+    write_joins_csv,
     write_lengths_csv,
     write_precomputed_info,
     write_precomputed_objects,
@@ -50,15 +58,21 @@ from pipeline.io.skeletons import (
 from pipeline.skeleton import (
     BlockLabels,
     BlockSkeletons,
+    EndTable,
     LabelStatistics,
     ObjectRow,
     OnePiecePlan,
     TeasarParams,
     block_labels,
     check_max_voxels,
+    concat_end_tables,
+    end_table,
     fuse_block_skeletons,
+    join_graphs,
+    join_table,
     label_shards,
     label_statistics,
+    match_ends,
     object_rows,
     plan_one_piece,
     skeleton_grid,
@@ -66,7 +80,8 @@ from pipeline.skeleton import (
     split_by_shard,
     without_dust,
 )
-from pipeline.skeleton.config import SkeletonizeConfig
+from pipeline.skeleton.config import JoinConfig, SkeletonizeConfig
+from pipeline.skeleton.lengths import EXACT_MAX_NODES, measure_object
 
 __all__ = ["SkeletonizeOutputs", "read_skeletonize_record", "recorded_segmentation", "skeletonize_volume"]
 
@@ -91,6 +106,7 @@ class SkeletonizeOutputs:
     params_json: Path
     n_objects: int
     n_skeletons: int
+    n_joins: int = 0
 
 
 def skeletonize_volume(
@@ -216,33 +232,145 @@ def skeletonize_volume(
                  len(stats.n_voxels) - len(kept.n_voxels), settings.dust_threshold_um3)
     fuse = BlockState(run.state, "skeleton_fuse")
     missing = not (run.skeletons.is_dir() and run.skeletons_precomputed.is_dir())  # removed: written anew
-    fuse.check_params(params, reset=overwrite or redone or missing or fuse.differs(params))
+    join = settings.join if settings.join.enabled else None
+    # the joins rewrite the fused files: other join settings (or none) fuse them anew
+    fuse_params = {**params, "join": join.model_dump() if join is not None else None}
+    fuse.check_params(fuse_params, reset=overwrite or redone or missing or fuse.differs(fuse_params))
     starts = state.load_record(_SHARDS, np.ndarray, "starts")
     if not fuse.done_ids():  # a fresh fusion: new folders (a resumed one keeps the files of its shards)
         prepare_dir(run.skeletons, overwrite=True, what="SWC")
         prepare_dir(run.skeletons_precomputed, overwrite=True, what="precomputed skeleton")
         _save_shard_statistics(fuse, kept, starts)
     comments = [f"neurorecon skeletonize {record['segmentation']}", "coordinates: µm, volume frame"]
+    fused_before = len(fuse.done_ids())
     run_blocks(
         "fuse skeletons", Tasks(len(starts)),
         functools.partial(_fuse_shard_task, state_root=str(run.state), voxel_size_um=vs,
                           tick_threshold_um=settings.tick_threshold_um, swc_dir=str(run.skeletons),
-                          precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments)),
+                          precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments),
+                          tangent_um=join.tangent_um if join is not None else None),
         state=fuse, client=client, max_retries=max_retries, progress=progress,
         memory_hint="an object's skeleton is fused by one task: raise dask.memory_limit", unit="shard",
     ).raise_if_failed()
     rows = [row for i in range(len(starts)) for row in _shard_rows(fuse, i)]  # in label order
     n_skeletons = sum(fuse.info(i)["n_skeletons"] for i in range(len(starts)))
+    n_joins = 0
+    if join is not None:
+        rows, n_skeletons, n_joins = _join_pieces(
+            run, fuse, len(starts), join, rows, n_skeletons, params=fuse_params,
+            fused=fused_before < len(starts), voxel_size_um=vs, comments=tuple(comments))
+    else:
+        run.joins_csv.unlink(missing_ok=True)  # of an earlier run with joins: the files were fused anew
+        BlockState(run.state, _JOIN).remove()
     write_precomputed_info(run.skeletons_precomputed, properties=segment_properties(rows))
     lengths = write_lengths_csv(run.lengths_csv, rows)
+    record["join"] = join.model_dump() if join is not None else None
     try:
-        write_atomic(run.skeletonize_json,
-                     json.dumps({**record, "n_objects": len(rows), "n_skeletons": n_skeletons}, indent=1))
+        write_atomic(run.skeletonize_json, json.dumps(
+            {**record, "n_objects": len(rows), "n_skeletons": n_skeletons, "n_joins": n_joins}, indent=1))
     except OSError as exc:
         raise write_error(f"cannot write {run.skeletonize_json}", exc, run.skeletonize_json) from None
     log.info("skeletonize: %d objects, %d skeletons -> %s", len(rows), n_skeletons, run.root)
     return SkeletonizeOutputs(run.skeletons, run.skeletons_precomputed, lengths, run.skeletonize_json,
-                              len(rows), n_skeletons)
+                              len(rows), n_skeletons, n_joins)
+
+
+_JOIN = "skeleton_join"  # the stage whose records hold the joined skeletons
+
+
+def _join_pieces(
+    run: RunLayout, fuse: BlockState, n_shards: int, join: JoinConfig, rows: list[ObjectRow],
+    n_skeletons: int, *, params: dict[str, Any], fused: bool, voxel_size_um: tuple[float, ...],
+    comments: tuple[str, ...],
+) -> tuple[list[ObjectRow], int, int]:
+    """Join the fused pieces whose ends face each other across a gap: ``joins.csv``, then one skeleton
+    file and one row per group of joined pieces (its smallest label). Returns the rows, the number of
+    skeletons and of joins."""
+    state = BlockState(run.state, _JOIN)
+    state.check_params(params, reset=fused or state.differs(params))  # fused anew: joined anew
+    ends = concat_end_tables([fuse.load_record(i, EndTable, "ends") for i in range(n_shards)])
+    matched = match_ends(ends, max_gap_um=join.max_gap_um, max_angle_deg=join.max_angle_deg,
+                         min_gap_um=join.min_gap_um)
+    pairs = [(int(ends.labels[a]), tuple(ends.pos_um[a]), int(ends.labels[b]), tuple(ends.pos_um[b]))
+             for a, b, *_ in matched]
+    table = join_table([(a, b) for a, _, b, _ in pairs])
+    write_joins_csv(run.joins_csv, _joins_rows(ends, matched, table))
+    if not state.is_done(0):
+        if table and not (state.dir / "groups.npz").is_file():  # recorded before any file changes
+            from pipeline.io.swc import read_swc
+
+            pieces = {label: read_swc(run.skeletons / f"{label}.swc") for label in table}
+            _save_groups(state, join_graphs(pieces, pairs))
+        if table:
+            merged = _load_groups(state)
+            write_swc_files(run.skeletons, merged, comments=comments)
+            write_precomputed_objects(run.skeletons_precomputed, merged)
+            for label in sorted(label for label, group in table.items() if label != group):
+                (run.skeletons / f"{label}.swc").unlink(missing_ok=True)  # now part of its group's file
+                (run.skeletons_precomputed / str(label)).unlink(missing_ok=True)
+        state.mark_done(0, {"n_joins": len(matched)})
+    by_label = {r.label: r for r in rows}
+    merged_rows = {}
+    if table:
+        merged = _load_groups(state)
+        sigma = max(1.0, *voxel_size_um)
+        for group, graph in merged.items():
+            parts = [by_label[label] for label, g in table.items() if g == group]
+            merged_rows[group] = measure_object(
+                group, graph, n_voxels=sum(p.n_voxels for p in parts),
+                touches_border=any(p.touches_border for p in parts), sigma_um=sigma,
+                exact_max_nodes=EXACT_MAX_NODES)
+    out = [merged_rows.get(r.label, r) for r in rows if table.get(r.label, r.label) == r.label]
+    log.info("skeletonize: %d joins across gaps of at most %g µm merged %d pieces into %d objects",
+             len(matched), join.max_gap_um, len(table), len(merged_rows))
+    return out, n_skeletons - (len(table) - len(merged_rows)), len(matched)
+
+
+def _joins_rows(ends: EndTable, matched: list[tuple[int, int, float, float, float]],
+                table: dict[int, int]) -> list[tuple[float, ...]]:
+    """The rows of ``joins.csv`` (:data:`~pipeline.io.skeletons.JOINS_COLUMNS`), ``label_a < label_b``."""
+    rows = []
+    for a, b, d, angle_a, angle_b in matched:
+        if int(ends.labels[b]) < int(ends.labels[a]):
+            a, b, angle_a, angle_b = b, a, angle_b, angle_a
+        la, lb = int(ends.labels[a]), int(ends.labels[b])
+        rows.append((la, lb, table[la], *ends.pos_um[a], *ends.pos_um[b], d, angle_a, angle_b))
+    return rows
+
+
+def _save_groups(state: BlockState, merged: dict[int, Any]) -> None:
+    labels = np.array(sorted(merged), np.uint64)
+    graphs = [merged[int(label)] for label in labels]
+    pos = [np.asarray([g.nodes[n]["pos_um"] for n in sorted(g.nodes)], np.float64).reshape(-1, 3)
+           for g in graphs]
+    radius = [np.asarray([g.nodes[n].get("radius_um", 1.0) for n in sorted(g.nodes)], np.float64)
+              for g in graphs]
+    edges = [np.asarray(sorted(g.edges), np.int64).reshape(-1, 2) for g in graphs]
+    state.save_records(
+        "groups", labels=labels,
+        n_nodes=np.array([len(p) for p in pos], np.int64),
+        n_edges=np.array([len(e) for e in edges], np.int64),
+        pos_um=np.concatenate(pos) if pos else np.zeros((0, 3)),
+        radius_um=np.concatenate(radius) if radius else np.zeros(0),
+        edges=np.concatenate(edges) if edges else np.zeros((0, 2), np.int64))
+
+
+def _load_groups(state: BlockState) -> dict[int, Any]:
+    import networkx as nx
+
+    arrays = {name: state.load_record("groups", np.ndarray, name)
+              for name in ("labels", "n_nodes", "n_edges", "pos_um", "radius_um", "edges")}
+    merged, node0, edge0 = {}, 0, 0
+    for label, n, m in zip(arrays["labels"].tolist(), arrays["n_nodes"].tolist(), arrays["n_edges"].tolist(),
+                           strict=True):
+        graph = nx.Graph()
+        for k in range(n):
+            graph.add_node(k, pos_um=tuple(float(v) for v in arrays["pos_um"][node0 + k]),
+                           radius_um=float(arrays["radius_um"][node0 + k]))
+        graph.add_edges_from(map(tuple, arrays["edges"][edge0:edge0 + m].tolist()))
+        merged[int(label)] = graph
+        node0, edge0 = node0 + n, edge0 + m
+    return merged
 
 
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
@@ -335,7 +463,7 @@ def _save_shard_statistics(fuse: BlockState, kept: LabelStatistics, starts: np.n
 
 def _fuse_shard_task(
     shard: Task, *, state_root: str, voxel_size_um: tuple[float, ...], tick_threshold_um: float,
-    swc_dir: str, precomputed_dir: str, comments: tuple[str, ...],
+    swc_dir: str, precomputed_dir: str, comments: tuple[str, ...], tangent_um: float | None = None,
 ) -> dict[str, Any]:
     parts = BlockState(state_root, f"skeleton_parts/{shard.id}")
     blocks = sorted(int(p.stem) for p in parts.dir.glob("*.npz") if p.stem.isdigit())
@@ -354,7 +482,9 @@ def _fuse_shard_task(
     rows = object_rows(graphs, stats, voxel_size_um=voxel_size_um)
     write_swc_files(swc_dir, graphs, comments=comments)
     write_precomputed_objects(precomputed_dir, graphs, empty=[r.label for r in rows if r.label not in graphs])
-    fuse.save_records(shard.id, **{name: np.array([getattr(r, name) for r in rows]) for name in _ROW_FIELDS})
+    ends = {"ends": end_table(graphs, tangent_um=tangent_um)} if tangent_um is not None else {}
+    fuse.save_records(shard.id, **{name: np.array([getattr(r, name) for r in rows]) for name in _ROW_FIELDS},
+                      **ends)
     return {"n_objects": len(rows), "n_skeletons": len(graphs)}
 
 

@@ -8,6 +8,7 @@ Layout of a run directory (``segment.out`` of ``neurorecon run``, ``--out`` of t
     skeletons_precomputed/                               neuroglancer skeletons, nm  (skeletonize)
     skeletons_precomputed/segment_properties/            their names and lengths     (skeletonize)
     lengths.csv                                          per-object lengths          (skeletonize)
+    joins.csv                                            pieces joined across gaps   (skeletonize.join)
     skeletonize.json                                     its inputs and parameters   (skeletonize)
     metrics.json                                         metrics vs ground truth     (evaluate)
     report.html  report.pdf                              the report                  (report)
@@ -145,6 +146,10 @@ class RunLayout:
         return self.root / "lengths.csv"
 
     @property
+    def joins_csv(self) -> Path:
+        return self.root / "joins.csv"
+
+    @property
     def skeletonize_json(self) -> Path:
         return self.root / "skeletonize.json"
 
@@ -185,20 +190,20 @@ class RunLayout:
     @property
     def skeletonize_state(self) -> tuple[Path, ...]:
         """The block state of ``neurorecon skeletonize`` (``state/<stage>``)."""
-        return (self.state / "skeleton_labels", self.state / "skeletonize")
+        return (self.state / "skeleton_labels", self.state / "skeletonize", self.state / "skeleton_join")
 
     @property
     def skeletonize_outputs(self) -> tuple[Path, ...]:
         """What ``neurorecon skeletonize`` writes, its block state included."""
-        return (self.skeletons, self.skeletons_precomputed, self.lengths_csv, self.skeletonize_json,
-                *self.skeletonize_state)
+        return (self.skeletons, self.skeletons_precomputed, self.lengths_csv, self.joins_csv,
+                self.skeletonize_json, *self.skeletonize_state)
 
     @property
     def run_outputs(self) -> tuple[Path, ...]:
         """Everything a run writes here (``segment``, ``run``, the batch flow): every later stage derives
         from the segmentation, so restarting the segmentation restarts them all."""
         return (self.affinities, self.fragments, self.segmentation, *self.swept_segmentations().values(),
-                self.state, *self.skeletonize_outputs[:4],
+                self.state, *self.skeletonize_outputs[:5],
                 self.metrics_json, *self.report_outputs, self.failed_blocks, self.complete)
 
     def relative(self, path: str | Path | URL) -> str | None:

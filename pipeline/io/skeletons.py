@@ -51,7 +51,7 @@ import csv
 import json
 import math
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,17 @@ from pipeline.io.swc import read_swc, write_swc
 from pipeline.skeleton.lengths import ObjectRow
 
 __all__ = [
+    "JOINS_COLUMNS",
     "LENGTHS_COLUMNS",
     "PRECOMPUTED_INFO",
     "SEGMENT_PROPERTIES_DIR",
+    "read_joins_csv",
     "read_lengths_csv",
     "read_precomputed_skeletons",
     "read_swc_folder",
     "prepare_dir",
     "segment_properties",
+    "write_joins_csv",
     "write_lengths_csv",
     "write_precomputed_info",
     "write_precomputed_objects",
@@ -483,3 +486,60 @@ def read_lengths_csv(path: str | Path) -> tuple[ObjectRow, ...]:
                 raise InputDataError(f"{path}:{lineno}: non-finite length in {dict(rec)}")
             rows.append(row)
     return tuple(rows)
+
+
+#: Columns of ``joins.csv`` (``skeletonize.join``): the two labels joined (``label_a < label_b``), the label
+#: of their group (its smallest), each end's (z, y, x) position in µm, the gap in µm and the angle at each
+#: end in degrees.
+JOINS_COLUMNS = ("label_a", "label_b", "joined_label", "a_z_um", "a_y_um", "a_x_um", "b_z_um", "b_y_um",
+                 "b_x_um", "distance_um", "angle_a_deg", "angle_b_deg")
+
+
+def write_joins_csv(path: str | Path, rows: Iterable[Sequence[float]]) -> Path:
+    """Write ``joins.csv`` (:data:`JOINS_COLUMNS`, one row per join; labels as integers, µm and degrees
+    with 4 and 2 decimals).
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
+    """
+    path = Path(path)
+    try:
+        with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(JOINS_COLUMNS)
+            for r in rows:
+                writer.writerow([int(r[0]), int(r[1]), int(r[2]), *(f"{float(v):.4f}" for v in r[3:10]),
+                                 f"{float(r[10]):.2f}", f"{float(r[11]):.2f}"])
+    except OSError as exc:
+        raise write_error(f"cannot write joins table {path}", exc, path) from None
+    return path
+
+
+def read_joins_csv(path: str | Path) -> dict[int, int]:
+    """The relabelling of a ``joins.csv``: every joined label → its group's label.
+
+    Raises
+    ------
+    InputDataError
+        If the file is missing, lacks a column or has a malformed label.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"joins table {path} does not exist; run `neurorecon skeletonize` with "
+                             "skeletonize.join.enabled: true")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in JOINS_COLUMNS[:3] if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputDataError(f"{path} lacks the columns {missing}; expected {', '.join(JOINS_COLUMNS)}")
+        table = {}
+        for lineno, rec in enumerate(reader, start=2):
+            try:
+                group = int(rec["joined_label"])
+                table[int(rec["label_a"])] = table[int(rec["label_b"])] = group
+            except (TypeError, ValueError):
+                raise InputDataError(f"{path}, line {lineno}: a label is not an integer; rerun "
+                                     "`neurorecon skeletonize` to rewrite it") from None
+    return table

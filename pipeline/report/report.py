@@ -210,6 +210,19 @@ def _summary_cards(data: ReportData) -> str:
                 "segment",
             )
         )
+    joins = m.get("joins")
+    if joins:
+        was = (joins.get("before") or {}).get("skeleton", {})
+        cards.append(
+            h.card(
+                "Gap joins",
+                f"{joins['n_joins']}",
+                f"{joins.get('n_pieces_joined', 0)} pieces joined across short gaps (skeletonize.join); "
+                f"before: gaps bridged {format_value(was.get('gaps_bridged'), '{:.2f}')}, splits / merges "
+                f"{format_value(was.get('splits_per_neuron'), '{:.2f}')} / "
+                f"{format_value(was.get('merges_per_neuron'), '{:.2f}')} per neuron",
+            )
+        )
     if kind != "neurons":
         if "discontinuities_per_instance" in length and kind == "ais":
             cards.append(

@@ -20,7 +20,10 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "block": ["BlockSkeletons", "skeletonize_block", "skeletonize_block_with_plan", "skeletonize_objects"],
     "blockwise": ["object_rows", "object_table_blocks", "skeletonize_blocks", "without_dust"],
     "fuse": ["fuse_block_skeletons", "label_shards", "split_by_shard"],
-    "join": ["GapJoin", "SkeletonEnd", "gap_joins", "join_table", "skeleton_ends"],
+    "join": [
+        "EndTable", "GapJoin", "SkeletonEnd", "concat_end_tables", "end_table", "gap_joins", "join_graphs",
+        "join_table", "match_ends", "skeleton_ends",
+    ],
     "config": ["DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "SkeletonizeConfig"],
     "grid": ["halo_voxels", "skeleton_grid"],
     "lengths": [

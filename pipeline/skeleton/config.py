@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.settings import StrictModel
 from pipeline.skeleton.params import TeasarParams
 
-__all__ = ["DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "DEFAULT_TICK_THRESHOLD_UM", "SkeletonizeConfig"]
+__all__ = [
+    "DEFAULT_DUST_THRESHOLD_UM3", "DEFAULT_HALO_UM", "DEFAULT_JOIN_MAX_ANGLE_DEG", "DEFAULT_JOIN_MAX_GAP_UM",
+    "DEFAULT_JOIN_MIN_GAP_UM", "DEFAULT_JOIN_TANGENT_UM", "DEFAULT_TICK_THRESHOLD_UM", "JoinConfig",
+    "SkeletonizeConfig",
+]
 
 #: Default context around each block, µm (``skeletonize.halo_um``): covers TEASAR's invalidation radius
 #: ``scale * r + const`` (1.5 r + 1 µm with the defaults) for radii up to ~1.3 µm, i.e. axon initial
@@ -27,7 +31,47 @@ DEFAULT_TICK_THRESHOLD_UM = 0.0
 #: seeds 0-3 of both kinds at the default shape) is ten times larger.
 DEFAULT_DUST_THRESHOLD_UM3 = 2.0
 
+#: ``skeletonize.join``: the longest gap bridged (µm), the largest angle at each end (degrees), the
+#: shortest gap (µm) and the cable behind an end that gives its direction (µm); see
+#: :mod:`pipeline.skeleton.join`. 60° was chosen on phantoms used for neither training nor reporting
+#: (``benchmarks/RESULTS.md``).
+DEFAULT_JOIN_MAX_GAP_UM = 6.0
+DEFAULT_JOIN_MAX_ANGLE_DEG = 60.0
+DEFAULT_JOIN_MIN_GAP_UM = 0.0
+DEFAULT_JOIN_TANGENT_UM = 3.0
+
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class JoinConfig(StrictModel):
+    """``skeletonize.join``: join skeleton pieces whose ends face each other across a short gap
+    (:mod:`pipeline.skeleton.join`), as tracing tools do at signal dropout.
+
+    Off by default: on unseen phantoms it bridges most dropout gaps and cuts splits, but it also joins
+    pieces of different neurons where they touch (``benchmarks/RESULTS.md``, "Gap joins in the
+    pipeline"). The segmentation is left as agglomerated; ``joins.csv`` lists what was joined and the
+    skeletons, ``lengths.csv`` and the metrics are those of the joined objects.
+    """
+
+    enabled: bool = Field(False, description="join pieces across short gaps after skeletonizing")
+    max_gap_um: float = Field(
+        DEFAULT_JOIN_MAX_GAP_UM, gt=0, allow_inf_nan=False, description="longest gap bridged, µm")
+    max_angle_deg: float = Field(
+        DEFAULT_JOIN_MAX_ANGLE_DEG, gt=0, le=90, allow_inf_nan=False,
+        description="largest angle at each end between its direction and the line to the other end, degrees")
+    min_gap_um: float = Field(
+        DEFAULT_JOIN_MIN_GAP_UM, ge=0, allow_inf_nan=False,
+        description="ends closer than this are not joined, µm")
+    tangent_um: float = Field(
+        DEFAULT_JOIN_TANGENT_UM, gt=0, allow_inf_nan=False,
+        description="cable behind an end over which its direction is measured, µm")
+
+    @model_validator(mode="after")
+    def _gap_range(self) -> JoinConfig:
+        if self.min_gap_um >= self.max_gap_um:
+            raise ValueError(f"min_gap_um={self.min_gap_um} must be below max_gap_um={self.max_gap_um}; "
+                             "lower skeletonize.join.min_gap_um or raise skeletonize.join.max_gap_um")
+        return self
 
 
 class SkeletonizeConfig(StrictModel):
@@ -57,3 +101,4 @@ class SkeletonizeConfig(StrictModel):
         description="objects crossing a block seam whose bounding box holds at most this many voxels "
                     "are skeletonized in one piece, as in a one-block run (null: a block's read region; "
                     "0: never)")
+    join: JoinConfig = Field(JoinConfig(), description="join pieces across short gaps (off by default)")

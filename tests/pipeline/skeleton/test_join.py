@@ -8,7 +8,15 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from pipeline.skeleton import gap_joins, join_table, skeleton_ends
+from pipeline.skeleton import (
+    concat_end_tables,
+    end_table,
+    gap_joins,
+    join_graphs,
+    join_table,
+    match_ends,
+    skeleton_ends,
+)
 
 
 def polyline(*points, step=1.0):
@@ -49,7 +57,8 @@ def test_collinear_pieces_across_a_gap_are_joined():
     (join,) = gap_joins({7: a, 3: b}, max_gap_um=6.0)
     assert (join.a.label, join.b.label) == (3, 7)
     assert join.distance_um == pytest.approx(4.0)
-    assert join.angle_a_deg == pytest.approx(0.0, abs=1e-6) and join.angle_b_deg == pytest.approx(0.0, abs=1e-6)
+    assert join.angle_a_deg == pytest.approx(0.0, abs=1e-6)
+    assert join.angle_b_deg == pytest.approx(0.0, abs=1e-6)
     assert join_table([join]) == {3: 3, 7: 3}
     # too long a gap, or the same label: nothing
     assert gap_joins({7: a, 3: b}, max_gap_um=3.9) == []
@@ -111,3 +120,31 @@ def test_anisotropic_positions_are_physical():
     b = polyline((19.5, 5, 5), (30, 5, 5), step=1.5)
     assert len(gap_joins({1: a, 2: b}, max_gap_um=5.0)) == 1
     assert gap_joins({1: a, 2: b}, max_gap_um=4.0) == []
+
+
+def test_two_labels_join_once_so_every_group_is_a_tree():
+    # label 1 and label 2 each hold two rods; both pairs face each other across 3 µm gaps
+    one = nx.disjoint_union(polyline((0, 0, 0), (0, 0, 10)), polyline((0, 20, 0), (0, 20, 10)))
+    two = nx.disjoint_union(polyline((0, 0, 13), (0, 0, 23)), polyline((0, 20, 13), (0, 20, 23)))
+    joins = gap_joins({1: one, 2: two})
+    assert len(joins) == 1  # the second bridge would close a loop between the same two pieces
+    pairs = [(j.a.label, j.a.pos_um, j.b.label, j.b.pos_um) for j in joins]
+    (merged,) = join_graphs({1: one, 2: two}, pairs).values()
+    assert nx.is_forest(merged)
+    assert merged.number_of_edges() == one.number_of_edges() + two.number_of_edges() + 1
+    with pytest.raises(ValueError, match="loop"):
+        join_graphs({1: one, 2: two}, pairs + [(1, (0.0, 20.0, 10.0), 2, (0.0, 20.0, 13.0))])
+
+
+def test_ends_matched_by_shard_are_the_joins_of_the_whole():
+    rods = {label: polyline((0, 3 * label, 0), (0, 3 * label + 1, 10)) for label in range(1, 9)}
+    rods.update({label + 10: polyline((0, 3 * label + 1.2, 14), (0, 3 * label + 2, 24))
+                 for label in range(1, 9)})
+    shards = [end_table({k: g for k, g in rods.items() if k % 3 == r}) for r in range(3)]
+    table = concat_end_tables(shards)
+    assert len(table) == len(end_table(rods)) == 32
+    found = {tuple(sorted((int(table.labels[a]), int(table.labels[b])))) for a, b, *_ in match_ends(table)}
+    assert found == {(j.a.label, j.b.label) for j in gap_joins(rods)} and len(found) == 8
+    chain = join_graphs(rods, [(a, rods[a].nodes[10]["pos_um"], b, rods[b].nodes[0]["pos_um"])
+                               for a, b in sorted(found)])
+    assert sorted(chain) == list(range(1, 9)) and all(nx.is_tree(g) for g in chain.values())
