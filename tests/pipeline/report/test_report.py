@@ -262,3 +262,21 @@ def test_the_report_shows_what_fits_the_kind(kind):
         assert "<h2>Neurons</h2>" not in page and "812.2" not in page and "Splits / merges" not in page
         assert "Precision / recall" in page and "Length distance" in page
     assert report.pdf.startswith(b"%PDF")
+
+
+def test_the_report_shows_the_gap_joins_and_the_metrics_before_them():
+    skeleton = {**METRICS["skeleton"], "gaps_bridged": 0.9, "n_gaps": 10, "n_gaps_bridged": 9}
+    before = {"skeleton": {**skeleton, "gaps_bridged": 0.3, "splits_per_neuron": 2.5,
+                           "merges_per_neuron": 1.0}}
+    metrics = {"kind": "neurons", "voxel": dict(METRICS["voxel"]), "skeleton": skeleton,
+               "joins": {"n_joins": 7, "n_pieces_joined": 12, "before": before}}
+
+    def page_of(metrics):
+        data = ReportData(title="t", rows=ROWS, voxel_size_um=(1.5, 0.5, 0.5), metrics=metrics)
+        return build_report(data).html
+
+    page = page_of(metrics)
+    assert "Gap joins" in page and "12 pieces joined" in page
+    assert "before: gaps bridged 0.30, splits / merges 2.50 / 1.00 per neuron" in page
+    del metrics["joins"]
+    assert "Gap joins" not in page_of(metrics)
