@@ -55,8 +55,8 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
           join: dict | None = None) -> dict:
     """metrics.json of one model (None: the ground truth itself) on one phantom, plus the seconds taken.
 
-    With ``join`` (keyword arguments of :func:`pipeline.skeleton.gap_joins`), the segmentation is also
-    scored after the pieces whose skeleton ends face each other across a short gap are merged: those
+    With ``join`` (settings of ``skeletonize.join``), the segmentation is also scored after the pieces
+    whose skeleton ends face each other across a short gap are joined (:func:`joined_metrics`): those
     metrics under ``"joined"``, with ``"n_joins"``.
     """
     from flows.preflight import check_run
@@ -84,37 +84,21 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
     metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10).read_text())
     metrics["seconds"] = time.perf_counter() - start
     if join is not None:
-        metrics["joined"] = joined_metrics(seg, gt, join)
+        metrics["joined"] = joined_metrics(seg, gt, join, work / f"join_{kind}{seed}_{abs(hash(str(model)))}")
     return metrics
 
 
-def joined_metrics(seg: Path, gt: Path, join: dict) -> dict:
-    """The metrics of ``seg`` after :func:`pipeline.skeleton.gap_joins` on its skeletons (whole volume)."""
-    import fastremap
+def joined_metrics(seg: Path, gt: Path, join: dict, out: Path) -> dict:
+    """The metrics of ``seg`` after the gap joins, as ``neurorecon run`` makes them: ``skeletonize`` with
+    ``skeletonize.join`` (``join``: its settings) into ``out``, then ``evaluate``; with ``n_joins``."""
+    from flows.stages.evaluate import evaluate_run
+    from flows.stages.skeletonize import skeletonize_volume
+    from pipeline.skeleton.config import SkeletonizeConfig
 
-    from pipeline.io.labels import open_label_image, voxel_size_of
-    from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
-    from pipeline.io.skeletons import read_swc_folder
-    from pipeline.metrics.evaluate import evaluate_arrays
-    from pipeline.skeleton import gap_joins, join_table, skeletonize
-    from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3
-
-    image = open_label_image(seg)
-    vs = voxel_size_of(image, None)
-    labels = np.asarray(image.array[...])
-    skeletons = skeletonize(labels, voxel_size_um=vs, dust_threshold_um3=DEFAULT_DUST_THRESHOLD_UM3)
-    joins = gap_joins(skeletons, **join)
-    table = join_table(joins)
-    if table:
-        labels = fastremap.remap(labels, table, preserve_missing_labels=True, in_place=True)
-    truth = np.asarray(open_label_image(gt).array[...])
-    gt_skeletons = read_swc_folder(phantom_skeletons(gt))
-    meta = read_phantom_truth(gt)
-    gaps = [g for g in meta.gaps if g.label in gt_skeletons]
-    out = evaluate_arrays(labels, truth, voxel_size_um=vs, kind=meta.kind, gt_skeletons=gt_skeletons,
-                          gaps=gaps, min_label_nodes=10)
-    out["n_joins"] = len(joins)
-    return out
+    settings = SkeletonizeConfig(join={"enabled": True, **join})
+    skeletonize_volume(seg, out=out, settings=settings, max_retries=0, progress=False, overwrite=True)
+    metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10).read_text())
+    return {**metrics, "n_joins": metrics["joins"]["n_joins"]}
 
 
 def summary(values: list[float]) -> tuple[float, float]:

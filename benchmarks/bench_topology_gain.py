@@ -37,7 +37,7 @@ Tables: per arm, the mean over training seeds of each training seed's mean over 
 width of its 95 % confidence interval (Student t over training seeds; over eval seeds when there is one
 training seed), then one row per training seed.
 
-With ``--join`` every segmentation is also scored after :func:`pipeline.skeleton.gap_joins` merged the
+With ``--join`` every segmentation is also scored after the gap joins (``skeletonize.join``) merged the
 pieces whose skeleton ends face each other across a short gap (issue 16, item 5): rows ``+ gap joins``,
 reported apart from the training's effect, for every arm and for the shipped model.
 
@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, nargs=3, default=(32, 256, 256))
     ap.add_argument("--join", action="store_true",
                     help="also score every segmentation after joining skeleton ends across short gaps "
-                         "(pipeline.skeleton.gap_joins; --join-max-gap-um, --join-max-angle-deg)")
+                         "(skeletonize.join; --join-max-gap-um, --join-max-angle-deg)")
     ap.add_argument("--join-max-gap-um", type=float, default=6.0)
     ap.add_argument("--join-max-angle-deg", type=float, default=60.0)
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "topology_gain")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from flows.preflight import check_same_voxel_size, check_skeletons_in_volume
+from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentation
 from pipeline.errors import InputDataError
 from pipeline.io.labels import open_label_image, voxel_size_of
 from pipeline.io.layout import RunLayout, threshold_value
@@ -162,8 +163,6 @@ def _sweep(run: RunLayout, evaluated: str | Path, predicted: np.ndarray) -> dict
 def _joins_of(run: RunLayout, segmentation: str | Path | URL) -> tuple[dict[int, int], int | None]:
     """The relabelling of the joins a run made on ``segmentation`` (``joins.csv``) and their number; an
     empty table and None where it made none (or joined another segmentation)."""
-    from flows.stages.skeletonize import read_skeletonize_record, recorded_segmentation
-
     if not run.joins_csv.is_file():
         return {}, None
     record = read_skeletonize_record(run.root)

@@ -14,10 +14,11 @@ per-shard state in ``state/``.
 
 With ``skeletonize.join.enabled``, each fusion task also records the ends of its skeletons
 (:class:`~pipeline.skeleton.EndTable`); the driver matches them (:func:`~pipeline.skeleton.match_ends`:
-O(ends), never a skeleton), writes ``joins.csv`` and replaces the files and rows of each group of joined
-pieces by one object (:func:`~pipeline.skeleton.join_graphs`, the group's smallest label). The joined
-skeletons are recorded in ``state/skeleton_join`` before any file changes, so a run killed while it
-rewrites them resumes to the same files.
+O(ends), never a skeleton) and writes ``joins.csv``. Then ``join skeletons``: one task per
+:data:`LABELS_PER_SHARD` groups of joined pieces replaces their files and rows by one object each
+(:func:`~pipeline.skeleton.join_graphs`, the group's smallest label). A task stages its groups' skeletons
+as SWC in ``state/skeleton_join/staged-<task>/`` before any file of the run changes, so a task killed
+while it rewrites them resumes to the same files.
 
 Label images are named by path: a standalone one (``RUN/segmentation.zarr``) or a label group inside an
 image store (``volume.zarr/labels/NAME``), see :func:`pipeline.io.labels.open_label_image`.
@@ -55,6 +56,7 @@ from pipeline.io.skeletons import (
     write_precomputed_objects,
     write_swc_files,
 )
+from pipeline.io.swc import read_swc
 from pipeline.skeleton import (
     BlockLabels,
     BlockSkeletons,
@@ -81,7 +83,6 @@ from pipeline.skeleton import (
     without_dust,
 )
 from pipeline.skeleton.config import JoinConfig, SkeletonizeConfig
-from pipeline.skeleton.lengths import EXACT_MAX_NODES, measure_object
 
 __all__ = ["SkeletonizeOutputs", "read_skeletonize_record", "recorded_segmentation", "skeletonize_volume"]
 
@@ -258,7 +259,8 @@ def skeletonize_volume(
     if join is not None:
         rows, n_skeletons, n_joins = _join_pieces(
             run, fuse, len(starts), join, rows, n_skeletons, params=fuse_params,
-            fused=fused_before < len(starts), voxel_size_um=vs, comments=tuple(comments))
+            fused=fused_before < len(starts), voxel_size_um=vs, comments=tuple(comments), client=client,
+            max_retries=max_retries, progress=progress)
     else:
         run.joins_csv.unlink(missing_ok=True)  # of an earlier run with joins: the files were fused anew
         BlockState(run.state, _JOIN).remove()
@@ -281,49 +283,47 @@ _JOIN = "skeleton_join"  # the stage whose records hold the joined skeletons
 def _join_pieces(
     run: RunLayout, fuse: BlockState, n_shards: int, join: JoinConfig, rows: list[ObjectRow],
     n_skeletons: int, *, params: dict[str, Any], fused: bool, voxel_size_um: tuple[float, ...],
-    comments: tuple[str, ...],
+    comments: tuple[str, ...], client: Any, max_retries: int, progress: bool,
 ) -> tuple[list[ObjectRow], int, int]:
-    """Join the fused pieces whose ends face each other across a gap: ``joins.csv``, then one skeleton
-    file and one row per group of joined pieces (its smallest label). Returns the rows, the number of
-    skeletons and of joins."""
+    """Join the fused pieces whose ends face each other across a gap: the driver matches the ends the
+    fusion recorded and writes ``joins.csv``; tasks of :data:`LABELS_PER_SHARD` groups each write their
+    groups' files and rows. Returns the rows, the number of skeletons and of joins."""
     state = BlockState(run.state, _JOIN)
     state.check_params(params, reset=fused or state.differs(params))  # fused anew: joined anew
     ends = concat_end_tables([fuse.load_record(i, EndTable, "ends") for i in range(n_shards)])
     matched = match_ends(ends, max_gap_um=join.max_gap_um, max_angle_deg=join.max_angle_deg,
                          min_gap_um=join.min_gap_um)
-    pairs = [(int(ends.labels[a]), tuple(ends.pos_um[a]), int(ends.labels[b]), tuple(ends.pos_um[b]))
-             for a, b, *_ in matched]
-    table = join_table([(a, b) for a, _, b, _ in pairs])
+    a, b = (np.array([m[k] for m in matched], np.int64) for k in (0, 1))
+    table = join_table(zip(ends.labels[a].tolist(), ends.labels[b].tolist(), strict=True))
     write_joins_csv(run.joins_csv, _joins_rows(ends, matched, table))
-    if not state.is_done(0):
-        if table and not (state.dir / "groups.npz").is_file():  # recorded before any file changes
-            from pipeline.io.swc import read_swc
-
-            pieces = {label: read_swc(run.skeletons / f"{label}.swc") for label in table}
-            _save_groups(state, join_graphs(pieces, pairs))
-        if table:
-            merged = _load_groups(state)
-            write_swc_files(run.skeletons, merged, comments=comments)
-            write_precomputed_objects(run.skeletons_precomputed, merged)
-            for label in sorted(label for label, group in table.items() if label != group):
-                (run.skeletons / f"{label}.swc").unlink(missing_ok=True)  # now part of its group's file
-                (run.skeletons_precomputed / str(label)).unlink(missing_ok=True)
-        state.mark_done(0, {"n_joins": len(matched)})
+    groups = sorted(set(table.values()))
+    batch = {group: i // LABELS_PER_SHARD for i, group in enumerate(groups)}  # a task per batch of groups
+    of_join = np.array([batch[table[int(label)]] for label in ends.labels[a]], np.int64)
+    of_piece = np.array([batch[group] for group in table.values()], np.int64)
+    pieces = np.array(list(table), np.uint64)
     by_label = {r.label: r for r in rows}
-    merged_rows = {}
-    if table:
-        merged = _load_groups(state)
-        sigma = max(1.0, *voxel_size_um)
-        for group, graph in merged.items():
-            parts = [by_label[label] for label, g in table.items() if g == group]
-            merged_rows[group] = measure_object(
-                group, graph, n_voxels=sum(p.n_voxels for p in parts),
-                touches_border=any(p.touches_border for p in parts), sigma_um=sigma,
-                exact_max_nodes=EXACT_MAX_NODES)
-    out = [merged_rows.get(r.label, r) for r in rows if table.get(r.label, r.label) == r.label]
+    n_batches = -(-len(groups) // LABELS_PER_SHARD)
+    for k in range(n_batches):  # what each task needs: its joins and its pieces' statistics
+        if not state.is_done(k):
+            here, members = of_join == k, pieces[of_piece == k]
+            state.save_records(
+                f"joins-{k}", label_a=ends.labels[a[here]], pos_a=ends.pos_um[a[here]],
+                label_b=ends.labels[b[here]], pos_b=ends.pos_um[b[here]], members=members,
+                n_voxels=np.array([by_label[int(m)].n_voxels for m in members], np.int64),
+                border=np.array([by_label[int(m)].touches_border for m in members], bool))
+    run_blocks(
+        "join skeletons", Tasks(n_batches),
+        functools.partial(_join_task, state_root=str(run.state), swc_dir=str(run.skeletons),
+                          precomputed_dir=str(run.skeletons_precomputed), comments=comments,
+                          voxel_size_um=voxel_size_um),
+        state=state, client=client, max_retries=max_retries, progress=progress,
+        memory_hint="a group of joined pieces is written by one task: raise dask.memory_limit", unit="batch",
+    ).raise_if_failed()
+    joined = {r.label: r for k in range(n_batches) for r in _shard_rows(state, k)}
+    out = [joined.get(r.label, r) for r in rows if table.get(r.label, r.label) == r.label]
     log.info("skeletonize: %d joins across gaps of at most %g µm merged %d pieces into %d objects",
-             len(matched), join.max_gap_um, len(table), len(merged_rows))
-    return out, n_skeletons - (len(table) - len(merged_rows)), len(matched)
+             len(matched), join.max_gap_um, len(table), len(groups))
+    return out, n_skeletons - (len(table) - len(groups)), len(matched)
 
 
 def _joins_rows(ends: EndTable, matched: list[tuple[int, int, float, float, float]],
@@ -338,39 +338,38 @@ def _joins_rows(ends: EndTable, matched: list[tuple[int, int, float, float, floa
     return rows
 
 
-def _save_groups(state: BlockState, merged: dict[int, Any]) -> None:
-    labels = np.array(sorted(merged), np.uint64)
-    graphs = [merged[int(label)] for label in labels]
-    pos = [np.asarray([g.nodes[n]["pos_um"] for n in sorted(g.nodes)], np.float64).reshape(-1, 3)
-           for g in graphs]
-    radius = [np.asarray([g.nodes[n].get("radius_um", 1.0) for n in sorted(g.nodes)], np.float64)
-              for g in graphs]
-    edges = [np.asarray(sorted(g.edges), np.int64).reshape(-1, 2) for g in graphs]
-    state.save_records(
-        "groups", labels=labels,
-        n_nodes=np.array([len(p) for p in pos], np.int64),
-        n_edges=np.array([len(e) for e in edges], np.int64),
-        pos_um=np.concatenate(pos) if pos else np.zeros((0, 3)),
-        radius_um=np.concatenate(radius) if radius else np.zeros(0),
-        edges=np.concatenate(edges) if edges else np.zeros((0, 2), np.int64))
-
-
-def _load_groups(state: BlockState) -> dict[int, Any]:
-    import networkx as nx
-
-    arrays = {name: state.load_record("groups", np.ndarray, name)
-              for name in ("labels", "n_nodes", "n_edges", "pos_um", "radius_um", "edges")}
-    merged, node0, edge0 = {}, 0, 0
-    for label, n, m in zip(arrays["labels"].tolist(), arrays["n_nodes"].tolist(), arrays["n_edges"].tolist(),
-                           strict=True):
-        graph = nx.Graph()
-        for k in range(n):
-            graph.add_node(k, pos_um=tuple(float(v) for v in arrays["pos_um"][node0 + k]),
-                           radius_um=float(arrays["radius_um"][node0 + k]))
-        graph.add_edges_from(map(tuple, arrays["edges"][edge0:edge0 + m].tolist()))
-        merged[int(label)] = graph
-        node0, edge0 = node0 + n, edge0 + m
-    return merged
+def _join_task(
+    task: Task, *, state_root: str, swc_dir: str, precomputed_dir: str, comments: tuple[str, ...],
+    voxel_size_um: tuple[float, ...],
+) -> dict[str, Any]:
+    """One batch of groups: each group's skeleton (its pieces' and one edge per join) is staged in the
+    state as SWC before any file of the run changes, then replaces its pieces' files; its row is
+    measured as the fusion measures one."""
+    state = BlockState(state_root, _JOIN)
+    record = {name: state.load_record(f"joins-{task.id}", np.ndarray, name) for name in
+              ("label_a", "pos_a", "label_b", "pos_b", "members", "n_voxels", "border")}
+    pairs = [(int(la), tuple(pa), int(lb), tuple(pb)) for la, pa, lb, pb in
+             zip(record["label_a"], record["pos_a"], record["label_b"], record["pos_b"], strict=True)]
+    table = join_table([(la, lb) for la, _, lb, _ in pairs])
+    staged = state.dir / f"staged-{task.id}"
+    if state.load_record(f"staged-{task.id}", np.ndarray, "groups", optional=True) is None:
+        pieces = {label: read_swc(Path(swc_dir) / f"{label}.swc") for label in table}
+        prepare_dir(staged, overwrite=True, what="staged joined skeleton")  # a killed attempt's files go
+        write_swc_files(staged, join_graphs(pieces, pairs), comments=comments)
+        state.save_records(f"staged-{task.id}", groups=np.array(sorted(set(table.values())), np.uint64))
+    merged = {group: read_swc(staged / f"{group}.swc") for group in sorted(set(table.values()))}
+    write_swc_files(swc_dir, merged, comments=comments)
+    write_precomputed_objects(precomputed_dir, merged)
+    for label in sorted(label for label, group in table.items() if label != group):
+        (Path(swc_dir) / f"{label}.swc").unlink(missing_ok=True)  # now part of its group's file
+        (Path(precomputed_dir) / str(label)).unlink(missing_ok=True)
+    stats = LabelStatistics(
+        {group: 0 for group in merged}, frozenset(table[int(m)] for m in record["members"][record["border"]]))
+    for member, count in zip(record["members"].tolist(), record["n_voxels"].tolist(), strict=True):
+        stats.n_voxels[table[member]] += count
+    rows = object_rows(merged, stats, voxel_size_um=voxel_size_um)
+    state.save_records(task.id, **{name: np.array([getattr(r, name) for r in rows]) for name in _ROW_FIELDS})
+    return {"n_groups": len(merged)}
 
 
 def read_skeletonize_record(run_dir: str | Path) -> dict[str, Any]:
@@ -488,7 +487,8 @@ def _fuse_shard_task(
     return {"n_objects": len(rows), "n_skeletons": len(graphs)}
 
 
-def _shard_rows(fuse: BlockState, shard: int) -> list[ObjectRow]:
-    columns = [fuse.load_record(shard, np.ndarray, name) for name in _ROW_FIELDS]
+def _shard_rows(state: BlockState, task: int) -> list[ObjectRow]:
+    """The rows a fusion (or join) task saved."""
+    columns = [state.load_record(task, np.ndarray, name) for name in _ROW_FIELDS]
     return [ObjectRow(int(a), float(b), float(c), int(d), bool(e), int(f))
             for a, b, c, d, e, f in zip(*columns, strict=True)]

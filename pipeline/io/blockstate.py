@@ -186,14 +186,17 @@ class BlockState:
     def load_record(self, key: int | str, cls: type[R], name: str, *, optional: bool = False) -> R:
         """The record ``name`` (a field path such as ``decisions.upper.1``) of block or stage ``key``.
 
-        Only that record's members are read. With ``optional``, an absent record gives None.
+        Only that record's members are read. With ``optional``, an absent record gives None (also when
+        ``key`` has saved no record at all).
 
         Raises
         ------
         OutputError
-            If the file is missing or damaged, or lacks the record (and not ``optional``).
+            If the file is damaged, or (not ``optional``) missing or lacking the record.
         """
         path = self._path(key)
+        if optional and not path.is_file():
+            return None  # type: ignore[return-value]
         try:
             with np.load(path) as data:
                 if optional and not any(k == name or k.startswith(name + ".") for k in data.files):

@@ -431,25 +431,22 @@ def write_lengths_csv(path: str | Path, rows: Iterable[ObjectRow]) -> Path:
     OutputError
         If the file cannot be written.
     """
+    return _write_csv(path, LENGTHS_COLUMNS, (
+        [r.label, f"{r.length_um:.4f}", f"{r.cable_length_um:.4f}", r.n_voxels, int(r.touches_border),
+         r.n_endpoints] for r in rows), what="lengths table")
+
+
+def _write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, what: str) -> Path:
+    """Write ``columns`` and ``rows`` as a CSV file atomically (its folder made if missing)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
-            writer.writerow(LENGTHS_COLUMNS)
-            for r in rows:
-                writer.writerow(
-                    [
-                        r.label,
-                        f"{r.length_um:.4f}",
-                        f"{r.cable_length_um:.4f}",
-                        r.n_voxels,
-                        int(r.touches_border),
-                        r.n_endpoints,
-                    ]
-                )
+            writer.writerow(columns)
+            writer.writerows(rows)
     except OSError as exc:
-        raise write_error(f"cannot write lengths table {path}", exc, path) from None
+        raise write_error(f"cannot write {what} {path}", exc, path) from None
     return path
 
 
@@ -504,17 +501,9 @@ def write_joins_csv(path: str | Path, rows: Iterable[Sequence[float]]) -> Path:
     OutputError
         If the file cannot be written.
     """
-    path = Path(path)
-    try:
-        with atomic_file(path, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(JOINS_COLUMNS)
-            for r in rows:
-                writer.writerow([int(r[0]), int(r[1]), int(r[2]), *(f"{float(v):.4f}" for v in r[3:10]),
-                                 f"{float(r[10]):.2f}", f"{float(r[11]):.2f}"])
-    except OSError as exc:
-        raise write_error(f"cannot write joins table {path}", exc, path) from None
-    return path
+    return _write_csv(path, JOINS_COLUMNS, (
+        [int(r[0]), int(r[1]), int(r[2]), *(f"{float(v):.4f}" for v in r[3:10]), f"{float(r[10]):.2f}",
+         f"{float(r[11]):.2f}"] for r in rows), what="joins table")
 
 
 def read_joins_csv(path: str | Path) -> dict[int, int]:
