@@ -145,3 +145,20 @@ def test_evaluate_scores_the_joined_objects_and_the_joins_apart(labels, tmp_path
     assert joined["skeleton"]["splits_per_neuron"] == 0.0 and joined["skeleton"]["merges_per_neuron"] == 0.0
     assert joined["joins"]["n_joins"] == 1 and joined["joins"]["n_pieces_joined"] == 2
     assert joined["joins"]["before"]["skeleton"] == plain["skeleton"]
+
+
+def test_evaluate_applies_only_the_joins_of_the_segmentation_it_scores(labels, tmp_path):
+    from flows.stages.evaluate import evaluate_run
+    from pipeline.errors import InputDataError
+
+    path, seg = labels
+    run(path, tmp_path / "run")
+    other = tmp_path / "other.zarr"  # another segmentation evaluated into the same run directory
+    create_label_image(other, shape=seg.shape, chunks=(8, 24, 48), voxel_size_um=VS, dtype="uint32")
+    open_image(other, mode="r+").array[...] = seg
+    metrics = json.loads(evaluate_run(other, path, out=tmp_path / "run", min_label_nodes=2).read_text())
+    assert "joins" not in metrics and metrics["voxel"]["adjusted_rand_index"] == 1.0
+    # a damaged joins.csv is named, with the command that rewrites it
+    (tmp_path / "run" / "joins.csv").write_text("label_a,label_b,joined_label\n3,x,3\n")
+    with pytest.raises(InputDataError, match=r"joins.csv, line 2.*neurorecon skeletonize"):
+        evaluate_run(path, path, out=tmp_path / "run", min_label_nodes=2)
