@@ -64,6 +64,7 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
     from flows.stages.segment import segment_raw
     from pipeline.config import NeuroreconConfig, OutputConfig
     from pipeline.io.phantom import write_phantom
+    from pipeline.metrics.config import EvaluateConfig
     from pipeline.segment.config import SegmentConfig
     from pipeline.synth import PhantomParams
 
@@ -81,7 +82,8 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
         seg = segment_raw(cfg, inputs=check_run(config, evaluate=False), max_retries=0,
                           progress=False).segmentation
     out = work / f"eval_{kind}{seed}_{abs(hash(str(model)))}"
-    metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10).read_text())
+    metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10,
+                                      block_shape=EvaluateConfig().block_shape, max_retries=0).read_text())
     metrics["seconds"] = time.perf_counter() - start
     if join is not None:
         metrics["joined"] = joined_metrics(seg, gt, join, work / f"join_{kind}{seed}_{abs(hash(str(model)))}")
@@ -93,11 +95,13 @@ def joined_metrics(seg: Path, gt: Path, join: dict, out: Path) -> dict:
     ``skeletonize.join`` (``join``: its settings) into ``out``, then ``evaluate``; with ``n_joins``."""
     from flows.stages.evaluate import evaluate_run
     from flows.stages.skeletonize import skeletonize_volume
+    from pipeline.metrics.config import EvaluateConfig
     from pipeline.skeleton.config import SkeletonizeConfig
 
     settings = SkeletonizeConfig(join={"enabled": True, **join})
     skeletonize_volume(seg, out=out, settings=settings, max_retries=0, progress=False, overwrite=True)
-    metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10).read_text())
+    metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10,
+                                      block_shape=EvaluateConfig().block_shape, max_retries=0).read_text())
     return {**metrics, "n_joins": metrics["joins"]["n_joins"]}
 
 

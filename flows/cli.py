@@ -394,6 +394,10 @@ def evaluate(
     voxel_size: Annotated[
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask workers; 0 runs serially in this process (default: dask.n_workers)."),
+    ] = None,
     config: ConfigOpt = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP + " (metrics.json is written anew on every "
                                                 "run; --overwrite removes the old one first.)")] = False,
@@ -402,11 +406,15 @@ def evaluate(
 
     Voxel metrics (Dice, accuracy, ARI, VOI) on the label images; skeleton metrics against ground-truth SWC
     skeletons; instance precision/recall and Wasserstein/SSMD of the length distributions (AIS continuity
-    paper, 2.4-2.5). Both label images are read whole. Writes OUT/metrics.json.
+    paper, 2.4-2.5). Both label images are read block by block (evaluate.block_shape) on a local Dask
+    cluster (or dask.address of the config), an object at a time where one is needed whole. Writes
+    OUT/metrics.json.
     """
+    import functools
     import json
 
     from flows.stages.evaluate import evaluate_run
+    from flows.stages.runner import dask_client
     from pipeline.errors import ConfigError
     from pipeline.io.config import load_config
     from pipeline.io.layout import RunLayout, remove_outputs
@@ -424,9 +432,13 @@ def evaluate(
         if overwrite:
             _removed(remove_outputs(RunLayout(out), [RunLayout(out).metrics_json],
                                     inputs=[seg, settings.gt_labels]))
+        n_workers = cfg.dask.n_workers if workers is None else workers
+        cluster = (None if n_workers == 0 and not cfg.dask.address
+                   else functools.partial(dask_client, cfg.dask, n_workers=max(n_workers, 1)))
         path = evaluate_run(seg, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
-                            min_label_nodes=settings.min_label_nodes,
-                            voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float))
+                            min_label_nodes=settings.min_label_nodes, block_shape=settings.block_shape,
+                            voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float),
+                            cluster=cluster, max_retries=cfg.dask.max_retries, progress=True)
     metrics = json.loads(path.read_text())
     v, k, ln = metrics.get("voxel", {}), metrics.get("skeleton", {}), metrics.get("length", {})
 

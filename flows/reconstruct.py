@@ -157,14 +157,16 @@ def skeletonize_task(
 
 
 @task(name="evaluate", **_task)
-def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig) -> str:
+def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig, max_retries: int) -> str:
     from flows.stages.evaluate import evaluate_run
 
     one_line_warnings()
     if evaluate.gt_labels is None:
         raise ValueError("evaluate.gt_labels is not set: nothing to evaluate against")
-    return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc,
-                            min_label_nodes=evaluate.min_label_nodes))
+    with _client() as client:
+        return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc,
+                                min_label_nodes=evaluate.min_label_nodes, block_shape=evaluate.block_shape,
+                                client=client, max_retries=max_retries, progress=True))
 
 
 @task(name="report", **_task)
@@ -262,7 +264,7 @@ def skeletonize_flow(
 def evaluate_flow(segmentation: Path, out: Path, config: NeuroreconConfig) -> str:
     """Segmentation vs the ``evaluate:`` section's ground truth -> metrics.json."""
     with output_lock(out):
-        return evaluate_task.submit(str(segmentation), out, config.evaluate).result()
+        return evaluate_task.submit(str(segmentation), out, config.evaluate, config.dask.max_retries).result()
 
 
 @flow(name="reconstruct", log_prints=True)
@@ -306,7 +308,7 @@ def _reconstruct(
         segmentation = segment_task.submit(segment, affinities, retries, thresholds).result()
         skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
         if config.evaluate.gt_labels is not None:
-            evaluate_task.submit(segmentation, run.root, config.evaluate).result()
+            evaluate_task.submit(segmentation, run.root, config.evaluate, retries).result()
         report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
         if config.output.publish is not None:  # the products, for others to read
             url = publish_task.submit(run.root, f"{config.output.publish}/{run.root.name}").result()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from pipeline.io.location import InputLocation, LocalPath
 from pipeline.settings import StrictModel
@@ -21,6 +21,8 @@ class EvaluateConfig(StrictModel):
     What is scored follows the kind of volume, read from the phantom's ground truth (``params.json``):
     ``neurons`` (ERL, splits and merges per neuron, gaps bridged) or ``ais`` (length distributions,
     discontinuities per AIS, gaps bridged); ground truth without that metadata is scored as ``neurons``.
+    The label images are read block by block (``block_shape``) on the run's Dask cluster; what needs an
+    object whole (its length, its connected pieces) is read from the object's bounding box.
     """
 
     gt_labels: InputLocation | None = Field(
@@ -33,3 +35,6 @@ class EvaluateConfig(StrictModel):
         MIN_LABEL_NODES, ge=1,
         description="skeleton nodes a predicted label must cover on a ground-truth skeleton to count there "
                     "(as a segment, a split or a merge); 1 is the supervoxel paper's rule")
+    block_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (128, 256, 256), description="region read per block, voxels (clipped to the volume): both label "
+                                     "images are read block by block, never whole")

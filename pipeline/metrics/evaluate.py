@@ -4,29 +4,26 @@
 voxel metrics (:mod:`pipeline.metrics.voxel`), skeleton metrics against ground-truth skeletons
 (:mod:`pipeline.metrics.skeleton`) and the length-distribution metrics (:mod:`pipeline.metrics.length`).
 :func:`sweep_row` is the smaller set that compares the segmentations of a threshold sweep.
+
+Both read the volumes whole, as one block of :mod:`pipeline.metrics.blocks`, whose sums give the metrics:
+what ``neurorecon evaluate`` computes block by block is the same numbers.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
+from pipeline._checks import as_voxel_size, check_array, check_same_shape
+from pipeline.metrics.blocks import KINDS, assemble, block_counts, node_voxels, object_summary, sweep_row_of
 from pipeline.metrics.config import MIN_LABEL_NODES
-from pipeline.metrics.gaps import gaps_bridged
-from pipeline.metrics.length import discontinuities, length_metrics
-from pipeline.metrics.nodes import OUTSIDE_WARNING, nodes_outside
-from pipeline.metrics.skeleton import NeuronRecord, skeleton_metrics
-from pipeline.metrics.voxel import accuracy, adjusted_rand_index, dice, variation_of_information
+from pipeline.metrics.length import _border_labels, object_boxes
+from pipeline.metrics.nodes import check_min_label_nodes
 
 __all__ = ["KINDS", "evaluate_arrays", "sweep_row"]
-
-
-KINDS = ("neurons", "ais")
 
 
 def evaluate_arrays(
@@ -74,84 +71,34 @@ def evaluate_arrays(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    voi = variation_of_information(segmentation, gt_labels)
-    result: dict[str, Any] = {
-        "kind": kind,
-        "voxel": {
-            "accuracy": accuracy(segmentation, gt_labels),
-            "dice": dice(segmentation, gt_labels),
-            "adjusted_rand_index": adjusted_rand_index(segmentation, gt_labels),
-            "voi_split_bits": voi.split,
-            "voi_merge_bits": voi.merge,
-            "voi_total_bits": voi.total,
-        },
-    }
+    pred = check_array(segmentation, "pred", ndim=3, kinds="iu")
+    true = check_array(gt_labels, "true", ndim=3, kinds="iu")
+    check_same_shape(pred, "pred", true, "true")
+    vs = as_voxel_size(voxel_size_um)
     if gt_skeletons:
-        # nodes a little outside the volume are sampled at the border: counted here, not warned about
-        outside = nodes_outside(gt_skeletons, segmentation.shape, voxel_size_um=voxel_size_um)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*" + re.escape(OUTSIDE_WARNING))
-            sections = _skeleton_sections(segmentation, voxel_size_um, gt_skeletons, gaps, min_label_nodes)
-        result.update(sections)
-        result["skeleton"]["n_nodes_outside_volume"] = outside
-    lm = length_metrics(segmentation, gt_labels, voxel_size_um=voxel_size_um)
-    result["length"] = {
-        "precision": lm.precision,
-        "recall": lm.recall,
-        "overlapping_instances": lm.overlapping_instances,
-        "discontinuities_per_instance": discontinuities(segmentation, gt_labels).per_instance,
-        "wasserstein_um": lm.wasserstein_um,
-        "ssmd": lm.ssmd,
-        "ssmd_signed": lm.ssmd_signed,
-        "n_pred": lm.n_pred,
-        "n_true": lm.n_true,
-        "n_matched": len(lm.matches),
-        "pred_lengths_um": {str(k): v for k, v in lm.pred_lengths_um.items()},
-        "true_lengths_um": {str(k): v for k, v in lm.true_lengths_um.items()},
-    }
-    return result
-
-
-def _neuron_row(record: NeuronRecord) -> dict[str, Any]:
-    """One row of the per-neuron table (``metrics["skeleton"]["per_neuron"]``)."""
-    return {
-        "label": record.label,
-        "cable_um": record.length_um,
-        "matched_cable_um": record.matched_cable_um,
-        "erl_um": record.erl_um,
-        "normalized_erl": record.normalized_erl,
-        "splits": record.splits,
-        "merges": record.merges,
-    }
-
-
-def _skeleton_sections(
-    segmentation: np.ndarray,
-    voxel_size_um: Sequence[float],
-    gt_skeletons: Mapping[int, nx.Graph] | Sequence[nx.Graph],
-    gaps: Sequence[Any] | None,
-    min_label_nodes: int,
-) -> dict[str, Any]:
-    """The ``skeleton`` section: skeleton metrics, the per-neuron rows and (with gaps) the gaps bridged."""
-    sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
-                          min_label_nodes=min_label_nodes)
-    section: dict[str, Any] = {
-        "splits_per_neuron": sk.splits_per_neuron,
-        "merges_per_neuron": float(np.mean([r.merges for r in sk.per_neuron])),
-        "omit_pct": sk.omit_pct,
-        "merged_pct": sk.merged_pct,
-        "edge_accuracy_pct": sk.edge_accuracy,
-        "erl_um": sk.erl_um,
-        "normalized_erl": sk.normalized_erl,
-        "n_skeletons": len(sk.per_neuron),
-        "per_neuron": [_neuron_row(r) for r in sk.per_neuron],
-    }
-    if gaps:
-        gb = gaps_bridged(gt_skeletons, gaps, segmentation, voxel_size_um=voxel_size_um,
-                          min_label_nodes=min_label_nodes, skip_unscorable=True)
-        section.update(gaps_bridged=gb.fraction, n_gaps=gb.n_gaps, n_gaps_bridged=gb.n_bridged,
-                       n_gaps_unscorable=gb.n_skipped)
-    return {"skeleton": section}
+        check_min_label_nodes(min_label_nodes)
+    nodes = node_voxels(gt_skeletons, pred.shape, voxel_size_um=vs)
+    counts = block_counts(pred, true, origin=(0, 0, 0), nodes=nodes)
+    pred_border = set(_border_labels(pred).tolist())
+    true_border = set(_border_labels(true).tolist())
+    overlapping = set(counts.table.pred[(counts.table.pred != 0) & (counts.table.true != 0)].tolist())
+    pred_lengths, pieces = {}, []
+    for label, box in object_boxes(pred).items():
+        start = [b.start for b in box]
+        summary = object_summary(pred[box], label, voxel_size_um=vs, length=label not in pred_border,
+                                 truth=true[box] if label in overlapping else None, start=start,
+                                 volume_shape=pred.shape)
+        if summary.length_um is not None:
+            pred_lengths[label] = summary.length_um
+        pieces.append(summary.pieces)
+    true_lengths = {label: object_summary(true[box], label, voxel_size_um=vs, length=True).length_um
+                    for label, box in object_boxes(true).items() if label not in true_border}
+    return assemble(
+        counts.table, kind=kind, voxel_size_um=vs, volume_shape=pred.shape, gt_skeletons=gt_skeletons,
+        node_labels=counts.node_labels, nodes=nodes, gaps=gaps, min_label_nodes=min_label_nodes,
+        pred_lengths_um=pred_lengths, true_lengths_um=true_lengths,
+        piece_overlaps=np.concatenate(pieces) if pieces else np.zeros((0, 3), np.int64),
+    )
 
 
 def sweep_row(
@@ -181,19 +128,10 @@ def sweep_row(
         ``n_segments``, ``voi_split_bits``, ``voi_merge_bits``, ``adjusted_rand_index`` and, with
         skeletons, ``erl_um``, ``normalized_erl``, ``splits_per_neuron``, ``merges_per_neuron``.
     """
-    labels = np.unique(segmentation)
-    voi = variation_of_information(segmentation, gt_labels)
-    row: dict[str, Any] = {
-        "n_segments": int(np.count_nonzero(labels)),
-        "voi_split_bits": voi.split,
-        "voi_merge_bits": voi.merge,
-        "adjusted_rand_index": adjusted_rand_index(segmentation, gt_labels),
-    }
-    if gt_skeletons:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*" + re.escape(OUTSIDE_WARNING))
-            sk = skeleton_metrics(gt_skeletons, segmentation, voxel_size_um=voxel_size_um,
-                                  min_label_nodes=min_label_nodes)
-        row.update(erl_um=sk.erl_um, normalized_erl=sk.normalized_erl, splits_per_neuron=sk.splits_per_neuron,
-                   merges_per_neuron=float(np.mean([r.merges for r in sk.per_neuron])))
-    return row
+    pred = check_array(segmentation, "pred", ndim=3, kinds="biu")
+    true = check_array(gt_labels, "true", ndim=3, kinds="biu")
+    check_same_shape(pred, "pred", true, "true")
+    nodes = node_voxels(gt_skeletons, pred.shape, voxel_size_um=voxel_size_um)
+    counts = block_counts(pred, true, origin=(0, 0, 0), nodes=nodes)
+    return sweep_row_of(counts.table, gt_skeletons=gt_skeletons, node_labels=counts.node_labels, nodes=nodes,
+                        min_label_nodes=min_label_nodes)

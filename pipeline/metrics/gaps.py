@@ -48,7 +48,7 @@ from pipeline.metrics.nodes import (
     skeleton_arrays,
 )
 
-__all__ = ["GapOutcome", "GapsBridged", "UnscorableGap", "gaps_bridged"]
+__all__ = ["GapOutcome", "GapsBridged", "UnscorableGap", "gaps_bridged", "gaps_bridged_from_samples"]
 
 _SNAP_UM = 1e-6
 
@@ -239,10 +239,38 @@ def gaps_bridged(
     >>> r.fraction, [o.bridged for o in r.gaps]
     (0.5, [True, False])
     """
-    graphs, gt_labels, names = check_skeletons(skeletons)
+    graphs, _, names = check_skeletons(skeletons)
     seg = check_array(segmentation, "segmentation", ndim=3, kinds="biu")
     vs = np.asarray(as_voxel_size(voxel_size_um))
+    sampled = []
+    for g, name in zip(graphs, names, strict=True):  # a loop, not a comprehension: the warning's stack
+        sampled.append(sample_at(skeleton_arrays(g, name)[1], seg, vs))  # warns at the caller (outside nodes)
+    return gaps_bridged_from_samples(skeletons, gaps, sampled, voxel_size_um=vs,
+                                     min_label_nodes=min_label_nodes, max_offset_um=max_offset_um,
+                                     skip_unscorable=skip_unscorable)
+
+
+def gaps_bridged_from_samples(
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
+    gaps: Sequence[Any],
+    sampled: Sequence[np.ndarray],
+    *,
+    voxel_size_um: Sequence[float],
+    min_label_nodes: int = MIN_LABEL_NODES,
+    max_offset_um: float | None = None,
+    skip_unscorable: bool = False,
+) -> GapsBridged:
+    """:func:`gaps_bridged` from the predicted labels already sampled at the skeletons' nodes.
+
+    ``sampled[i]`` holds the label at each node of the i-th skeleton, in the order of
+    :func:`pipeline.metrics.nodes.skeleton_arrays` (what :func:`pipeline.metrics.nodes.sample_at` gives,
+    e.g. gathered block by block); the other parameters and the result are :func:`gaps_bridged`'s.
+    """
+    graphs, gt_labels, names = check_skeletons(skeletons)
+    vs = np.asarray(as_voxel_size(voxel_size_um))
     k = check_min_label_nodes(min_label_nodes)
+    if len(sampled) != len(graphs):
+        raise ValueError(f"sampled has {len(sampled)} arrays for {len(graphs)} skeletons; expected one each")
     if max_offset_um is None:
         max_offset = float(np.linalg.norm(vs))
     else:
@@ -267,10 +295,7 @@ def gaps_bridged(
             raise ValueError(f"gaps[{k_}].label is {lab}, but no skeleton has that label{hint}")
 
     arrays = [skeleton_arrays(g, name) for g, name in zip(graphs, names, strict=True)]
-    sampled = []
-    for _, pos, _ in arrays:
-        sampled.append(sample_at(pos, seg, vs))  # warns (at the caller) about nodes outside the volume
-    resolved = resolve_labels(sampled, [e for _, _, e in arrays], k)
+    resolved = resolve_labels(list(sampled), [e for _, _, e in arrays], k)
 
     outcomes, skipped = [], 0
     for k_, (lab, start, end) in enumerate(parsed):

@@ -12,9 +12,11 @@ Definitions
 * **precision** = matched predicted instances / predicted instances; **recall** = matched true
   instances / true instances; **overlapping_instances** = mean, over *matched* true instances, of the
   number of predicted instances overlapping it (ideal: 1). Ratios with a zero denominator are NaN.
-* **Lengths** are :func:`pipeline.skeleton.object_lengths` (skeleton graph diameter, µm).
-  Instances touching the volume border are excluded from the length distributions (so from
-  ``wasserstein_um`` and ``ssmd``) but **not** from precision, recall and overlapping_instances.
+* **Lengths** are :func:`pipeline.skeleton.object_lengths` (skeleton graph diameter, µm), each
+  measured on the instance alone in its bounding box grown by one voxel (:func:`object_length`), so a
+  length never depends on how the volume is read. Instances touching the volume border are excluded
+  from the length distributions (so from ``wasserstein_um`` and ``ssmd``) but **not** from precision,
+  recall and overlapping_instances.
 * **wasserstein_um** = 1-D Wasserstein (earth mover's) distance between the predicted and true length
   distributions (``scipy.stats.wasserstein_distance``), µm; NaN if either is empty.
 * **ssmd** = |μ_pred − μ_true| / sqrt(σ_pred² + σ_true²) with population standard deviations (ddof=0):
@@ -34,6 +36,7 @@ Definitions
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ from dataclasses import dataclass, field
 import cc3d
 import fastremap
 import numpy as np
+from scipy.ndimage import find_objects
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -56,10 +60,16 @@ __all__ = [
     "MatchedPair",
     "connected_instances",
     "discontinuities",
+    "discontinuities_from_overlaps",
     "instance_overlaps",
     "length_metrics",
     "length_metrics_from_overlaps",
     "match_instances",
+    "object_boxes",
+    "object_length",
+    "object_pieces",
+    "voxel_piece_overlaps",
+    "voxel_pieces",
 ]
 
 
@@ -282,7 +292,18 @@ def discontinuities(
     p = check_array(pred_labels, "pred_labels", ndim=3, kinds="biu")
     check_same_shape(p, "pred_labels", t, "true_labels")
     pieces = connected_instances(p, connectivity=connectivity)
-    pairs = instance_overlaps(pieces, t)
+    return discontinuities_from_overlaps(instance_overlaps(pieces, t))
+
+
+def discontinuities_from_overlaps(overlap_pairs: np.ndarray) -> Discontinuities:
+    """:func:`discontinuities` from the overlaps of the predicted *pieces* (connected instances) with
+    the true instances, rows ``(true_label, piece_id, n_voxels)`` as :func:`instance_overlaps` gives them.
+
+    Any piece ids will do whose order is that of :func:`connected_instances` (the raster order of each
+    piece's first voxel): the matching breaks ties by it. :func:`object_pieces` gives such ids, object
+    by object.
+    """
+    pairs = np.asarray(overlap_pairs).reshape(-1, 3)
     matches = match_instances(pairs)
     if not matches:
         return Discontinuities(per_instance=math.nan, n_matched=0, per_true={})
@@ -389,10 +410,142 @@ def _border_labels(arr: np.ndarray) -> np.ndarray:
     return ids[ids != 0]
 
 
+def voxel_pieces(raster: np.ndarray, volume_shape: Sequence[int], *, connectivity: int = 26) -> np.ndarray:
+    """Connected pieces of a set of voxels, without an image: each voxel's piece id.
+
+    Parameters
+    ----------
+    raster : ndarray, shape (N,), int64
+        The voxels' raster indices in a volume of ``volume_shape`` (z, y, x), ascending, unique.
+    volume_shape : sequence of 3 int
+        The volume's shape.
+    connectivity : {6, 18, 26}
+        Voxel connectivity.
+
+    Returns
+    -------
+    ndarray, shape (N,), int64
+        The raster index of the first voxel of each voxel's piece (the order in which
+        :func:`connected_instances` numbers the pieces of the same voxels in an image).
+
+    Examples
+    --------
+    >>> voxel_pieces(np.array([0, 1, 3, 8]), (1, 3, 3)).tolist()  # (0,0),(0,1) | (1,0) touches (0,1) | (2,2)
+    [0, 0, 0, 8]
+    """
+    if connectivity not in (6, 18, 26):
+        raise ValueError(f"connectivity must be 6, 18 or 26; got {connectivity!r}")
+    raster = np.asarray(raster, dtype=np.int64)
+    n = len(raster)
+    if n == 0:
+        return raster.copy()
+    shape = np.asarray(tuple(volume_shape), dtype=np.int64)
+    coords = np.stack(np.unravel_index(raster, tuple(shape)), axis=1)
+    order = {6: 1, 18: 2, 26: 3}[connectivity]  # non-zero offset components allowed
+    offsets = [o for o in itertools.product((-1, 0, 1), repeat=3)
+               if o > (0, 0, 0) and sum(map(abs, o)) <= order]  # one of each pair of opposite offsets
+    rows, cols = [], []
+    for offset in offsets:
+        nb = coords + np.asarray(offset)
+        inside = np.flatnonzero(np.all((nb >= 0) & (nb < shape), axis=1))
+        key = np.ravel_multi_index(tuple(nb[inside].T), tuple(shape))
+        at = np.minimum(np.searchsorted(raster, key), n - 1)
+        hit = raster[at] == key
+        rows.append(inside[hit])
+        cols.append(at[hit])
+    a, b = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    _, first = np.unique(comp, return_index=True)  # raster is ascending: a piece's first voxel
+    return raster[first][comp]
+
+
+def voxel_piece_overlaps(
+    raster: np.ndarray, true_values: np.ndarray, volume_shape: Sequence[int]
+) -> np.ndarray:
+    """:func:`object_pieces` from one object's voxels (``raster``, as :func:`voxel_pieces`) and the true
+    labels at them: rows ``(true_label, piece_id, n_voxels)``, sorted."""
+    piece = voxel_pieces(raster, volume_shape)
+    true_values = np.asarray(true_values)
+    fg = true_values != 0
+    p_ids, t_ids, counts = contingency_table(piece[fg], true_values[fg])
+    big = t_ids.dtype == np.uint64 and len(t_ids) and t_ids.max() > _INT64_MAX
+    dtype = np.uint64 if big else np.int64
+    return np.stack([t_ids.astype(dtype), p_ids.astype(dtype), counts.astype(dtype)], axis=1).reshape(-1, 3)
+
+
 def _interior_lengths(labels: np.ndarray, voxel_size_um) -> dict[int, float]:
-    border = _border_labels(labels)
-    interior = np.where(np.isin(labels, border), 0, labels) if len(border) else labels
-    return object_lengths(interior, voxel_size_um=voxel_size_um)
+    border = set(_border_labels(labels).tolist())
+    lengths = {}
+    for label, box in object_boxes(labels).items():
+        if label not in border:
+            lengths[label] = object_length(labels[box], label, voxel_size_um=voxel_size_um)
+    return lengths
+
+
+def object_boxes(labels: np.ndarray) -> dict[int, tuple[slice, ...]]:
+    """Each non-zero label's bounding box grown by one voxel (within the array), as slices."""
+    renumbered, mapping = fastremap.renumber(labels, in_place=False)
+    inverse = {v: k for k, v in mapping.items() if k != 0}
+    boxes = {}
+    for i, box in enumerate(find_objects(renumbered)):
+        if box is not None:
+            boxes[int(inverse[i + 1])] = tuple(slice(max(b.start - 1, 0), min(b.stop + 1, n))
+                                               for b, n in zip(box, labels.shape, strict=True))
+    return boxes
+
+
+def object_length(crop: np.ndarray, label: int, *, voxel_size_um: Sequence[float]) -> float:
+    """The length (:func:`pipeline.skeleton.object_lengths`, µm) of one object, from a crop around it.
+
+    ``crop`` holds the object's bounding box grown by one voxel (:func:`object_boxes`; a box inside
+    the volume, as for every object that does not touch the volume border); other labels in it are
+    ignored. The length depends only on the crop's content, never on where the crop lies, so it is the
+    same however the volume is read (whole or block by block).
+    """
+    one = np.where(crop == label, crop, 0)
+    return object_lengths(one, voxel_size_um=voxel_size_um).get(int(label), 0.0)
+
+
+def object_pieces(
+    crop_pred: np.ndarray, crop_true: np.ndarray, label: int, *, start: Sequence[int],
+    volume_shape: Sequence[int], connectivity: int = 26,
+) -> np.ndarray:
+    """Overlaps of one predicted object's connected pieces with the true instances, from a crop.
+
+    Parameters
+    ----------
+    crop_pred, crop_true : ndarray, same shape
+        Predicted and true labels over a box holding all of the object ``label``.
+    label : int
+        The predicted object.
+    start : sequence of 3 int
+        The crop's first voxel in the volume.
+    volume_shape : sequence of 3 int
+        The volume's shape.
+    connectivity : {6, 18, 26}
+        Voxel connectivity of the pieces.
+
+    Returns
+    -------
+    ndarray, shape (K, 3), int64
+        Rows ``(true_label, piece_id, n_voxels)``; a piece's id is the volume's raster index of its first
+        voxel, so ids sort as :func:`connected_instances` numbers the pieces of the whole volume.
+    """
+    pieces = cc3d.connected_components((crop_pred == label).view(np.uint8), connectivity=connectivity)
+    n = int(pieces.max())
+    if n == 0:
+        return np.zeros((0, 3), np.int64)
+    flat = pieces.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    first = np.stack(np.unravel_index(first[ids != 0], pieces.shape), axis=1) + np.asarray(start)
+    piece_id = np.ravel_multi_index(tuple(first.T), tuple(volume_shape)).astype(np.int64)
+    both = (flat != 0) & (crop_true.ravel() != 0)
+    p_ids, t_ids, counts = contingency_table(flat[both], crop_true.ravel()[both])
+    big = t_ids.dtype == np.uint64 and len(t_ids) and t_ids.max() > _INT64_MAX
+    dtype = np.uint64 if big else np.int64  # as instance_overlaps: a true id >= 2**63 stays unsigned
+    return np.stack([t_ids.astype(dtype), piece_id[p_ids.astype(np.int64) - 1].astype(dtype),
+                     counts.astype(dtype)], axis=1).reshape(-1, 3)
 
 
 def length_metrics(

@@ -102,6 +102,7 @@ __all__ = [
     "sample_node_labels",
     "skeleton_metrics",
     "skeleton_metrics_from_node_labels",
+    "skeleton_metrics_from_samples",
 ]
 
 
@@ -252,6 +253,31 @@ def skeleton_metrics(
     for g, name in zip(graphs, names, strict=True):
         _, pos, edges = skeleton_arrays(g, name)
         data.append((pos, edges, sample_at(pos, seg, vs)))
+    return _metrics(data, labels, k)
+
+
+def skeleton_metrics_from_samples(
+    skeletons: Sequence[nx.Graph] | Mapping[int, nx.Graph],
+    sampled: Sequence[np.ndarray],
+    *,
+    min_label_nodes: int = MIN_LABEL_NODES,
+) -> SkeletonMetrics:
+    """:func:`skeleton_metrics` from the labels sampled at the nodes (step 1) elsewhere, e.g. block by block.
+
+    ``sampled[i]`` holds the predicted label at each node of the i-th skeleton, in the order of
+    :func:`pipeline.metrics.nodes.skeleton_arrays`, as :func:`pipeline.metrics.nodes.sample_at` gives it;
+    the result is :func:`skeleton_metrics`'s on the segmentation sampled.
+    """
+    graphs, labels, names = check_skeletons(skeletons)
+    k = check_min_label_nodes(min_label_nodes)
+    if len(sampled) != len(graphs):
+        raise ValueError(f"sampled has {len(sampled)} arrays for {len(graphs)} skeletons; expected one each")
+    data = []
+    for g, name, raw in zip(graphs, names, sampled, strict=True):
+        _, pos, edges = skeleton_arrays(g, name)
+        if len(raw) != len(pos):
+            raise ValueError(f"sampled holds {len(raw)} labels for the {len(pos)} nodes of {name}")
+        data.append((pos, edges, np.asarray(raw)))
     return _metrics(data, labels, k)
 
 

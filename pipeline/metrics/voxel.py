@@ -50,6 +50,7 @@ __all__ = [
     "contingency_table",
     "dice",
     "euler_characteristic",
+    "partition_scores",
     "patchwise_betti_error",
     "variation_of_information",
 ]
@@ -163,10 +164,51 @@ def _foreground_contingency(pred, true) -> tuple[np.ndarray, np.ndarray, np.ndar
     """Contingency counts over the ground-truth foreground: (counts, pred_inverse, true_inverse)."""
     p, t = _pair(pred, true)
     fg = t != 0
-    p_ids, t_ids, counts = contingency_table(p[fg], t[fg])
-    _, pi = np.unique(p_ids, return_inverse=True)
-    _, ti = np.unique(t_ids, return_inverse=True)
-    return counts.astype(np.float64), pi, ti
+    return _foreground_of(*contingency_table(p[fg], t[fg]))
+
+
+def _foreground_of(p_ids: np.ndarray, t_ids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(counts, pred_inverse, true_inverse) of the rows of a contingency table with ``true != 0``."""
+    fg = t_ids != 0
+    _, pi = np.unique(p_ids[fg], return_inverse=True)
+    _, ti = np.unique(t_ids[fg], return_inverse=True)
+    return counts[fg].astype(np.float64), pi, ti
+
+
+def partition_scores(
+    pred_ids: np.ndarray, true_ids: np.ndarray, counts: np.ndarray
+) -> tuple[float, float, float, VariationOfInformation]:
+    """Accuracy, Dice, ARI and VOI (bits) of two label images from their contingency table alone.
+
+    Parameters
+    ----------
+    pred_ids, true_ids, counts : ndarray, shape (K,)
+        Every (pred, true) label pair of the two images, background pairs included, and its voxel
+        count, sorted by (true, pred) as :func:`contingency_table` returns them (a table summed over
+        blocks, e.g. :func:`pipeline.metrics.blocks.merge_contingency`).
+
+    Returns
+    -------
+    tuple
+        ``(accuracy, dice, adjusted_rand_index, variation_of_information)``, exactly as
+        :func:`accuracy`, :func:`dice`, :func:`adjusted_rand_index` and :func:`variation_of_information`
+        give them on the images.
+
+    Examples
+    --------
+    >>> pred, true = np.array([0, 1, 1, 2]), np.array([0, 5, 5, 5])
+    >>> acc, d, ari, voi = partition_scores(*contingency_table(pred, true))
+    >>> acc, d, round(voi.split, 3)
+    (1.0, 1.0, 0.918)
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    p_fg, t_fg = np.asarray(pred_ids) != 0, np.asarray(true_ids) != 0
+    n = int(counts.sum())
+    acc = float(counts[p_fg == t_fg].sum() / n) if n else 1.0
+    denom = int(counts[p_fg].sum() + counts[t_fg].sum())
+    d = float(2 * counts[p_fg & t_fg].sum() / denom) if denom else 1.0
+    fg = _foreground_of(np.asarray(pred_ids), np.asarray(true_ids), counts)
+    return acc, d, _ari(*fg), _voi(*fg, log_base=2.0)
 
 
 def adjusted_rand_index(pred: np.ndarray, true: np.ndarray) -> float:
@@ -204,7 +246,10 @@ def adjusted_rand_index(pred: np.ndarray, true: np.ndarray) -> float:
     >>> adjusted_rand_index(np.array([5, 3, 3, 4, 4]), true)  # relabelled, background ignored
     1.0
     """
-    counts, pi, ti = _foreground_contingency(pred, true)
+    return _ari(*_foreground_contingency(pred, true))
+
+
+def _ari(counts: np.ndarray, pi: np.ndarray, ti: np.ndarray) -> float:
     n = counts.sum()
     if n < 2:
         return 1.0
@@ -283,7 +328,10 @@ def variation_of_information(
     """
     if not (math.isfinite(log_base) and log_base > 0 and log_base != 1):
         raise ValueError(f"log_base must be a finite number > 0 and != 1; got {log_base!r}")
-    counts, pi, ti = _foreground_contingency(pred, true)
+    return _voi(*_foreground_contingency(pred, true), log_base=log_base)
+
+
+def _voi(counts: np.ndarray, pi: np.ndarray, ti: np.ndarray, *, log_base: float) -> VariationOfInformation:
     n = counts.sum()
     if n == 0:
         return VariationOfInformation(0.0, 0.0, 0.0, float(log_base))

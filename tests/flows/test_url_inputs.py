@@ -29,6 +29,8 @@ from pipeline.synth import PhantomParams
 from tests.conftest import upload
 from tests.flows.test_cli import run_cli
 
+EVAL_BLOCK = EvaluateConfig().block_shape  # the config's default
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
@@ -60,7 +62,7 @@ def test_a_raw_image_on_s3_is_segmented_and_scored_exactly_as_its_local_copy(s3,
         )
         done = segment_raw(config.segment, inputs=check_run(config), max_retries=0, progress=False)
         metrics = evaluate_run(done.segmentation, config.evaluate.gt_labels, out=tmp_path / name,
-                               min_label_nodes=10)
+                               min_label_nodes=10, block_shape=EVAL_BLOCK, max_retries=0)
         results[name] = {
             "arrays": [open_image(p).array[...]
                        for p in (done.affinities, done.fragments, done.segmentation)],

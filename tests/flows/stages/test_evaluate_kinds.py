@@ -15,7 +15,10 @@ from flows.stages.evaluate import evaluate_run
 from pipeline.io.omezarr import create_label_image, open_image
 from pipeline.io.phantom import read_phantom_truth, write_phantom
 from pipeline.io.skeletons import read_swc_folder
+from pipeline.metrics.config import EvaluateConfig
 from pipeline.synth import PhantomParams
+
+EVAL_BLOCK = EvaluateConfig().block_shape  # the config's default
 
 VS = (1.5, 0.5, 0.5)
 # nodes of the phantoms' skeletons a little beyond the image are counted in metrics.json, never warned about
@@ -49,7 +52,8 @@ def _evaluate(root, gt_path, labels, name):
     seg = root / f"{name}.zarr"
     create_label_image(seg, shape=labels.shape, chunks=(32, 128, 128), voxel_size_um=VS, overwrite=True)
     open_image(seg, mode="r+").array[...] = labels
-    return json.loads(evaluate_run(seg, gt_path, out=root / name, min_label_nodes=10).read_text())
+    return json.loads(evaluate_run(seg, gt_path, out=root / name, min_label_nodes=10,
+                                   block_shape=EVAL_BLOCK, max_retries=0).read_text())
 
 
 def _cut_at_gap(gt, skeletons, gap):

@@ -14,7 +14,10 @@ import flows.stages.skeletonize as stage
 from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import create_label_image, open_image
 from pipeline.io.skeletons import read_joins_csv, read_lengths_csv, read_swc_folder
+from pipeline.metrics.config import EvaluateConfig
 from pipeline.skeleton.config import SkeletonizeConfig
+
+EVAL_BLOCK = EvaluateConfig().block_shape  # the config's default
 
 VS = (1.5, 0.5, 0.5)
 
@@ -134,7 +137,8 @@ def test_evaluate_scores_the_joined_objects_and_the_joins_apart(labels, tmp_path
     write_swc_files(swc, {1: _line(6.0, 5.5, 3.0, 44.5), 2: _line(6.0, 10.5, 3.0, 19.0), 3: g9})
 
     def score(out):
-        return json.loads(evaluate_run(path, gt, out=out, min_label_nodes=2, gt_swc=swc).read_text())
+        return json.loads(evaluate_run(path, gt, out=out, min_label_nodes=2,
+                                       block_shape=EVAL_BLOCK, max_retries=0, gt_swc=swc).read_text())
 
     run(path, tmp_path / "plain", join=False)
     plain = score(tmp_path / "plain")
@@ -156,9 +160,11 @@ def test_evaluate_applies_only_the_joins_of_the_segmentation_it_scores(labels, t
     other = tmp_path / "other.zarr"  # another segmentation evaluated into the same run directory
     create_label_image(other, shape=seg.shape, chunks=(8, 24, 48), voxel_size_um=VS, dtype="uint32")
     open_image(other, mode="r+").array[...] = seg
-    metrics = json.loads(evaluate_run(other, path, out=tmp_path / "run", min_label_nodes=2).read_text())
+    metrics = json.loads(evaluate_run(other, path, out=tmp_path / "run", min_label_nodes=2,
+                                      block_shape=EVAL_BLOCK, max_retries=0).read_text())
     assert "joins" not in metrics and metrics["voxel"]["adjusted_rand_index"] == 1.0
     # a damaged joins.csv is named, with the command that rewrites it
     (tmp_path / "run" / "joins.csv").write_text("label_a,label_b,joined_label\n3,x,3\n")
     with pytest.raises(InputDataError, match=r"joins.csv, line 2.*neurorecon skeletonize"):
-        evaluate_run(path, path, out=tmp_path / "run", min_label_nodes=2)
+        evaluate_run(path, path, out=tmp_path / "run", min_label_nodes=2,
+                     block_shape=EVAL_BLOCK, max_retries=0)
