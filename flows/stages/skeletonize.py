@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from flows.stages.runner import Task, Tasks, run_blocks
@@ -48,12 +49,16 @@ from pipeline.io.layout import RunLayout
 from pipeline.io.location import URL, Location, describe, is_url
 from pipeline.io.omezarr import image_fingerprint, open_image
 from pipeline.io.skeletons import (
+    precomputed_sharding,
     prepare_dir,
     segment_properties,
+    shard_file,
+    shard_numbers,
     write_joins_csv,
     write_lengths_csv,
     write_precomputed_info,
     write_precomputed_objects,
+    write_precomputed_shard,
     write_swc_files,
 )
 from pipeline.io.swc import read_swc
@@ -234,8 +239,10 @@ def skeletonize_volume(
     fuse = BlockState(run.state, "skeleton_fuse")
     missing = not (run.skeletons.is_dir() and run.skeletons_precomputed.is_dir())  # removed: written anew
     join = settings.join if settings.join.enabled else None
-    # the joins rewrite the fused files: other join settings (or none) fuse them anew
-    fuse_params = {**params, "join": join.model_dump() if join is not None else None}
+    sharded = settings.sharded_precomputed
+    # the joins rewrite the fused files: other join settings (or none) fuse them anew; as does the format
+    fuse_params = {**params, "join": join.model_dump() if join is not None else None, "sharded": sharded}
+    per_object = None if sharded else str(run.skeletons_precomputed)  # files per object, or shards at the end
     fuse.check_params(fuse_params, reset=overwrite or redone or missing or fuse.differs(fuse_params))
     starts = state.load_record(_SHARDS, np.ndarray, "starts")
     if not fuse.done_ids():  # a fresh fusion: new folders (a resumed one keeps the files of its shards)
@@ -248,7 +255,7 @@ def skeletonize_volume(
         "fuse skeletons", Tasks(len(starts)),
         functools.partial(_fuse_shard_task, state_root=str(run.state), voxel_size_um=vs,
                           tick_threshold_um=settings.tick_threshold_um, swc_dir=str(run.skeletons),
-                          precomputed_dir=str(run.skeletons_precomputed), comments=tuple(comments),
+                          precomputed_dir=per_object, comments=tuple(comments),
                           tangent_um=join.tangent_um if join is not None else None),
         state=fuse, client=client, max_retries=max_retries, progress=progress,
         memory_hint="an object's skeleton is fused by one task: raise dask.memory_limit", unit="shard",
@@ -256,17 +263,25 @@ def skeletonize_volume(
     rows = [row for i in range(len(starts)) for row in _shard_rows(fuse, i)]  # in label order
     n_skeletons = sum(fuse.info(i)["n_skeletons"] for i in range(len(starts)))
     n_joins = 0
+    joined_before = len(BlockState(run.state, _JOIN).done_ids())
     if join is not None:
         rows, n_skeletons, n_joins = _join_pieces(
             run, fuse, len(starts), join, rows, n_skeletons, params=fuse_params,
             fused=fused_before < len(starts), voxel_size_um=vs, comments=tuple(comments), client=client,
-            max_retries=max_retries, progress=progress)
+            max_retries=max_retries, progress=progress, precomputed_dir=per_object)
     else:
         run.joins_csv.unlink(missing_ok=True)  # of an earlier run with joins: the files were fused anew
         BlockState(run.state, _JOIN).remove()
-    write_precomputed_info(run.skeletons_precomputed, properties=segment_properties(rows))
+    sharding = None
+    if sharded:  # the shard files, from the final SWC files (after the joins)
+        joined_now = len(BlockState(run.state, _JOIN).done_ids())
+        rewritten = fused_before < len(starts) or joined_now != joined_before
+        sharding = _write_shards(run, rows, params={**fuse_params, "n_joins": n_joins}, client=client,
+                                 max_retries=max_retries, progress=progress, reset=rewritten)
+    write_precomputed_info(run.skeletons_precomputed, properties=segment_properties(rows), sharding=sharding)
     lengths = write_lengths_csv(run.lengths_csv, rows)
     record["join"] = join.model_dump() if join is not None else None
+    record["sharded_precomputed"] = sharded
     try:
         write_atomic(run.skeletonize_json, json.dumps(
             {**record, "n_objects": len(rows), "n_skeletons": n_skeletons, "n_joins": n_joins}, indent=1))
@@ -283,7 +298,7 @@ _JOIN = "skeleton_join"  # the stage whose records hold the joined skeletons
 def _join_pieces(
     run: RunLayout, fuse: BlockState, n_shards: int, join: JoinConfig, rows: list[ObjectRow],
     n_skeletons: int, *, params: dict[str, Any], fused: bool, voxel_size_um: tuple[float, ...],
-    comments: tuple[str, ...], client: Any, max_retries: int, progress: bool,
+    comments: tuple[str, ...], client: Any, max_retries: int, progress: bool, precomputed_dir: str | None,
 ) -> tuple[list[ObjectRow], int, int]:
     """Join the fused pieces whose ends face each other across a gap: the driver matches the ends the
     fusion recorded and writes ``joins.csv``; tasks of :data:`LABELS_PER_SHARD` groups each write their
@@ -314,8 +329,7 @@ def _join_pieces(
     run_blocks(
         "join skeletons", Tasks(n_batches),
         functools.partial(_join_task, state_root=str(run.state), swc_dir=str(run.skeletons),
-                          precomputed_dir=str(run.skeletons_precomputed), comments=comments,
-                          voxel_size_um=voxel_size_um),
+                          precomputed_dir=precomputed_dir, comments=comments, voxel_size_um=voxel_size_um),
         state=state, client=client, max_retries=max_retries, progress=progress,
         memory_hint="a group of joined pieces is written by one task: raise dask.memory_limit", unit="batch",
     ).raise_if_failed()
@@ -324,6 +338,51 @@ def _join_pieces(
     log.info("skeletonize: %d joins across gaps of at most %g µm merged %d pieces into %d objects",
              len(matched), join.max_gap_um, len(table), len(groups))
     return out, n_skeletons - (len(table) - len(groups)), len(matched)
+
+
+def _write_shards(
+    run: RunLayout, rows: list[ObjectRow], *, params: dict[str, Any], client: Any, max_retries: int,
+    progress: bool, reset: bool,
+) -> dict[str, Any]:
+    """Write ``skeletons_precomputed/`` as shard files (:func:`~pipeline.io.skeletons.precomputed_sharding`):
+    a task per shard reads its objects' SWC files and writes the shard (all of them again after ``reset``:
+    SWC files were rewritten). Returns the sharding."""
+    labels = np.array([r.label for r in rows], np.uint64)
+    sharding = precomputed_sharding(int(labels.max()) if len(labels) else 0)
+    numbers = shard_numbers(labels, sharding)
+    shards = np.unique(numbers)
+    state = BlockState(run.state, _SHARDS_STAGE)
+    wanted = {**params, "sharding": sharding, "n_objects": len(rows)}
+    state.check_params(wanted, reset=reset or state.differs(wanted))
+    for k, number in enumerate(shards.tolist()):
+        if state.is_done(k) and not shard_file(run.skeletons_precomputed, number, sharding).is_file():
+            state.forget(k)  # its file was lost: written again
+        if not state.is_done(k):
+            state.save_records(f"labels-{k}", labels=labels[numbers == number], shard=np.int64(number))
+    run_blocks(
+        "write skeleton shards", Tasks(len(shards)),
+        functools.partial(_shard_task, state_root=str(run.state), swc_dir=str(run.skeletons),
+                          precomputed_dir=str(run.skeletons_precomputed), sharding=sharding),
+        state=state, client=client, max_retries=max_retries, progress=progress, unit="shard",
+        memory_hint="a shard's skeletons are written by one task: raise dask.memory_limit",
+    ).raise_if_failed()
+    return sharding
+
+
+_SHARDS_STAGE = "skeleton_shards"  # the stage writing the shard files of a sharded precomputed folder
+
+
+def _shard_task(task: Task, *, state_root: str, swc_dir: str, precomputed_dir: str,
+                sharding: dict[str, Any]) -> dict[str, Any]:
+    state = BlockState(state_root, _SHARDS_STAGE)
+    labels = state.load_record(f"labels-{task.id}", np.ndarray, "labels").tolist()
+    graphs = {}
+    for label in labels:  # an object without a skeleton (a few voxels) gets an empty one, as unsharded
+        path = Path(swc_dir) / f"{label}.swc"
+        graphs[int(label)] = read_swc(path) if path.is_file() else nx.Graph()
+    write_precomputed_shard(precomputed_dir, graphs, sharding=sharding,
+                            shard=int(state.load_record(f"labels-{task.id}", int, "shard")))
+    return {"n_objects": len(graphs)}
 
 
 def _joins_rows(ends: EndTable, matched: list[tuple[int, int, float, float, float]],
@@ -339,7 +398,7 @@ def _joins_rows(ends: EndTable, matched: list[tuple[int, int, float, float, floa
 
 
 def _join_task(
-    task: Task, *, state_root: str, swc_dir: str, precomputed_dir: str, comments: tuple[str, ...],
+    task: Task, *, state_root: str, swc_dir: str, precomputed_dir: str | None, comments: tuple[str, ...],
     voxel_size_um: tuple[float, ...],
 ) -> dict[str, Any]:
     """One batch of groups: each group's skeleton (its pieces' and one edge per join) is staged in the
@@ -359,10 +418,12 @@ def _join_task(
         state.save_records(f"staged-{task.id}", groups=np.array(sorted(set(table.values())), np.uint64))
     merged = {group: read_swc(staged / f"{group}.swc") for group in sorted(set(table.values()))}
     write_swc_files(swc_dir, merged, comments=comments)
-    write_precomputed_objects(precomputed_dir, merged)
+    if precomputed_dir is not None:  # else (sharded) the shards are written from the SWC files at the end
+        write_precomputed_objects(precomputed_dir, merged)
     for label in sorted(label for label, group in table.items() if label != group):
         (Path(swc_dir) / f"{label}.swc").unlink(missing_ok=True)  # now part of its group's file
-        (Path(precomputed_dir) / str(label)).unlink(missing_ok=True)
+        if precomputed_dir is not None:
+            (Path(precomputed_dir) / str(label)).unlink(missing_ok=True)
     stats = LabelStatistics(
         {group: 0 for group in merged}, frozenset(table[int(m)] for m in record["members"][record["border"]]))
     for member, count in zip(record["members"].tolist(), record["n_voxels"].tolist(), strict=True):
@@ -462,7 +523,7 @@ def _save_shard_statistics(fuse: BlockState, kept: LabelStatistics, starts: np.n
 
 def _fuse_shard_task(
     shard: Task, *, state_root: str, voxel_size_um: tuple[float, ...], tick_threshold_um: float,
-    swc_dir: str, precomputed_dir: str, comments: tuple[str, ...], tangent_um: float | None = None,
+    swc_dir: str, precomputed_dir: str | None, comments: tuple[str, ...], tangent_um: float | None = None,
 ) -> dict[str, Any]:
     parts = BlockState(state_root, f"skeleton_parts/{shard.id}")
     blocks = sorted(int(p.stem) for p in parts.dir.glob("*.npz") if p.stem.isdigit())
@@ -480,7 +541,9 @@ def _fuse_shard_task(
     graphs = {label: g for label, g in graphs.items() if label in stats.n_voxels}
     rows = object_rows(graphs, stats, voxel_size_um=voxel_size_um)
     write_swc_files(swc_dir, graphs, comments=comments)
-    write_precomputed_objects(precomputed_dir, graphs, empty=[r.label for r in rows if r.label not in graphs])
+    if precomputed_dir is not None:  # else (sharded) the shards are written from the SWC files at the end
+        write_precomputed_objects(precomputed_dir, graphs,
+                                  empty=[r.label for r in rows if r.label not in graphs])
     ends = {"ends": end_table(graphs, tangent_um=tangent_um)} if tangent_um is not None else {}
     fuse.save_records(shard.id, **{name: np.array([getattr(r, name) for r in rows]) for name in _ROW_FIELDS},
                       **ends)

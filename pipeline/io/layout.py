@@ -190,7 +190,8 @@ class RunLayout:
     @property
     def skeletonize_state(self) -> tuple[Path, ...]:
         """The block state of ``neurorecon skeletonize`` (``state/<stage>``)."""
-        return (self.state / "skeleton_labels", self.state / "skeletonize", self.state / "skeleton_join")
+        return (self.state / "skeleton_labels", self.state / "skeletonize", self.state / "skeleton_join",
+                self.state / "skeleton_shards")
 
     @property
     def skeletonize_outputs(self) -> tuple[Path, ...]:

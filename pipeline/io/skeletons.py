@@ -4,7 +4,8 @@ Layout written by ``neurorecon skeletonize`` (see :mod:`flows.stages.skeletonize
 
     RUN/skeletons/<label>.swc              one SWC file per object, µm, volume frame (x y z in the file)
     RUN/skeletons_precomputed/info         {"@type": "neuroglancer_skeletons", ...}
-    RUN/skeletons_precomputed/<label>      one binary skeleton per object (encoding below)
+    RUN/skeletons_precomputed/<label>      one binary skeleton per object (encoding below), or
+    RUN/skeletons_precomputed/<n>.shard    with sharded_precomputed: those of 2,048 labels per file
     RUN/skeletons_precomputed/segment_properties/info   every object's name and lengths (below)
     RUN/lengths.csv                        label, length_um, cable_length_um, n_voxels, touches_border,
                                            n_endpoints
@@ -23,6 +24,14 @@ in nm) and ``"vertex_attributes": [{"id": "radius", "data_type": "float32", "num
 
 This is osteoid's ``Skeleton.to_precomputed()`` encoding, which writes it (and
 ``Skeleton.from_precomputed`` reads it).
+
+Sharded (``skeletonize.sharded_precomputed``)
+---------------------------------------------
+For millions of objects the folder holds shard files instead (:func:`precomputed_sharding`): the
+``info`` adds ``"sharding"``, neuroglancer's ``neuroglancer_uint64_sharded_v1`` with the identity hash,
+``preshift_bits`` 6 and ``minishard_bits`` 5, so that ``<shard>.shard`` (hexadecimal) holds the skeletons
+(same encoding, gzipped) of 2,048 consecutive labels. tensorstore's ``neuroglancer_uint64_sharded`` driver
+writes and reads them (:func:`write_precomputed_shard`); the segment properties list the objects.
 
 Segment properties
 ------------------
@@ -70,16 +79,20 @@ __all__ = [
     "LENGTHS_COLUMNS",
     "PRECOMPUTED_INFO",
     "SEGMENT_PROPERTIES_DIR",
+    "precomputed_sharding",
     "read_joins_csv",
     "read_lengths_csv",
     "read_precomputed_skeletons",
     "read_swc_folder",
     "prepare_dir",
     "segment_properties",
+    "shard_file",
+    "shard_numbers",
     "write_joins_csv",
     "write_lengths_csv",
     "write_precomputed_info",
     "write_precomputed_objects",
+    "write_precomputed_shard",
     "write_precomputed_skeletons",
     "write_swc_files",
     "write_swc_folder",
@@ -272,12 +285,18 @@ def _check_graphs(graphs: Mapping[int, nx.Graph]) -> None:
             raise ValueError(f"skeleton {label} has nodes {missing[:5]} without 'pos_um' (z, y, x) µm")
 
 
-def write_precomputed_info(directory: str | Path, *, properties: dict[str, Any] | None = None) -> list[Path]:
+def write_precomputed_info(
+    directory: str | Path, *, properties: dict[str, Any] | None = None, sharding: dict[str, Any] | None = None
+) -> list[Path]:
     """Write the ``info`` of a precomputed skeleton folder (which must exist) and, with ``properties``
-    (:func:`segment_properties`), its segment properties; returns the files written."""
+    (:func:`segment_properties`), its segment properties; with ``sharding`` (:func:`precomputed_sharding`)
+    the folder is sharded. Returns the files written."""
     directory = Path(directory)
-    info = PRECOMPUTED_INFO if properties is None else {**PRECOMPUTED_INFO,
-                                                         "segment_properties": SEGMENT_PROPERTIES_DIR}
+    info = dict(PRECOMPUTED_INFO)
+    if properties is not None:
+        info["segment_properties"] = SEGMENT_PROPERTIES_DIR
+    if sharding is not None:
+        info["sharding"] = sharding
     written = [directory / "info"]
     try:
         write_atomic(written[0], (json.dumps(info, indent=1) + "\n").encode())
@@ -308,6 +327,94 @@ def write_precomputed_objects(
     except OSError as exc:
         raise write_error(f"cannot write precomputed skeletons to {directory}", exc, directory) from None
     return written
+
+
+#: Labels per shard file of sharded precomputed skeletons: 2 ** (PRESHIFT_BITS + MINISHARD_BITS)
+#: consecutive labels (a minishard holds 2 ** PRESHIFT_BITS of them).
+PRESHIFT_BITS, MINISHARD_BITS = 6, 5
+#: At most 2 ** MAX_SHARD_BITS shard files; labels beyond share them (the identity hash wraps around).
+MAX_SHARD_BITS = 20
+
+
+def precomputed_sharding(max_label: int) -> dict[str, Any]:
+    """The sharding of a precomputed skeleton folder whose labels are at most ``max_label``.
+
+    Neuroglancer's ``neuroglancer_uint64_sharded_v1`` with the identity hash: a shard file holds the
+    skeletons of 2 ** (:data:`PRESHIFT_BITS` + :data:`MINISHARD_BITS`) = 2,048 consecutive labels
+    (:func:`shard_numbers`), gzipped, so that a million objects make about 500 files instead of a
+    million; ``shard_bits`` is the fewest that give each label range a file of its own (at most
+    :data:`MAX_SHARD_BITS`).
+
+    Examples
+    --------
+    >>> spec = precomputed_sharding(5000)
+    >>> spec["shard_bits"], spec["hash"]
+    (2, 'identity')
+    """
+    if max_label < 0:
+        raise ValueError(f"skeleton labels must be non-negative integers; got {max_label}")
+    shard_bits = min(int(max_label >> (PRESHIFT_BITS + MINISHARD_BITS)).bit_length(), MAX_SHARD_BITS)
+    return {"@type": "neuroglancer_uint64_sharded_v1", "preshift_bits": PRESHIFT_BITS, "hash": "identity",
+            "minishard_bits": MINISHARD_BITS, "shard_bits": shard_bits, "minishard_index_encoding": "gzip",
+            "data_encoding": "gzip"}
+
+
+def shard_numbers(labels: np.ndarray, sharding: Mapping[str, Any]) -> np.ndarray:
+    """The shard file (its number) of each label under an identity-hash ``sharding``."""
+    if sharding.get("hash") != "identity":
+        raise ValueError(f"only the identity hash is supported; got {sharding.get('hash')!r}")
+    hashed = np.asarray(labels, dtype=np.uint64) >> np.uint64(sharding["preshift_bits"])
+    return (hashed >> np.uint64(sharding["minishard_bits"])) & np.uint64((1 << sharding["shard_bits"]) - 1)
+
+
+def shard_file(directory: str | Path, shard: int, sharding: Mapping[str, Any]) -> Path:
+    """The file of shard number ``shard``: its number in hexadecimal, zero-padded to a digit per 4 shard
+    bits, ``.shard``."""
+    width = -(-int(sharding["shard_bits"]) // 4)
+    return Path(directory) / f"{int(shard):0{width}x}.shard"
+
+
+def _sharded_store(directory: Path, sharding: Mapping[str, Any]) -> Any:
+    import tensorstore as ts
+
+    return ts.KvStore.open({"driver": "neuroglancer_uint64_sharded", "base": f"file://{directory.resolve()}/",
+                            "metadata": dict(sharding)}).result()
+
+
+def write_precomputed_shard(
+    directory: str | Path, graphs: Mapping[int, nx.Graph], *, sharding: Mapping[str, Any], shard: int
+) -> Path:
+    """Write the shard file ``shard`` of a sharded precomputed folder (which must exist) with the skeletons
+    ``graphs`` (every label of that shard; an empty graph gives an empty skeleton). The file is replaced
+    whole (tensorstore's ``neuroglancer_uint64_sharded`` driver writes it, in one transaction); returns it.
+
+    Raises
+    ------
+    ValueError
+        If a label belongs to another shard, or a node lacks ``pos_um``.
+    OutputError
+        If the file cannot be written.
+    """
+    import tensorstore as ts
+
+    directory = Path(directory)
+    _check_graphs(graphs)
+    labels = np.fromiter(graphs, np.uint64, len(graphs))
+    other = labels[shard_numbers(labels, sharding) != np.uint64(shard)]
+    if len(other):
+        raise ValueError(f"labels {other[:5].tolist()} are not in shard {shard}")
+    path = shard_file(directory, shard, sharding)
+    try:
+        path.unlink(missing_ok=True)  # the task owns the whole file: no merge with an older one
+        store = _sharded_store(directory, sharding)
+        txn = ts.Transaction()
+        for label, graph in sorted(graphs.items()):
+            encoded = _to_osteoid(graph, int(label)).to_precomputed()
+            store.with_transaction(txn)[int(label).to_bytes(8, "big")] = encoded  # keys: big-endian uint64
+        txn.commit_async().result()
+    except (OSError, ValueError) as exc:
+        raise write_error(f"cannot write precomputed skeleton shard {path}", exc, directory) from None
+    return path
 
 
 def segment_properties(objects: Iterable[ObjectRow]) -> dict[str, Any]:
@@ -357,11 +464,41 @@ def segment_properties(objects: Iterable[ObjectRow]) -> dict[str, Any]:
     }
 
 
+def _skeleton_files(
+    directory: Path, info: Mapping[str, Any], sharding: Any
+) -> Iterable[tuple[int, Path, Any]]:
+    """(label, where, read bytes) of every skeleton of a folder: its files, or (sharded) the objects its
+    segment properties list."""
+    if not sharding:
+        for path in sorted(directory.iterdir()):
+            label = _label_of(path.name)
+            if label is not None:
+                yield label, path, path.read_bytes
+        return
+    props = directory / str(info.get("segment_properties", SEGMENT_PROPERTIES_DIR)) / "info"
+    if not props.is_file():
+        raise InputDataError(f"{directory} is sharded but has no segment properties ({props}): the objects "
+                             "it holds are listed there")
+    store = _sharded_store(directory, sharding)
+    for label in sorted(int(i) for i in json.loads(props.read_text())["inline"]["ids"]):
+        key = label.to_bytes(8, "big")
+        yield label, shard_file(directory, int(shard_numbers(np.array([label]), sharding)[0]), sharding), (
+            lambda key=key, label=label: _read_key(store, key, label, directory))
+
+
+def _read_key(store: Any, key: bytes, label: int, directory: Path) -> bytes:
+    value = store.read(key).result()
+    if value.state != "value":
+        raise InputDataError(f"{directory} lists object {label} but its shard holds no skeleton for it")
+    return bytes(value.value)
+
+
 def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
-    """Read an unsharded neuroglancer precomputed skeleton folder into graphs in µm (z, y, x).
+    """Read a neuroglancer precomputed skeleton folder, unsharded or sharded, into graphs in µm (z, y, x).
 
     The ``transform`` of the ``info`` file is applied (vertices -> nm); ``radius`` (nm) becomes
-    ``radius_um`` if present. Empty skeletons (objects listed without one) are left out.
+    ``radius_um`` if present. Empty skeletons (objects listed without one) are left out. A sharded folder
+    is read with tensorstore, for the objects its segment properties list.
 
     Raises
     ------
@@ -382,21 +519,17 @@ def read_precomputed_skeletons(directory: str | Path) -> dict[int, nx.Graph]:
         raise InputDataError(
             f"{info_path} has @type {info.get('@type')!r}; expected 'neuroglancer_skeletons'"
         )
-    if info.get("sharding"):
-        raise InputDataError(f"{directory} is sharded; only unsharded skeleton folders can be read")
+    sharding = info.get("sharding")
     transform = np.asarray(info.get("transform", PRECOMPUTED_INFO["transform"]), dtype=np.float64).reshape(
         3, 4
     )
     attributes = info.get("vertex_attributes", [])
     graphs: dict[int, nx.Graph] = {}
-    for path in sorted(directory.iterdir()):
-        label = _label_of(path.name)
-        if label is None:
-            continue
+    for label, path, read in _skeleton_files(directory, info, sharding):
         try:
-            skeleton = Skeleton.from_precomputed(path.read_bytes(), segid=label, vertex_attributes=attributes)
-        except Exception as exc:  # osteoid raises its own decode errors
-            raise InputDataError(f"precomputed skeleton {path} cannot be decoded: {exc}") from None
+            skeleton = Skeleton.from_precomputed(read(), segid=label, vertex_attributes=attributes)
+        except Exception as exc:  # osteoid (and tensorstore) raise their own decode errors
+            raise InputDataError(f"precomputed skeleton {label} in {path} cannot be decoded: {exc}") from None
         if len(skeleton.vertices) == 0:
             continue
         xyz_nm = (

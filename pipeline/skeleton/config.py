@@ -102,3 +102,6 @@ class SkeletonizeConfig(StrictModel):
                     "are skeletonized in one piece, as in a one-block run (null: a block's read region; "
                     "0: never)")
     join: JoinConfig = Field(JoinConfig(), description="join pieces across short gaps (off by default)")
+    sharded_precomputed: bool = Field(
+        False, description="write skeletons_precomputed/ as neuroglancer sharded files (a file per 2,048 "
+                           "labels, for millions of objects) instead of a file per object")

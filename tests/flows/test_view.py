@@ -57,10 +57,11 @@ def _labels() -> np.ndarray:
     return labels
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=[False, True], ids=["per_object", "sharded"])
+def run(tmp_path_factory, request) -> Path:
     """A run directory as `neurorecon run` leaves it: raw inside it (recorded by the predict stage),
-    segmentation, fragments, skeletons and lengths (the real skeletonize stage)."""
+    segmentation, fragments, skeletons (a file per object, or sharded) and lengths (the real skeletonize
+    stage)."""
     root = tmp_path_factory.mktemp("view") / "run"
     layout = RunLayout(root)
     labels = _labels()
@@ -74,7 +75,8 @@ def run(tmp_path_factory) -> Path:
         open_image(path, mode="r+").array[...] = labels
     # dust_threshold_um3=0 keeps the one-voxel object 9 (a row without a skeleton)
     skeletonize_volume(layout.segmentation, out=root,
-                       settings=SkeletonizeConfig(block_shape=(12, 48, 96), dust_threshold_um3=0.0),
+                       settings=SkeletonizeConfig(block_shape=(12, 48, 96), dust_threshold_um3=0.0,
+                                                  sharded_precomputed=request.param),
                        max_retries=0, progress=False)
     return root
 
@@ -151,12 +153,25 @@ def test_server_serves_the_files_to_any_origin_and_properties_for_older_skeleton
         neuroglancer.server.stop()
 
 
+def _skeleton_bytes(run: Path, label: int) -> bytes:
+    """An object's encoded skeleton: its file, or (sharded) its entry, read by tensorstore."""
+    folder = RunLayout(run).skeletons_precomputed
+    sharding = json.loads((folder / "info").read_text()).get("sharding")
+    if sharding is None:
+        return (folder / str(label)).read_bytes()
+    import tensorstore as ts
+
+    store = ts.KvStore.open({"driver": "neuroglancer_uint64_sharded", "base": f"file://{folder}/",
+                             "metadata": sharding}).result()
+    return bytes(store.read(label.to_bytes(8, "big")).result().value)
+
+
 def test_segment_properties_list_every_object_with_its_lengths(run):
     rows = read_lengths_csv(RunLayout(run).lengths_csv)
     assert [r.label for r in rows] == [3, 7, 9]
     assert rows[0].length_um == pytest.approx(80 * 0.25, rel=0.2)  # the tube along x, 0.25 µm voxels
     assert rows[1].length_um == pytest.approx(28 * 0.5, rel=0.2)  # along y, 0.5 µm voxels
-    assert (RunLayout(run).skeletons_precomputed / "9").read_bytes() == bytes(8)  # no skeleton: an empty one
+    assert _skeleton_bytes(run, 9) == bytes(8)  # no skeleton: an empty one
     info = _properties(run)
     assert info["@type"] == "neuroglancer_segment_properties"
     assert info["inline"]["ids"] == ["3", "7", "9"]
