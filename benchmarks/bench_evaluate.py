@@ -55,8 +55,9 @@ def make(work: Path, factor: int, base: tuple[int, int, int]) -> tuple[Path, Pat
     if seg.exists():
         return seg, gt_path
     shape = (base[0] * factor, base[1] * factor, base[2] * factor)
-    write_phantom(store, PhantomParams(kind="neurons", seed=11, shape=shape, n_neurons=4 * factor**3),
-                  progress=False)
+    write_phantom(
+        store, PhantomParams(kind="neurons", seed=11, shape=shape, n_neurons=4 * factor**3), progress=False
+    )
     gt = np.asarray(open_image(gt_path).array[...])
     ids, counts = np.unique(gt[gt != 0], return_counts=True)
     order = ids[np.argsort(-counts)]
@@ -82,28 +83,44 @@ def child(mode: str, seg: Path, gt: Path, out: Path, block: tuple[int, int, int]
     imports = _status("VmRSS")
     start = time.perf_counter()
     if mode == "blocks":
-        metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10, block_shape=block,
-                                          max_retries=0).read_text())
+        metrics = json.loads(
+            evaluate_run(seg, gt, out=out, min_label_nodes=10, block_shape=block, max_retries=0).read_text()
+        )
     else:
         import numpy as np
 
         pred, true = np.asarray(open_image(seg).array[...]), np.asarray(open_image(gt).array[...])
         skeletons = read_swc_folder(phantom_skeletons(gt))
         truth = read_phantom_truth(gt)
-        metrics = evaluate_arrays(pred, true, voxel_size_um=open_image(seg).voxel_size_um, kind=truth.kind,
-                                  gt_skeletons=skeletons, gaps=[g for g in truth.gaps if g.label in skeletons],
-                                  min_label_nodes=10)
+        metrics = evaluate_arrays(
+            pred,
+            true,
+            voxel_size_um=open_image(seg).voxel_size_um,
+            kind=truth.kind,
+            gt_skeletons=skeletons,
+            gaps=[g for g in truth.gaps if g.label in skeletons],
+            min_label_nodes=10,
+        )
         metrics = json.loads(json.dumps(metrics, default=str).replace("NaN", "null"))
-    return {"seconds": time.perf_counter() - start, "peak": _status("VmHWM"), "imports": imports,
-            "sections": {k: metrics.get(k) for k in SECTIONS}}
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak": _status("VmHWM"),
+        "imports": imports,
+        "sections": {k: metrics.get(k) for k in SECTIONS},
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base", type=int, nargs=3, default=(64, 256, 256), help="1x shape (z y x), voxels")
-    parser.add_argument("--factors", type=int, nargs="+", default=(1, 2), help="per-axis factors (2: 8x volume)")
-    parser.add_argument("--block", type=int, nargs=3, default=None,
-                        help="evaluate.block_shape (default: the config's)")
+    parser.add_argument(
+        "--factors", type=int, nargs="+", default=(1, 2), help="per-axis factors (2: 8x volume)"
+    )
+    parser.add_argument(
+        "--block", type=int, nargs=3, default=None, help="evaluate.block_shape (default: the config's)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="where the volumes go (default: a temp dir)")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "SEG", "GT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -117,16 +134,31 @@ def main() -> None:
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_evaluate_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"# bench_evaluate  base={list(args.base)}  factors={list(args.factors)}  block={list(args.block)}  "
-          f"work={work}")
+    print(
+        f"# bench_evaluate  base={list(args.base)}  factors={list(args.factors)}  block={list(args.block)}  "
+        f"work={work}"
+    )
     rows = []
     for f in args.factors:
         seg, gt = make(work, f, tuple(args.base))
         result = {}
         for mode in ("blocks", "whole"):
-            done = subprocess.run([sys.executable, __file__, "--block", *map(str, args.block), "--child", mode,
-                                   str(seg), str(gt), str(work / f"run_{mode}_x{f}")],
-                                  capture_output=True, text=True, check=False)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--block",
+                    *map(str, args.block),
+                    "--child",
+                    mode,
+                    str(seg),
+                    str(gt),
+                    str(work / f"run_{mode}_x{f}"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if done.returncode:
                 sys.exit(f"{mode} x{f} failed:\n{done.stderr[-3000:]}")
             result[mode] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -140,17 +172,26 @@ def main() -> None:
     for f, voxels, result, same in rows:
         for mode in ("blocks", "whole"):
             r = result[mode]
-            print(f"| {f**3}x | {voxels:,} | {mode} | {r['seconds']:.1f} | {r['peak'] / 2**30:.2f} | "
-                  f"{(r['peak'] - r['imports']) / 2**20:.0f} | {'yes' if same else 'NO'} |")
+            print(
+                f"| {f**3}x | {voxels:,} | {mode} | {r['seconds']:.1f} | {r['peak'] / 2**30:.2f} | "
+                f"{(r['peak'] - r['imports']) / 2**20:.0f} | {'yes' if same else 'NO'} |"
+            )
     if len(rows) > 1:
         (f0, _, r0, _), (f1, _, r1, _) = rows[0], rows[-1]
         for mode in ("blocks", "whole"):
             above = [(r[mode]["peak"] - r[mode]["imports"]) for r in (r0, r1)]
-            print(f"{mode}: {f1**3 // f0**3}x the volume -> peak above imports x{above[1] / above[0]:.2f}, "
-                  f"peak x{r1[mode]['peak'] / r0[mode]['peak']:.2f}, time x{r1[mode]['seconds'] / r0[mode]['seconds']:.2f}")
-        print(f"blocks / whole at {f1**3}x: peak above imports "
-              f"{(r1['blocks']['peak'] - r1['blocks']['imports']) / (r1['whole']['peak'] - r1['whole']['imports']):.2f}, "
-              f"time {r1['blocks']['seconds'] / r1['whole']['seconds']:.2f}")
+            peak = r1[mode]["peak"] / r0[mode]["peak"]
+            time_ratio = r1[mode]["seconds"] / r0[mode]["seconds"]
+            print(
+                f"{mode}: {f1**3 // f0**3}x the volume -> peak above imports x{above[1] / above[0]:.2f}, "
+                f"peak x{peak:.2f}, time x{time_ratio:.2f}"
+            )
+        above_b = r1["blocks"]["peak"] - r1["blocks"]["imports"]
+        above_w = r1["whole"]["peak"] - r1["whole"]["imports"]
+        print(
+            f"blocks / whole at {f1**3}x: peak above imports {above_b / above_w:.2f}, "
+            f"time {r1['blocks']['seconds'] / r1['whole']['seconds']:.2f}"
+        )
     if not all(same for *_, same in rows):
         sys.exit("block-wise and whole-volume metrics differ")
 

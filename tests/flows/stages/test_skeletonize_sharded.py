@@ -49,7 +49,8 @@ def run(path, out, *, sharded: bool, **kwargs):
 
 
 def _files(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _read_shard_by_hand(path, spec) -> dict[int, bytes]:
