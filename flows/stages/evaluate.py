@@ -63,7 +63,7 @@ from pipeline.metrics.blocks import (
     block_counts,
     merge_contingency,
     node_voxels,
-    object_summary_from_voxels,
+    object_summary,
     sweep_row_of,
 )
 from pipeline.skeleton.plan import BlockLabels, LabelStatistics, block_labels, label_statistics
@@ -388,7 +388,7 @@ def _objects_task(
             if pieces:
                 values.append(read(truth, -1, block_id)[where])
         order = np.argsort(np.concatenate(raster))
-        summary = object_summary_from_voxels(
+        summary = object_summary(
             np.concatenate(raster)[order], label, volume_shape=shape, voxel_size_um=voxel_size_um,
             length=bool(length), true_values=np.concatenate(values)[order] if pieces else None)
         lengths.append(np.nan if summary.length_um is None else summary.length_um)

@@ -7,12 +7,11 @@
    label pair and its voxel count, background included — and the predicted label at the ground-truth
    skeleton nodes whose voxel lies in it (:func:`node_voxels`). Summed (:func:`merge_contingency`),
    these give the voxel metrics, the instance overlaps and the skeleton metrics exactly.
-2. **Objects** (:func:`object_summary_from_voxels`): what needs one object whole — the overlaps of its
+2. **Objects** (:func:`object_summary`): what needs one object whole — the overlaps of its
    connected pieces with the true instances (:func:`pipeline.metrics.length.voxel_pieces`) and, for an
    object that does not touch the volume border, its length
    (:func:`pipeline.metrics.length.object_length`) — from its voxels, gathered from the blocks that hold it
-   (found by the blocks' :func:`pipeline.skeleton.plan.block_labels`). :func:`object_summary` is the same
-   from a crop of the object's bounding box grown by one voxel.
+   (found by the blocks' :func:`pipeline.skeleton.plan.block_labels`).
 
 :func:`assemble` turns the sums into the sections of ``metrics.json``; :func:`sweep_row_of` into one row
 of a threshold sweep. :func:`pipeline.metrics.evaluate.evaluate_arrays` is the same with the whole volume as
@@ -36,7 +35,7 @@ from pipeline.metrics.length import (
     discontinuities_from_overlaps,
     length_metrics_from_overlaps,
     object_length,
-    object_pieces,
+    overlap_array,
     voxel_piece_overlaps,
 )
 from pipeline.metrics.nodes import OUTSIDE_WARNING, check_skeletons, nodes_outside, skeleton_arrays
@@ -54,15 +53,11 @@ __all__ = [
     "merge_contingency",
     "node_voxels",
     "object_summary",
-    "object_summary_from_voxels",
     "overlap_rows",
     "sweep_row_of",
 ]
 
 KINDS = ("neurons", "ais")
-
-_INT64_MAX = np.iinfo(np.int64).max
-
 
 @dataclass(frozen=True)
 class Contingency:
@@ -220,56 +215,10 @@ def overlap_rows(table: Contingency) -> np.ndarray:
     """``(true, pred, n_voxels)`` rows of the pairs of non-zero labels, as
     :func:`pipeline.metrics.length.instance_overlaps` gives them (int64 unless a label is >= 2**63)."""
     both = (table.pred != 0) & (table.true != 0)
-    t, p, c = table.true[both], table.pred[both], table.counts[both]
-    big = len(c) and max(int(t.max()), int(p.max())) > _INT64_MAX
-    dtype = np.uint64 if big else np.int64
-    return np.stack([t.astype(dtype), p.astype(dtype), c.astype(dtype)], axis=1).reshape(-1, 3)
+    return overlap_array(table.true[both], table.pred[both], table.counts[both])
 
 
 def object_summary(
-    crop: np.ndarray,
-    label: int,
-    *,
-    voxel_size_um: Sequence[float],
-    length: bool,
-    truth: np.ndarray | None = None,
-    start: Sequence[int] = (0, 0, 0),
-    volume_shape: Sequence[int] | None = None,
-) -> ObjectSummary:
-    """One object's length and (with ``truth``) its pieces' overlaps with the true instances.
-
-    Parameters
-    ----------
-    crop : ndarray, shape (z, y, x), integer
-        The labels over the object's bounding box grown by one voxel (clipped to the volume).
-    label : int
-        The object.
-    voxel_size_um : sequence of 3 float
-        Voxel size, µm.
-    length : bool
-        Measure its length (objects that touch the volume border are not measured).
-    truth : ndarray, optional
-        The true labels over the same box: the object's connected pieces are overlapped with them.
-    start : sequence of 3 int
-        The crop's first voxel in the volume (with ``truth``).
-    volume_shape : sequence of 3 int, optional
-        The volume's shape (with ``truth``).
-
-    Returns
-    -------
-    ObjectSummary
-    """
-    length_um = object_length(crop, label, voxel_size_um=voxel_size_um) if length else None
-    if truth is None:
-        pieces = np.zeros((0, 3), np.int64)
-    else:
-        if volume_shape is None:
-            raise ValueError("volume_shape is required with truth (a piece's id is a raster index in it)")
-        pieces = object_pieces(crop, truth, label, start=start, volume_shape=volume_shape)
-    return ObjectSummary(int(label), length_um, pieces)
-
-
-def object_summary_from_voxels(
     raster: np.ndarray,
     label: int,
     *,
@@ -278,7 +227,8 @@ def object_summary_from_voxels(
     length: bool,
     true_values: np.ndarray | None = None,
 ) -> ObjectSummary:
-    """:func:`object_summary` from the object's voxels alone, gathered block by block.
+    """One object's length and (with ``true_values``) its pieces' overlaps with the true instances, from
+    its voxels alone (gathered block by block, or from a whole volume).
 
     Parameters
     ----------
@@ -299,7 +249,6 @@ def object_summary_from_voxels(
     Returns
     -------
     ObjectSummary
-        The same as :func:`object_summary` on a crop of the object's box.
     """
     raster = np.asarray(raster, dtype=np.int64)
     length_um = None

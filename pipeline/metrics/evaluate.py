@@ -84,14 +84,15 @@ def evaluate_arrays(
     overlapping = set(counts.table.pred[(counts.table.pred != 0) & (counts.table.true != 0)].tolist())
     pred_lengths, pieces = {}, []
     for label, box in object_boxes(pred).items():
-        start = [b.start for b in box]
-        summary = object_summary(pred[box], label, voxel_size_um=vs, length=label not in pred_border,
-                                 truth=true[box] if label in overlapping else None, start=start,
-                                 volume_shape=pred.shape)
+        raster, where = _voxels(pred, box, label)
+        summary = object_summary(raster, label, volume_shape=pred.shape, voxel_size_um=vs,
+                                 length=label not in pred_border,
+                                 true_values=true[where] if label in overlapping else None)
         if summary.length_um is not None:
             pred_lengths[label] = summary.length_um
         pieces.append(summary.pieces)
-    true_lengths = {label: object_summary(true[box], label, voxel_size_um=vs, length=True).length_um
+    true_lengths = {label: object_summary(_voxels(true, box, label)[0], label, volume_shape=true.shape,
+                                          voxel_size_um=vs, length=True).length_um
                     for label, box in object_boxes(true).items() if label not in true_border}
     return assemble(
         counts.table, kind=kind, voxel_size_um=vs, volume_shape=pred.shape, gt_skeletons=gt_skeletons,
@@ -99,6 +100,15 @@ def evaluate_arrays(
         pred_lengths_um=pred_lengths, true_lengths_um=true_lengths,
         piece_overlaps=np.concatenate(pieces) if pieces else np.zeros((0, 3), np.int64),
     )
+
+
+def _voxels(
+    labels: np.ndarray, box: tuple[slice, ...], label: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """An object's voxels, found in its box: raster indices (ascending) and the index arrays."""
+    local = np.nonzero(labels[box] == label)
+    where = tuple(w + b.start for w, b in zip(local, box, strict=True))
+    return np.ravel_multi_index(where, labels.shape).astype(np.int64), where
 
 
 def sweep_row(

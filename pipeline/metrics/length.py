@@ -66,8 +66,8 @@ __all__ = [
     "length_metrics_from_overlaps",
     "match_instances",
     "object_boxes",
+    "overlap_array",
     "object_length",
-    "object_pieces",
     "voxel_piece_overlaps",
     "voxel_pieces",
 ]
@@ -169,9 +169,16 @@ def instance_overlaps(pred_labels: np.ndarray, true_labels: np.ndarray) -> np.nd
     check_same_shape(p, "pred_labels", t, "true_labels")
     both = (p != 0) & (t != 0)
     p_ids, t_ids, counts = contingency_table(p[both], t[both])
-    big = any(ids.dtype == np.uint64 and len(ids) and ids.max() > _INT64_MAX for ids in (p_ids, t_ids))
-    dtype = np.uint64 if big else np.int64  # a uint64 id >= 2**63 would turn negative as int64
-    return np.stack([t_ids.astype(dtype), p_ids.astype(dtype), counts.astype(dtype)], axis=1).reshape(-1, 3)
+    return overlap_array(t_ids, p_ids, counts)
+
+
+def overlap_array(true_ids: np.ndarray, pred_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(true, pred, n_voxels)`` rows, int64, or uint64 when an id is >= 2**63 (it would turn negative)."""
+    ids = (np.asarray(true_ids), np.asarray(pred_ids))
+    big = any(i.dtype == np.uint64 and len(i) and int(i.max()) > _INT64_MAX for i in ids)
+    dtype = np.uint64 if big else np.int64
+    return np.stack([ids[0].astype(dtype), ids[1].astype(dtype), np.asarray(counts).astype(dtype)],
+                    axis=1).reshape(-1, 3)
 
 
 def _overlap_columns(overlap_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -300,7 +307,7 @@ def discontinuities_from_overlaps(overlap_pairs: np.ndarray) -> Discontinuities:
     the true instances, rows ``(true_label, piece_id, n_voxels)`` as :func:`instance_overlaps` gives them.
 
     Any piece ids will do whose order is that of :func:`connected_instances` (the raster order of each
-    piece's first voxel): the matching breaks ties by it. :func:`object_pieces` gives such ids, object
+    piece's first voxel): the matching breaks ties by it. :func:`voxel_piece_overlaps` gives such ids, object
     by object.
     """
     pairs = np.asarray(overlap_pairs).reshape(-1, 3)
@@ -463,15 +470,15 @@ def voxel_pieces(raster: np.ndarray, volume_shape: Sequence[int], *, connectivit
 def voxel_piece_overlaps(
     raster: np.ndarray, true_values: np.ndarray, volume_shape: Sequence[int]
 ) -> np.ndarray:
-    """:func:`object_pieces` from one object's voxels (``raster``, as :func:`voxel_pieces`) and the true
-    labels at them: rows ``(true_label, piece_id, n_voxels)``, sorted."""
+    """The overlaps of one object's connected pieces with the true instances, from its voxels (``raster``,
+    as :func:`voxel_pieces`) and the true labels at them: rows ``(true_label, piece_id, n_voxels)`` sorted,
+    a piece's id the raster index of its first voxel (so ids sort as :func:`connected_instances` numbers
+    the pieces of the whole volume)."""
     piece = voxel_pieces(raster, volume_shape)
     true_values = np.asarray(true_values)
     fg = true_values != 0
     p_ids, t_ids, counts = contingency_table(piece[fg], true_values[fg])
-    big = t_ids.dtype == np.uint64 and len(t_ids) and t_ids.max() > _INT64_MAX
-    dtype = np.uint64 if big else np.int64
-    return np.stack([t_ids.astype(dtype), p_ids.astype(dtype), counts.astype(dtype)], axis=1).reshape(-1, 3)
+    return overlap_array(t_ids, p_ids, counts)
 
 
 def _interior_lengths(labels: np.ndarray, voxel_size_um) -> dict[int, float]:
@@ -505,47 +512,6 @@ def object_length(crop: np.ndarray, label: int, *, voxel_size_um: Sequence[float
     """
     one = np.where(crop == label, crop, 0)
     return object_lengths(one, voxel_size_um=voxel_size_um).get(int(label), 0.0)
-
-
-def object_pieces(
-    crop_pred: np.ndarray, crop_true: np.ndarray, label: int, *, start: Sequence[int],
-    volume_shape: Sequence[int], connectivity: int = 26,
-) -> np.ndarray:
-    """Overlaps of one predicted object's connected pieces with the true instances, from a crop.
-
-    Parameters
-    ----------
-    crop_pred, crop_true : ndarray, same shape
-        Predicted and true labels over a box holding all of the object ``label``.
-    label : int
-        The predicted object.
-    start : sequence of 3 int
-        The crop's first voxel in the volume.
-    volume_shape : sequence of 3 int
-        The volume's shape.
-    connectivity : {6, 18, 26}
-        Voxel connectivity of the pieces.
-
-    Returns
-    -------
-    ndarray, shape (K, 3), int64
-        Rows ``(true_label, piece_id, n_voxels)``; a piece's id is the volume's raster index of its first
-        voxel, so ids sort as :func:`connected_instances` numbers the pieces of the whole volume.
-    """
-    pieces = cc3d.connected_components((crop_pred == label).view(np.uint8), connectivity=connectivity)
-    n = int(pieces.max())
-    if n == 0:
-        return np.zeros((0, 3), np.int64)
-    flat = pieces.ravel()
-    ids, first = np.unique(flat, return_index=True)
-    first = np.stack(np.unravel_index(first[ids != 0], pieces.shape), axis=1) + np.asarray(start)
-    piece_id = np.ravel_multi_index(tuple(first.T), tuple(volume_shape)).astype(np.int64)
-    both = (flat != 0) & (crop_true.ravel() != 0)
-    p_ids, t_ids, counts = contingency_table(flat[both], crop_true.ravel()[both])
-    big = t_ids.dtype == np.uint64 and len(t_ids) and t_ids.max() > _INT64_MAX
-    dtype = np.uint64 if big else np.int64  # as instance_overlaps: a true id >= 2**63 stays unsigned
-    return np.stack([t_ids.astype(dtype), piece_id[p_ids.astype(np.int64) - 1].astype(dtype),
-                     counts.astype(dtype)], axis=1).reshape(-1, 3)
 
 
 def length_metrics(

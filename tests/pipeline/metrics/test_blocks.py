@@ -69,7 +69,7 @@ def test_nodes_are_sampled_once_by_the_block_holding_their_voxel():
     assert seen.tolist() == [0, 5, 31, 16]
 
 
-def test_an_objects_pieces_from_its_box_are_numbered_as_in_the_whole_volume():
+def test_an_objects_pieces_from_its_voxels_are_numbered_as_in_the_whole_volume():
     rng = np.random.default_rng(3)
     pred = _labels(rng, (9, 15, 17), 4)
     pred[:, :, 8] = 0  # cut every label in two along x
@@ -77,8 +77,9 @@ def test_an_objects_pieces_from_its_box_are_numbered_as_in_the_whole_volume():
     whole = instance_overlaps(connected_instances(pred), true)
     rows = []
     for label, box in object_boxes(pred).items():
-        s = object_summary(pred[box], label, voxel_size_um=(1, 1, 1), length=False, truth=true[box],
-                           start=[b.start for b in box], volume_shape=pred.shape)
+        where = tuple(w + b.start for w, b in zip(np.nonzero(pred[box] == label), box, strict=True))
+        s = object_summary(np.ravel_multi_index(where, pred.shape), label, volume_shape=pred.shape,
+                           voxel_size_um=(1, 1, 1), length=False, true_values=true[where])
         assert s.length_um is None
         rows.append(s.pieces)
     rows = np.concatenate(rows)
@@ -87,3 +88,21 @@ def test_an_objects_pieces_from_its_box_are_numbered_as_in_the_whole_volume():
     assert rows[:, [0, 2]].tolist() == whole[:, [0, 2]].tolist()
     rank = {v: k for k, v in enumerate(np.unique(rows[:, 1]).tolist(), start=1)}
     assert [rank[v] for v in rows[:, 1].tolist()] == whole[:, 1].tolist()
+
+
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("seed", range(5))
+def test_voxel_pieces_are_cc3ds_components(connectivity, seed):
+    """Pieces found from voxel lists alone are cc3d's components, each named by its first voxel."""
+    import cc3d
+
+    from pipeline.metrics.length import voxel_pieces
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((5, 7, 9)) < 0.3
+    components = cc3d.connected_components(mask.view(np.uint8), connectivity=connectivity).ravel()
+    raster = np.flatnonzero(mask.ravel())
+    ids, first = np.unique(components, return_index=True)
+    expected = dict(zip(ids.tolist(), first.tolist(), strict=True))
+    got = voxel_pieces(raster, mask.shape, connectivity=connectivity)
+    assert got.tolist() == [expected[c] for c in components[raster].tolist()]
