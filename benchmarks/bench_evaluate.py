@@ -79,12 +79,14 @@ def child(mode: str, seg: Path, gt: Path, out: Path, block: tuple[int, int, int]
     from pipeline.io.phantom import phantom_skeletons, read_phantom_truth
     from pipeline.io.skeletons import read_swc_folder
     from pipeline.metrics.evaluate import evaluate_arrays
+    from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3
 
     imports = _status("VmRSS")
     start = time.perf_counter()
     if mode == "blocks":
         metrics = json.loads(
-            evaluate_run(seg, gt, out=out, min_label_nodes=10, block_shape=block, max_retries=0).read_text()
+            evaluate_run(seg, gt, out=out, min_label_nodes=10, dust_threshold_um3=DEFAULT_DUST_THRESHOLD_UM3,
+                         block_shape=block, max_retries=0).read_text()
         )
     else:
         import numpy as np

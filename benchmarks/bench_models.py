@@ -66,6 +66,7 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
     from pipeline.io.phantom import write_phantom
     from pipeline.metrics.config import EvaluateConfig
     from pipeline.segment.config import SegmentConfig
+    from pipeline.skeleton.config import SkeletonizeConfig
     from pipeline.synth import PhantomParams
 
     store = work / f"{kind}{seed}.zarr"
@@ -83,6 +84,7 @@ def score(kind: str, seed: int, model: str | Path | None, work: Path, *, block: 
                           progress=False).segmentation
     out = work / f"eval_{kind}{seed}_{abs(hash(str(model)))}"
     metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10,
+                                      dust_threshold_um3=SkeletonizeConfig().dust_threshold_um3,
                                       block_shape=EvaluateConfig().block_shape, max_retries=0).read_text())
     metrics["seconds"] = time.perf_counter() - start
     if join is not None:
@@ -101,6 +103,7 @@ def joined_metrics(seg: Path, gt: Path, join: dict, out: Path) -> dict:
     settings = SkeletonizeConfig(join={"enabled": True, **join})
     skeletonize_volume(seg, out=out, settings=settings, max_retries=0, progress=False, overwrite=True)
     metrics = json.loads(evaluate_run(seg, gt, out=out, min_label_nodes=10,
+                                      dust_threshold_um3=settings.dust_threshold_um3,
                                       block_shape=EvaluateConfig().block_shape, max_retries=0).read_text())
     return {**metrics, "n_joins": metrics["joins"]["n_joins"]}
 

@@ -391,6 +391,12 @@ def evaluate(
     min_label_nodes: Annotated[
         int | None, _setting(EvaluateConfig, "min_label_nodes", "evaluate", "--min-label-nodes")
     ] = None,
+    dust_threshold_um3: Annotated[
+        float | None,
+        _setting(SkeletonizeConfig, "dust_threshold_um3", "skeletonize", "--dust-threshold-um3",
+                 text="labels of at most this volume, µm³, are not objects of the length metrics, as "
+                      "skeletonize drops them"),
+    ] = None,
     voxel_size: Annotated[
         str | None, typer.Option("--voxel-size", help="Voxel size Z,Y,X in µm, overriding the metadata.")
     ] = None,
@@ -422,6 +428,7 @@ def evaluate(
 
     cfg = load_config(config)
     settings = _override(cfg.evaluate, gt_labels=gt_labels, gt_swc=gt_swc, min_label_nodes=min_label_nodes)
+    dust = _override(cfg.skeletonize, dust_threshold_um3=dust_threshold_um3).dust_threshold_um3
     if settings.gt_labels is None:
         raise ConfigError("no ground truth to evaluate against: pass --gt-labels (-g) or set "
                           "evaluate.gt_labels "
@@ -436,7 +443,8 @@ def evaluate(
         cluster = (None if n_workers == 0 and not cfg.dask.address
                    else functools.partial(dask_client, cfg.dask, n_workers=max(n_workers, 1)))
         path = evaluate_run(seg, settings.gt_labels, out=out, gt_swc=settings.gt_swc,
-                            min_label_nodes=settings.min_label_nodes, block_shape=settings.block_shape,
+                            min_label_nodes=settings.min_label_nodes, dust_threshold_um3=dust,
+                            block_shape=settings.block_shape,
                             voxel_size_um=_parse_triple(voxel_size, "--voxel-size", float),
                             cluster=cluster, max_retries=cfg.dask.max_retries, progress=True)
     metrics = json.loads(path.read_text())

@@ -157,7 +157,10 @@ def skeletonize_task(
 
 
 @task(name="evaluate", **_task)
-def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig, max_retries: int) -> str:
+def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig, dust_threshold_um3: float,
+                  max_retries: int) -> str:
+    """``metrics.json``; ``dust_threshold_um3`` is ``skeletonize.dust_threshold_um3``: the length metrics
+    count the objects ``skeletonize`` reports."""
     from flows.stages.evaluate import evaluate_run
 
     one_line_warnings()
@@ -166,7 +169,8 @@ def evaluate_task(segmentation: str, out: Path, evaluate: EvaluateConfig, max_re
     with _client() as client:
         return str(evaluate_run(segmentation, evaluate.gt_labels, out=out, gt_swc=evaluate.gt_swc,
                                 min_label_nodes=evaluate.min_label_nodes, block_shape=evaluate.block_shape,
-                                client=client, max_retries=max_retries, progress=True))
+                                dust_threshold_um3=dust_threshold_um3, client=client, max_retries=max_retries,
+                                progress=True))
 
 
 @task(name="report", **_task)
@@ -264,7 +268,8 @@ def skeletonize_flow(
 def evaluate_flow(segmentation: Path, out: Path, config: NeuroreconConfig) -> str:
     """Segmentation vs the ``evaluate:`` section's ground truth -> metrics.json."""
     with output_lock(out):
-        return evaluate_task.submit(str(segmentation), out, config.evaluate, config.dask.max_retries).result()
+        return evaluate_task.submit(str(segmentation), out, config.evaluate,
+                                    config.skeletonize.dust_threshold_um3, config.dask.max_retries).result()
 
 
 @flow(name="reconstruct", log_prints=True)
@@ -308,7 +313,8 @@ def _reconstruct(
         segmentation = segment_task.submit(segment, affinities, retries, thresholds).result()
         skeletonize_task.submit(segmentation, run.root, config.skeletonize, retries).result()
         if config.evaluate.gt_labels is not None:
-            evaluate_task.submit(segmentation, run.root, config.evaluate, retries).result()
+            evaluate_task.submit(segmentation, run.root, config.evaluate,
+                                 config.skeletonize.dust_threshold_um3, retries).result()
         report = report_task.submit(run.root, segmentation, segment.raw, config.report).result()
         if config.output.publish is not None:  # the products, for others to read
             url = publish_task.submit(run.root, f"{config.output.publish}/{run.root.name}").result()
@@ -412,15 +418,18 @@ DEMO_KINDS = ("neurons", "ais")
 
 def demo_config(out: Path, kind: str) -> NeuroreconConfig:
     """The embedded configuration of the demo of one kind: the shipped model of that kind on
-    ``out/volume.zarr``, evaluated against its ground truth, on a local cluster of two workers."""
+    ``out/volume.zarr``, evaluated against its ground truth, on a local cluster of two workers; an AIS
+    stain's pieces are joined across short gaps (:data:`pipeline.skeleton.config.AIS_JOIN`)."""
     from pipeline.config import OutputConfig
     from pipeline.io.phantom import ground_truth_dir
+    from pipeline.skeleton.config import AIS_JOIN, JoinConfig
 
     store = out / "volume.zarr"
     return NeuroreconConfig(
         segment=SegmentConfig(raw=store, out=out, model=kind, block_shape=(32, 256, 256),
                               halo_vx=(4, 16, 16)),
-        skeletonize=SkeletonizeConfig(block_shape=(32, 256, 256)),
+        skeletonize=SkeletonizeConfig(block_shape=(32, 256, 256),
+                                      join=AIS_JOIN if kind == "ais" else JoinConfig()),
         evaluate=EvaluateConfig(gt_labels=store / "labels" / "ground_truth",
                                 gt_swc=ground_truth_dir(store) / "skeletons"),
         dask=DaskConfig(n_workers=2, threads_per_worker=1, memory_limit="5GiB"),

@@ -59,11 +59,13 @@ from pipeline.metrics.blocks import (
     BlockCounts,
     Contingency,
     NodeVoxels,
+    Objects,
     assemble,
     block_counts,
     merge_contingency,
     node_voxels,
     object_summary,
+    objects_of,
     sweep_row_of,
 )
 from pipeline.skeleton.plan import BlockLabels, LabelStatistics, block_labels, label_statistics
@@ -94,6 +96,7 @@ def evaluate_run(
     *,
     out: str | Path,
     min_label_nodes: int,
+    dust_threshold_um3: float,
     gt_swc: str | Path | None = None,
     voxel_size_um: Sequence[float] | None = None,
     block_shape: Sequence[int],
@@ -114,6 +117,10 @@ def evaluate_run(
     min_label_nodes : int
         Skeleton nodes a predicted label must cover to count on a ground-truth skeleton
         (``evaluate.min_label_nodes``).
+    dust_threshold_um3 : float
+        Labels of at most this total volume, µm³, are not objects of the length metrics, in either image:
+        ``skeletonize`` drops them (``skeletonize.dust_threshold_um3``), so the metrics score the objects a
+        run reports (:func:`pipeline.metrics.blocks.objects_of`).
     gt_swc : path, optional
         A folder of ground-truth ``<label>.swc`` (µm, volume frame); None: the phantom's
         ``<store>_gt/skeletons`` when ``gt_labels`` is a local ``<store>.zarr/labels/<name>`` and it
@@ -185,7 +192,7 @@ def evaluate_run(
     with cluster() if cluster is not None else contextlib.nullcontext(client) as dask:
         return _evaluate(run, views, sweep, segmentation, gt_labels, skeletons=skeletons, gaps=gaps,
                          kind=kind, voxel_size_um=vs, shape=shape, node_dtype=node_dtype, swc_dir=swc_dir,
-                         n_joins=n_joins, table=table,
+                         n_joins=n_joins, table=table, dust_threshold_um3=dust_threshold_um3,
                          min_label_nodes=min_label_nodes, block_shape=block_shape, client=dask,
                          max_retries=max_retries, progress=progress)
 
@@ -194,8 +201,8 @@ def _evaluate(
     run: RunLayout, views: list[_View], sweep: dict[float, Path | None], segmentation: str | Path | URL,
     gt_labels: str | Path | URL, *, skeletons: dict[int, Any] | None, gaps: list[Any] | None, kind: str,
     voxel_size_um: tuple[float, ...], shape: tuple[int, ...], node_dtype: Any, swc_dir: Path | None,
-    n_joins: int | None, table: dict[int, int], min_label_nodes: int, block_shape: Sequence[int], client: Any,
-    max_retries: int, progress: bool,
+    n_joins: int | None, table: dict[int, int], dust_threshold_um3: float, min_label_nodes: int,
+    block_shape: Sequence[int], client: Any, max_retries: int, progress: bool,
 ) -> Path:
     """The two passes of :func:`evaluate_run` once its inputs are checked, and ``metrics.json``."""
     vs = voxel_size_um
@@ -222,15 +229,17 @@ def _evaluate(
     truth_stats = label_statistics(_records(state, grid, "truth", BlockLabels), volume_shape=shape)
     pred_stats = {i: label_statistics(_records(state, grid, f"b{i}", BlockLabels), volume_shape=shape)
                   for i, v in enumerate(views) if v.full}
-    lengths, pieces = _objects(run, views, pred_stats, truth_stats, tables, truth=str(gt_labels), shape=shape,
-                               block_shape=tuple(grid.block_shape), voxel_size_um=vs, client=client,
-                               max_retries=max_retries, progress=progress)
+    objects = [objects_of(t, voxel_size_um=vs, dust_threshold_um3=dust_threshold_um3) for t in tables]
+    lengths, pieces = _objects(run, views, pred_stats, truth_stats, tables, objects, truth=str(gt_labels),
+                               shape=shape, block_shape=tuple(grid.block_shape), voxel_size_um=vs,
+                               client=client, max_retries=max_retries, progress=progress)
 
     def scored(i: int) -> dict[str, Any]:
         return assemble(tables[i], kind=kind, voxel_size_um=vs, volume_shape=shape, gt_skeletons=skeletons,
                         node_labels=node_labels[i] if skeletons else None, nodes=nodes, gaps=gaps,
                         min_label_nodes=min_label_nodes, pred_lengths_um=lengths[i],
-                        true_lengths_um=lengths[-1], piece_overlaps=pieces[i])
+                        true_lengths_um=lengths[-1], piece_overlaps=pieces[i],
+                        dust_threshold_um3=dust_threshold_um3)
 
     metrics = scored(0)
     if n_joins is not None:
@@ -253,6 +262,7 @@ def _evaluate(
         "gt_swc": str(swc_dir.resolve()) if swc_dir is not None else None,
     }
     metrics["parameters"] = {"voxel_size_um": list(vs), "min_label_nodes": min_label_nodes,
+                             "dust_threshold_um3": float(dust_threshold_um3),
                              "block_shape": [int(b) for b in grid.block_shape]}
     return write_metrics_json(run.metrics_json, metrics)
 
@@ -306,20 +316,24 @@ def _block_task(block: Block, *, views: tuple[_View, ...], truth: str, state_roo
 
 def _objects(
     run: RunLayout, views: list[_View], pred_stats: dict[int, LabelStatistics], truth_stats: LabelStatistics,
-    tables: list[Contingency], *, truth: str, shape: tuple[int, ...], block_shape: tuple[int, ...],
-    voxel_size_um: tuple[float, ...], client: Any, max_retries: int, progress: bool,
+    tables: list[Contingency], objects: list[Objects], *, truth: str, shape: tuple[int, ...],
+    block_shape: tuple[int, ...], voxel_size_um: tuple[float, ...], client: Any, max_retries: int,
+    progress: bool,
 ) -> tuple[list[dict[int, float]], list[np.ndarray]]:
-    """Lengths (per view, the truth's last) and piece overlaps (per view) of the objects, by object tasks."""
+    """Lengths (per view, the truth's last) and piece overlaps (per view) of the objects that are not dust
+    (``objects``, per view), by object tasks."""
     jobs: list[tuple[int, int, tuple[int, ...], tuple[int, ...], bool, bool]] = []
     for i, stats in pred_stats.items():
         t = tables[i]
         overlapping = set(np.unique(t.pred[(t.pred != 0) & (t.true != 0)]).tolist())
+        kept = set(objects[i].pred.tolist())
         for label, (lo, hi) in stats.boxes.items():
             interior = label not in stats.border_labels
-            if interior or label in overlapping:
+            if label in kept and (interior or label in overlapping):
                 jobs.append((i, label, lo, hi, interior, label in overlapping))
+    true_kept = set(objects[0].true.tolist())
     for label, (lo, hi) in truth_stats.boxes.items():
-        if label not in truth_stats.border_labels:
+        if label not in truth_stats.border_labels and label in true_kept:
             jobs.append((-1, label, lo, hi, True, False))
     state = BlockState(run.state, "evaluate_objects")
     state.check_params({"state_format": _STATE_FORMAT}, reset=True)

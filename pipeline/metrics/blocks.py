@@ -41,6 +41,7 @@ from pipeline.metrics.length import (
 from pipeline.metrics.nodes import OUTSIDE_WARNING, check_skeletons, nodes_outside, skeleton_arrays
 from pipeline.metrics.skeleton import skeleton_metrics_from_samples
 from pipeline.metrics.voxel import contingency_table, partition_scores
+from pipeline.skeleton.teasar import dust_threshold_voxels
 
 __all__ = [
     "KINDS",
@@ -48,11 +49,13 @@ __all__ = [
     "Contingency",
     "NodeVoxels",
     "ObjectSummary",
+    "Objects",
     "assemble",
     "block_counts",
     "merge_contingency",
     "node_voxels",
     "object_summary",
+    "objects_of",
     "overlap_rows",
     "sweep_row_of",
 ]
@@ -211,6 +214,42 @@ def _sum(tables: list[Contingency]) -> Contingency:
     return Contingency(p[first], t[first], np.add.reduceat(c, first))
 
 
+@dataclass(frozen=True)
+class Objects:
+    """The objects the length metrics count in each image: the non-zero labels that are not dust.
+
+    ``pred`` and ``true`` are sorted label arrays; ``n_dust_pred`` and ``n_dust_true`` count the labels left
+    out as dust."""
+
+    pred: np.ndarray
+    true: np.ndarray
+    n_dust_pred: int
+    n_dust_true: int
+
+
+def objects_of(table: Contingency, *, voxel_size_um: Sequence[float], dust_threshold_um3: float) -> Objects:
+    """The objects of both images in a contingency table, without the dust: a label whose *total* volume is
+    at most ``dust_threshold_um3`` (µm³; 0 keeps every label) is no object, as ``skeletonize`` drops it
+    (:func:`pipeline.skeleton.blockwise.without_dust`, the same rule).
+
+    >>> t = Contingency(np.array([0, 1, 2], np.uint64), np.array([0, 5, 5], np.uint64), np.array([9, 2, 6]))
+    >>> o = objects_of(t, voxel_size_um=(1.5, 0.5, 0.5), dust_threshold_um3=1.0)  # 2 voxels: dust
+    >>> o.pred.tolist(), o.true.tolist(), o.n_dust_pred
+    ([2], [5], 1)
+    """
+    dust = dust_threshold_voxels(dust_threshold_um3, as_voxel_size(voxel_size_um))
+
+    def kept(labels: np.ndarray) -> tuple[np.ndarray, int]:
+        ids, first = np.unique(labels, return_inverse=True)
+        sizes = np.bincount(first, weights=table.counts, minlength=len(ids))
+        keep = (ids != 0) & (sizes > dust)
+        return ids[keep], int(np.count_nonzero(ids != 0) - np.count_nonzero(keep))
+
+    pred, n_pred = kept(table.pred)
+    true, n_true = kept(table.true)
+    return Objects(pred, true, n_pred, n_true)
+
+
 def overlap_rows(table: Contingency) -> np.ndarray:
     """``(true, pred, n_voxels)`` rows of the pairs of non-zero labels, as
     :func:`pipeline.metrics.length.instance_overlaps` gives them (int64 unless a label is >= 2**63)."""
@@ -284,6 +323,7 @@ def assemble(
     pred_lengths_um: Mapping[int, float],
     true_lengths_um: Mapping[int, float],
     piece_overlaps: np.ndarray,
+    dust_threshold_um3: float,
 ) -> dict[str, Any]:
     """The sections of ``metrics.json`` from the summed contributions of the blocks and objects.
 
@@ -302,8 +342,12 @@ def assemble(
     pred_lengths_um, true_lengths_um : mapping of int to float
         Lengths of the objects that do not touch the volume border.
     piece_overlaps : ndarray, shape (K, 3)
-        ``(true_label, piece_id, n_voxels)`` rows of every predicted object's pieces
-        (:func:`object_summary`).
+        ``(true_label, piece_id, n_voxels)`` rows of the pieces of every predicted object that is not dust
+        (:func:`object_summary`, :func:`objects_of`).
+    dust_threshold_um3 : float
+        The ``length`` section counts only the objects of :func:`objects_of`: labels of at most this total
+        volume (µm³), in either image, are not instances, as ``skeletonize`` gives them no skeleton and no
+        row in ``lengths.csv`` (``skeletonize.dust_threshold_um3``; 0 counts every label).
 
     Returns
     -------
@@ -334,11 +378,16 @@ def assemble(
                                         min_label_nodes)
         section["n_nodes_outside_volume"] = outside
         result["skeleton"] = section
-    pred_ids, true_ids = np.unique(table.pred), np.unique(table.true)
+    objects = objects_of(table, voxel_size_um=voxel_size_um, dust_threshold_um3=dust_threshold_um3)
+    rows = overlap_rows(table)
+    rows = rows[_among(rows[:, 0], objects.true) & _among(rows[:, 1], objects.pred)]
+    pred_set, true_set = set(objects.pred.tolist()), set(objects.true.tolist())
     lm = length_metrics_from_overlaps(
-        pred_ids=pred_ids[pred_ids != 0].tolist(), true_ids=true_ids[true_ids != 0].tolist(),
-        overlap_pairs=overlap_rows(table), pred_lengths_um=pred_lengths_um, true_lengths_um=true_lengths_um)
+        pred_ids=objects.pred.tolist(), true_ids=objects.true.tolist(), overlap_pairs=rows,
+        pred_lengths_um={k: v for k, v in pred_lengths_um.items() if k in pred_set},
+        true_lengths_um={k: v for k, v in true_lengths_um.items() if k in true_set})
     pieces = np.asarray(piece_overlaps).reshape(-1, 3)
+    pieces = pieces[_among(pieces[:, 0], objects.true)]
     pieces = pieces[np.lexsort((pieces[:, 1], pieces[:, 0]))]
     result["length"] = {
         "precision": lm.precision,
@@ -351,10 +400,17 @@ def assemble(
         "n_pred": lm.n_pred,
         "n_true": lm.n_true,
         "n_matched": len(lm.matches),
+        "n_dust_pred": objects.n_dust_pred,
+        "n_dust_true": objects.n_dust_true,
         "pred_lengths_um": {str(k): v for k, v in lm.pred_lengths_um.items()},
         "true_lengths_um": {str(k): v for k, v in lm.true_lengths_um.items()},
     }
     return result
+
+
+def _among(labels: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Which of ``labels`` (non-negative, any integer type) are in ``kept`` (uint64), exactly for any id."""
+    return np.isin(np.asarray(labels).astype(np.uint64), np.asarray(kept, dtype=np.uint64))
 
 
 def _skeleton_section(

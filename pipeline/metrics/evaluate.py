@@ -18,10 +18,19 @@ import networkx as nx
 import numpy as np
 
 from pipeline._checks import as_voxel_size, check_array, check_same_shape
-from pipeline.metrics.blocks import KINDS, assemble, block_counts, node_voxels, object_summary, sweep_row_of
+from pipeline.metrics.blocks import (
+    KINDS,
+    assemble,
+    block_counts,
+    node_voxels,
+    object_summary,
+    objects_of,
+    sweep_row_of,
+)
 from pipeline.metrics.config import MIN_LABEL_NODES
 from pipeline.metrics.length import _border_labels, object_boxes
 from pipeline.metrics.nodes import check_min_label_nodes
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3
 
 __all__ = ["KINDS", "evaluate_arrays", "sweep_row"]
 
@@ -35,6 +44,7 @@ def evaluate_arrays(
     gt_skeletons: Mapping[int, nx.Graph] | Sequence[nx.Graph] | None = None,
     gaps: Sequence[Any] | None = None,
     min_label_nodes: int = MIN_LABEL_NODES,
+    dust_threshold_um3: float = DEFAULT_DUST_THRESHOLD_UM3,
 ) -> dict[str, Any]:
     """Every metric of a segmentation against ground truth, as the sections of ``metrics.json``.
 
@@ -55,6 +65,10 @@ def evaluate_arrays(
         on their skeleton, e.g. cut by the volume border, are counted as ``n_gaps_unscorable``).
     min_label_nodes : int
         Nodes a predicted label must cover on a skeleton to count there (:mod:`pipeline.metrics.skeleton`).
+    dust_threshold_um3 : float
+        Labels of at most this total volume (µm³), in either image, are not objects of the ``length``
+        section, as ``skeletonize`` reports none of them (``skeletonize.dust_threshold_um3``; 0: every
+        label is an object, the paper's definition).
 
     Returns
     -------
@@ -82,8 +96,12 @@ def evaluate_arrays(
     pred_border = set(_border_labels(pred).tolist())
     true_border = set(_border_labels(true).tolist())
     overlapping = set(counts.table.pred[(counts.table.pred != 0) & (counts.table.true != 0)].tolist())
+    objects = objects_of(counts.table, voxel_size_um=vs, dust_threshold_um3=dust_threshold_um3)
+    pred_kept, true_kept = set(objects.pred.tolist()), set(objects.true.tolist())
     pred_lengths, pieces = {}, []
     for label, box in object_boxes(pred).items():
+        if label not in pred_kept:
+            continue
         raster, where = _voxels(pred, box, label)
         summary = object_summary(raster, label, volume_shape=pred.shape, voxel_size_um=vs,
                                  length=label not in pred_border,
@@ -93,12 +111,14 @@ def evaluate_arrays(
         pieces.append(summary.pieces)
     true_lengths = {label: object_summary(_voxels(true, box, label)[0], label, volume_shape=true.shape,
                                           voxel_size_um=vs, length=True).length_um
-                    for label, box in object_boxes(true).items() if label not in true_border}
+                    for label, box in object_boxes(true).items()
+                    if label not in true_border and label in true_kept}
     return assemble(
         counts.table, kind=kind, voxel_size_um=vs, volume_shape=pred.shape, gt_skeletons=gt_skeletons,
         node_labels=counts.node_labels, nodes=nodes, gaps=gaps, min_label_nodes=min_label_nodes,
         pred_lengths_um=pred_lengths, true_lengths_um=true_lengths,
         piece_overlaps=np.concatenate(pieces) if pieces else np.zeros((0, 3), np.int64),
+        dust_threshold_um3=dust_threshold_um3,
     )
 
 

@@ -118,8 +118,11 @@ LENGTH_ROWS = (
         "earth mover's distance between the length distributions (interior objects)",
     ),
     MetricRow("ssmd", "SSMD", "{:.3f}", "|μ_pred − μ_true| / √(σ_pred² + σ_true²) of the lengths"),
-    MetricRow("n_pred", "Predicted objects", "{:d}", "all, border objects included"),
-    MetricRow("n_true", "True objects", "{:d}", "all, border objects included"),
+    MetricRow("n_pred", "Predicted objects", "{:d}",
+              "border objects included, dust (no row in lengths.csv) left out"),
+    MetricRow("n_true", "True objects", "{:d}", "border objects included, dust left out"),
+    MetricRow("n_dust_pred", "Predicted dust", "{:d}",
+              "labels of at most skeletonize.dust_threshold_um3, not counted as objects"),
 )
 
 #: Columns of the per-neuron table (``metrics["skeleton"]["per_neuron"]``): key, header, format.
@@ -159,6 +162,7 @@ METRICS_SCHEMA = {
         *(r.key for r in LENGTH_ROWS),
         "ssmd_signed",
         "n_matched",
+        "n_dust_true",
         "pred_lengths_um",
         "true_lengths_um",
     ),

@@ -25,6 +25,7 @@ from pipeline.io.phantom import write_phantom
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.model import UNet
 from pipeline.segment.config import SegmentConfig
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3 as DUST_UM3
 from pipeline.synth import PhantomParams
 from tests.conftest import upload
 from tests.flows.test_cli import run_cli
@@ -62,7 +63,8 @@ def test_a_raw_image_on_s3_is_segmented_and_scored_exactly_as_its_local_copy(s3,
         )
         done = segment_raw(config.segment, inputs=check_run(config), max_retries=0, progress=False)
         metrics = evaluate_run(done.segmentation, config.evaluate.gt_labels, out=tmp_path / name,
-                               min_label_nodes=10, block_shape=EVAL_BLOCK, max_retries=0)
+                               min_label_nodes=10,
+                               dust_threshold_um3=DUST_UM3, block_shape=EVAL_BLOCK, max_retries=0)
         results[name] = {
             "arrays": [open_image(p).array[...]
                        for p in (done.affinities, done.fragments, done.segmentation)],

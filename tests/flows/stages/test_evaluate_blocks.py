@@ -18,6 +18,7 @@ from pipeline.io.phantom import read_phantom_truth, write_phantom
 from pipeline.io.report import read_metrics_json
 from pipeline.io.skeletons import read_swc_folder
 from pipeline.metrics.evaluate import evaluate_arrays, sweep_row
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3 as DUST_UM3
 from pipeline.synth import PhantomParams
 
 VS = (1.5, 0.5, 0.5)
@@ -73,7 +74,8 @@ def _sections(path) -> dict:
 def test_block_by_block_gives_the_whole_volume_metrics(case, block_shape, tmp_path):
     _, seg, gt_path, pred, gt, _, expected = case
     n_blocks = int(np.prod([-(-n // min(b, n)) for n, b in zip(gt.shape, block_shape, strict=True)]))
-    path = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10, block_shape=block_shape,
+    path = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10,
+                        dust_threshold_um3=DUST_UM3, block_shape=block_shape,
                         max_retries=0)
     assert _sections(path) == expected
     got = json.loads(path.read_text())
@@ -87,7 +89,8 @@ def test_block_by_block_gives_the_whole_volume_metrics(case, block_shape, tmp_pa
 def test_the_exact_ground_truth_scores_perfect_block_by_block(case, tmp_path):
     root, _, gt_path, _, gt, _, _ = case
     kind = root.name.rstrip("0123456789")
-    path = evaluate_run(gt_path, gt_path, out=tmp_path / "run", min_label_nodes=10, block_shape=(9, 50, 70),
+    path = evaluate_run(gt_path, gt_path, out=tmp_path / "run", min_label_nodes=10,
+                        dust_threshold_um3=DUST_UM3, block_shape=(9, 50, 70),
                         max_retries=0)
     got = read_metrics_json(path)
     assert got["voxel"]["voi_total_bits"] == 0 and got["voxel"]["adjusted_rand_index"] == 1
@@ -104,12 +107,14 @@ def test_on_a_dask_cluster_and_rerun_the_same_numbers(case, tmp_path, monkeypatc
     _, seg, gt_path, _, _, _, expected = case
     monkeypatch.setattr("flows.stages.evaluate.OBJECTS_PER_TASK", 2)  # several object tasks
     with dask_client(DaskConfig(n_workers=2, memory_limit="2GiB")) as client:
-        path = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10, block_shape=(20, 60, 60),
+        path = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10,
+                            dust_threshold_um3=DUST_UM3, block_shape=(20, 60, 60),
                             max_retries=0, client=client)
         first = path.read_text()
         assert _sections(path) == expected
     assert len(list((tmp_path / "run" / "state" / "evaluate_objects").glob("jobs-*.npz"))) > 1
-    serial = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10, block_shape=(20, 60, 60),
+    serial = evaluate_run(seg, gt_path, out=tmp_path / "run", min_label_nodes=10,
+                          dust_threshold_um3=DUST_UM3, block_shape=(20, 60, 60),
                           max_retries=0)
     assert serial.read_text() == first  # a rerun starts its scratch records anew and changes nothing
     assert OBJECTS_PER_TASK >= 100
@@ -128,6 +133,7 @@ def test_a_threshold_sweep_is_scored_block_by_block(case, tmp_path):
                                                min_label_nodes=10)
     assert len(run.swept_segmentations()) == 2
     got = json.loads(evaluate_run(run.segmentation_at(0.3), gt_path, out=run.root, min_label_nodes=10,
+                                  dust_threshold_um3=DUST_UM3,
                                   block_shape=(11, 45, 45), max_retries=0).read_text())
     table = {round(r["threshold"], 6): r for r in got["thresholds"]}
     assert sorted(table) == sorted(rows)

@@ -16,6 +16,7 @@ from pipeline.io.omezarr import create_label_image, open_image
 from pipeline.io.phantom import read_phantom_truth, write_phantom
 from pipeline.io.skeletons import read_swc_folder
 from pipeline.metrics.config import EvaluateConfig
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3 as DUST_UM3
 from pipeline.synth import PhantomParams
 
 EVAL_BLOCK = EvaluateConfig().block_shape  # the config's default
@@ -53,6 +54,7 @@ def _evaluate(root, gt_path, labels, name):
     create_label_image(seg, shape=labels.shape, chunks=(32, 128, 128), voxel_size_um=VS, overwrite=True)
     open_image(seg, mode="r+").array[...] = labels
     return json.loads(evaluate_run(seg, gt_path, out=root / name, min_label_nodes=10,
+                                   dust_threshold_um3=DUST_UM3,
                                    block_shape=EVAL_BLOCK, max_retries=0).read_text())
 
 

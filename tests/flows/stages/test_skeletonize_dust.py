@@ -37,12 +37,12 @@ def run(labels, out, dust, **kwargs):
 
 def test_specks_go_and_larger_objects_stay(labels, tmp_path):
     assert DEFAULT_DUST_THRESHOLD_UM3 == SkeletonizeConfig().dust_threshold_um3
-    out = run(labels, tmp_path / "run", DEFAULT_DUST_THRESHOLD_UM3)  # 2 µm³: at most 5 voxels are dust
+    out = run(labels, tmp_path / "run", DEFAULT_DUST_THRESHOLD_UM3)  # 5 µm³: at most 13 voxels are dust
     rows = {r.label: r for r in read_lengths_csv(out.lengths_csv)}
     assert sorted(rows) == [3, 9] and rows[9].n_voxels == 16
     swc = read_swc_folder(out.swc_dir)
     assert 7 not in swc and 3 in swc and 9 in swc
-    assert json.loads(out.params_json.read_text())["dust_threshold_um3"] == 2.0
+    assert json.loads(out.params_json.read_text())["dust_threshold_um3"] == 5.0
     keep_all = run(labels, tmp_path / "all", 0.0)
     assert sorted(r.label for r in read_lengths_csv(keep_all.lengths_csv)) == [3, 7, 9]
     above = run(labels, tmp_path / "big", 6.0)  # the lump's volume exactly: dust too

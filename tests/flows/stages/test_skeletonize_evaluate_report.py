@@ -21,6 +21,7 @@ from pipeline.io.skeletons import read_lengths_csv, read_precomputed_skeletons, 
 from pipeline.metrics.config import EvaluateConfig
 from pipeline.metrics.evaluate import evaluate_arrays
 from pipeline.skeleton import BlockSkeletons, OnePiecePlan, object_table
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3 as DUST_UM3
 from pipeline.skeleton.config import SkeletonizeConfig
 from pipeline.synth import AISParams, PhantomParams
 from tests.flows.test_cli import run_cli
@@ -169,7 +170,7 @@ def test_skeletonize_resumes_and_refuses_to_overwrite(phantom, tmp_path):
 
 def test_evaluate_finds_the_phantom_skeletons_and_sees_the_errors(phantom, tmp_path):
     root, gt_path, seg_path, gt, seg = phantom
-    path = evaluate_run(seg_path, gt_path, out=tmp_path, min_label_nodes=10,
+    path = evaluate_run(seg_path, gt_path, out=tmp_path, min_label_nodes=10, dust_threshold_um3=DUST_UM3,
                         block_shape=EVAL_BLOCK, max_retries=0)
     metrics = json.loads(path.read_text())
     assert metrics["inputs"]["gt_swc"].endswith("volume_gt/skeletons")
@@ -189,7 +190,8 @@ def test_report_of_a_run(phantom, tmp_path):
     root, gt_path, seg_path, gt, seg = phantom
     run = tmp_path / "run"
     skeletonize_volume(seg_path, out=run, block_shape=(32, 128, 128), progress=False)
-    evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10, block_shape=EVAL_BLOCK, max_retries=0)
+    evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10,
+                 dust_threshold_um3=DUST_UM3, block_shape=EVAL_BLOCK, max_retries=0)
     written = report_run(run, raw=root / "volume.zarr", figures=False)
     page = written["html"].read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2
@@ -209,6 +211,7 @@ def test_report_of_a_run(phantom, tmp_path):
     assert "Threshold sweep" in page and "segmentation_t0.7.zarr" in page and "VOI split (bits)" not in page
     # ... and with ground truth each threshold's VOI, ERL, splits and merges, as the full evaluation has them
     metrics = json.loads(evaluate_run(seg_path, gt_path, out=run, min_label_nodes=10,
+                                      dust_threshold_um3=DUST_UM3,
                                       block_shape=EVAL_BLOCK, max_retries=0).read_text())
     rows = {row["threshold"]: row for row in metrics["thresholds"]}
     assert sorted(rows) == [0.3, 0.7]  # as users write them, not float32's 0.30000001192092896
@@ -236,11 +239,13 @@ def test_errors_name_the_input(phantom, tmp_path):
     small = tmp_path / "small.zarr"
     create_label_image(small, shape=(8, 64, 64), chunks=(8, 64, 64), voxel_size_um=VS)
     with pytest.raises(InputDataError, match="same \\(z, y, x\\) volume"):
-        evaluate_run(small, gt_path, out=tmp_path, min_label_nodes=10, block_shape=EVAL_BLOCK, max_retries=0)
+        evaluate_run(small, gt_path, out=tmp_path, min_label_nodes=10,
+                     dust_threshold_um3=DUST_UM3, block_shape=EVAL_BLOCK, max_retries=0)
     other = tmp_path / "other_vs.zarr"
     create_label_image(other, shape=(32, 128, 128), chunks=(16, 64, 64), voxel_size_um=(1.0, 0.5, 0.5))
     with pytest.raises(InputDataError, match="pass --voxel-size"):
-        evaluate_run(other, gt_path, out=tmp_path, min_label_nodes=10, block_shape=EVAL_BLOCK, max_retries=0)
+        evaluate_run(other, gt_path, out=tmp_path, min_label_nodes=10,
+                     dust_threshold_um3=DUST_UM3, block_shape=EVAL_BLOCK, max_retries=0)
 
 
 def test_commands_run_and_fail_cleanly(phantom, tmp_path):

@@ -15,7 +15,8 @@ from pipeline.io.blockstate import BlockState
 from pipeline.io.omezarr import create_label_image, open_image
 from pipeline.io.skeletons import read_joins_csv, read_lengths_csv, read_swc_folder
 from pipeline.metrics.config import EvaluateConfig
-from pipeline.skeleton.config import SkeletonizeConfig
+from pipeline.skeleton.config import AIS_JOIN, SkeletonizeConfig
+from pipeline.skeleton.config import DEFAULT_DUST_THRESHOLD_UM3 as DUST_UM3
 
 EVAL_BLOCK = EvaluateConfig().block_shape  # the config's default
 
@@ -137,7 +138,7 @@ def test_evaluate_scores_the_joined_objects_and_the_joins_apart(labels, tmp_path
     write_swc_files(swc, {1: _line(6.0, 5.5, 3.0, 44.5), 2: _line(6.0, 10.5, 3.0, 19.0), 3: g9})
 
     def score(out):
-        return json.loads(evaluate_run(path, gt, out=out, min_label_nodes=2,
+        return json.loads(evaluate_run(path, gt, out=out, min_label_nodes=2, dust_threshold_um3=DUST_UM3,
                                        block_shape=EVAL_BLOCK, max_retries=0, gt_swc=swc).read_text())
 
     run(path, tmp_path / "plain", join=False)
@@ -161,10 +162,32 @@ def test_evaluate_applies_only_the_joins_of_the_segmentation_it_scores(labels, t
     create_label_image(other, shape=seg.shape, chunks=(8, 24, 48), voxel_size_um=VS, dtype="uint32")
     open_image(other, mode="r+").array[...] = seg
     metrics = json.loads(evaluate_run(other, path, out=tmp_path / "run", min_label_nodes=2,
+                                      dust_threshold_um3=DUST_UM3,
                                       block_shape=EVAL_BLOCK, max_retries=0).read_text())
     assert "joins" not in metrics and metrics["voxel"]["adjusted_rand_index"] == 1.0
     # a damaged joins.csv is named, with the command that rewrites it
     (tmp_path / "run" / "joins.csv").write_text("label_a,label_b,joined_label\n3,x,3\n")
     with pytest.raises(InputDataError, match=r"joins.csv, line 2.*neurorecon skeletonize"):
-        evaluate_run(path, path, out=tmp_path / "run", min_label_nodes=2,
+        evaluate_run(path, path, out=tmp_path / "run", min_label_nodes=2, dust_threshold_um3=DUST_UM3,
                      block_shape=EVAL_BLOCK, max_retries=0)
+
+
+def test_the_ais_joins_leave_the_exact_truth_of_an_ais_phantom_alone(tmp_path):
+    """Joins never touch a correct reconstruction: the ground truth of an AIS phantom (objects apart, with
+    dropout gaps inside them but none between them), with the AIS settings (15 µm, 90°), gets no join and
+    scores perfect."""
+    from flows.stages.evaluate import evaluate_run
+    from pipeline.io.phantom import write_phantom
+    from pipeline.synth import PhantomParams
+
+    store = write_phantom(tmp_path / "ais.zarr", PhantomParams(kind="ais", seed=2), progress=False).store
+    gt = store / "labels" / "ground_truth"
+    settings = SkeletonizeConfig(join=AIS_JOIN)
+    stage.skeletonize_volume(gt, out=tmp_path / "run", settings=settings, max_retries=0, progress=False)
+    metrics = json.loads(evaluate_run(gt, gt, out=tmp_path / "run", min_label_nodes=10,
+                                      dust_threshold_um3=settings.dust_threshold_um3, block_shape=EVAL_BLOCK,
+                                      max_retries=0).read_text())
+    assert metrics["joins"]["n_joins"] == 0
+    length, skeleton = metrics["length"], metrics["skeleton"]
+    assert length["precision"] == length["recall"] == 1.0 and length["wasserstein_um"] == 0.0
+    assert skeleton["gaps_bridged"] == 1.0 and skeleton["merges_per_neuron"] == 0.0
