@@ -77,13 +77,14 @@ class JoinConfig(StrictModel):
 
 
 #: ``skeletonize.join`` for an AIS stain (volumes of kind ``ais``: one object per AIS, the objects apart):
-#: gaps up to 15 µm at up to 90° at each end. Chosen on phantoms used for neither training nor reporting
-#: (seeds 2-6, shipped ``ais`` model; 6-15 µm and 30-90° tried). On 10 unseen phantoms it raised the AIS
-#: precision from 0.81 to 0.98, bridged every dropout gap and cut the length Wasserstein distance 2.4x, at
-#: a recall of 0.97 (4 of 130 AIS joined to another) (``benchmarks/RESULTS.md``, "AIS: dust and gap
-#: joins"). ``neurorecon demo`` and
-#: ``configs/segment_phantom_ais.yaml`` use it; neurons, which touch, keep the joins off.
-AIS_JOIN = JoinConfig(enabled=True, max_gap_um=15.0, max_angle_deg=90.0)
+#: gaps up to 10 µm at up to 90° at each end. Chosen on 15 phantoms used for neither training nor reporting
+#: (seeds 2-6 and 22-31, shipped ``ais`` model; 6-15 µm and 30-90° tried): the best precision with no AIS
+#: joined to another (15 µm joined two AIS on seed 29). On 10 unseen phantoms it raised the AIS precision
+#: from 0.81 to 0.98, bridged every dropout gap and cut the length Wasserstein distance 2.9x, at a recall of
+#: 0.99 (1 of 130 AIS joined to another) (``benchmarks/RESULTS.md``, "AIS: dust and gap joins").
+#: ``neurorecon demo`` and ``configs/segment_phantom_ais.yaml`` use it; neurons, which touch, keep the joins
+#: off.
+AIS_JOIN = JoinConfig(enabled=True, max_gap_um=10.0, max_angle_deg=90.0)
 
 
 class SkeletonizeConfig(StrictModel):

@@ -174,7 +174,7 @@ def test_evaluate_applies_only_the_joins_of_the_segmentation_it_scores(labels, t
 
 def test_the_ais_joins_leave_the_exact_truth_of_an_ais_phantom_alone(tmp_path):
     """Joins never touch a correct reconstruction: the ground truth of an AIS phantom (objects apart, with
-    dropout gaps inside them but none between them), with the AIS settings (15 µm, 90°), gets no join and
+    dropout gaps inside them but none between them), with the AIS settings (``AIS_JOIN``), gets no join and
     scores perfect."""
     from flows.stages.evaluate import evaluate_run
     from pipeline.io.phantom import write_phantom
