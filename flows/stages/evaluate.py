@@ -229,7 +229,8 @@ def _evaluate(
     truth_stats = label_statistics(_records(state, grid, "truth", BlockLabels), volume_shape=shape)
     pred_stats = {i: label_statistics(_records(state, grid, f"b{i}", BlockLabels), volume_shape=shape)
                   for i, v in enumerate(views) if v.full}
-    objects = [objects_of(t, voxel_size_um=vs, dust_threshold_um3=dust_threshold_um3) for t in tables]
+    objects = {i: objects_of(tables[i], voxel_size_um=vs, dust_threshold_um3=dust_threshold_um3)
+               for i, v in enumerate(views) if v.full}  # the views scored whole (not the sweep's)
     lengths, pieces = _objects(run, views, pred_stats, truth_stats, tables, objects, truth=str(gt_labels),
                                shape=shape, block_shape=tuple(grid.block_shape), voxel_size_um=vs,
                                client=client, max_retries=max_retries, progress=progress)
@@ -238,8 +239,7 @@ def _evaluate(
         return assemble(tables[i], kind=kind, voxel_size_um=vs, volume_shape=shape, gt_skeletons=skeletons,
                         node_labels=node_labels[i] if skeletons else None, nodes=nodes, gaps=gaps,
                         min_label_nodes=min_label_nodes, pred_lengths_um=lengths[i],
-                        true_lengths_um=lengths[-1], piece_overlaps=pieces[i],
-                        dust_threshold_um3=dust_threshold_um3)
+                        true_lengths_um=lengths[-1], piece_overlaps=pieces[i], objects=objects[i])
 
     metrics = scored(0)
     if n_joins is not None:
@@ -316,12 +316,12 @@ def _block_task(block: Block, *, views: tuple[_View, ...], truth: str, state_roo
 
 def _objects(
     run: RunLayout, views: list[_View], pred_stats: dict[int, LabelStatistics], truth_stats: LabelStatistics,
-    tables: list[Contingency], objects: list[Objects], *, truth: str, shape: tuple[int, ...],
+    tables: list[Contingency], objects: dict[int, Objects], *, truth: str, shape: tuple[int, ...],
     block_shape: tuple[int, ...], voxel_size_um: tuple[float, ...], client: Any, max_retries: int,
     progress: bool,
 ) -> tuple[list[dict[int, float]], list[np.ndarray]]:
     """Lengths (per view, the truth's last) and piece overlaps (per view) of the objects that are not dust
-    (``objects``, per view), by object tasks."""
+    (``objects``, per view scored whole), by object tasks."""
     jobs: list[tuple[int, int, tuple[int, ...], tuple[int, ...], bool, bool]] = []
     for i, stats in pred_stats.items():
         t = tables[i]

@@ -323,7 +323,7 @@ def assemble(
     pred_lengths_um: Mapping[int, float],
     true_lengths_um: Mapping[int, float],
     piece_overlaps: np.ndarray,
-    dust_threshold_um3: float,
+    objects: Objects,
 ) -> dict[str, Any]:
     """The sections of ``metrics.json`` from the summed contributions of the blocks and objects.
 
@@ -344,10 +344,9 @@ def assemble(
     piece_overlaps : ndarray, shape (K, 3)
         ``(true_label, piece_id, n_voxels)`` rows of the pieces of every predicted object that is not dust
         (:func:`object_summary`, :func:`objects_of`).
-    dust_threshold_um3 : float
-        The ``length`` section counts only the objects of :func:`objects_of`: labels of at most this total
-        volume (µm³), in either image, are not instances, as ``skeletonize`` gives them no skeleton and no
-        row in ``lengths.csv`` (``skeletonize.dust_threshold_um3``; 0 counts every label).
+    objects : Objects
+        The objects of ``table`` without the dust (:func:`objects_of`): the ``length`` section counts only
+        these, as ``skeletonize`` gives dust no skeleton and no row in ``lengths.csv``.
 
     Returns
     -------
@@ -378,7 +377,6 @@ def assemble(
                                         min_label_nodes)
         section["n_nodes_outside_volume"] = outside
         result["skeleton"] = section
-    objects = objects_of(table, voxel_size_um=voxel_size_um, dust_threshold_um3=dust_threshold_um3)
     rows = overlap_rows(table)
     rows = rows[_among(rows[:, 0], objects.true) & _among(rows[:, 1], objects.pred)]
     pred_set, true_set = set(objects.pred.tolist()), set(objects.true.tolist())

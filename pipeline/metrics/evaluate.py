@@ -117,8 +117,7 @@ def evaluate_arrays(
         counts.table, kind=kind, voxel_size_um=vs, volume_shape=pred.shape, gt_skeletons=gt_skeletons,
         node_labels=counts.node_labels, nodes=nodes, gaps=gaps, min_label_nodes=min_label_nodes,
         pred_lengths_um=pred_lengths, true_lengths_um=true_lengths,
-        piece_overlaps=np.concatenate(pieces) if pieces else np.zeros((0, 3), np.int64),
-        dust_threshold_um3=dust_threshold_um3,
+        piece_overlaps=np.concatenate(pieces) if pieces else np.zeros((0, 3), np.int64), objects=objects,
     )
 
 
